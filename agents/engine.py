@@ -1,0 +1,51 @@
+"""The research engine interface: what the planner, coder and analyst roles must answer.
+
+Backends: `offline` (deterministic heuristics over building blocks, in `agents.offline`);
+more (an OpenAI-compatible endpoint, replay from a log) plug in here. The graph talks only
+to this interface.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agents.records import Candidate, Plan
+from evaluators.spec import TaskSpec
+from knowledge.records import Finding
+from sandbox.contract import EvalResult
+
+
+@dataclass
+class PlanContext:
+    spec: TaskSpec
+    round: int
+    parent: Candidate
+    candidates: list[Candidate]                    # everything evaluated or failed so far, baselines included
+    findings: list[tuple[Finding, float]] = field(default_factory=list)  # nearest findings, with distance
+    tried: set[str] = field(default_factory=set)   # genome / source hashes already proposed
+
+
+class ResearchEngine(Protocol):
+    name: str
+
+    def plan(self, context: PlanContext) -> Plan: ...
+
+    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str: ...
+
+    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int) -> tuple[Plan, str] | None:
+        """A repaired (plan, module) after a failed check, or None to give up."""
+
+    def analyze(self, candidate: Candidate, parent: Candidate | None,
+                baselines: list[Candidate]) -> tuple[str, list[Finding]]:
+        """The analysis text and the findings to remember."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The chosen engine cannot run here (missing settings); a configuration fault."""
+
+
+def make_engine(name: str, seed: int, settings=None) -> ResearchEngine:
+    if name == "offline":
+        from agents.offline.engine import OfflineEngine
+        return OfflineEngine(seed)
+    raise EngineUnavailable(f"the {name!r} research engine is not available in this build; use --llm offline")

@@ -1,0 +1,73 @@
+"""The services the graph's nodes share: task, engine, sandbox, knowledge store, recorder, limits.
+
+Built once per run by the application shell and closed over by the nodes; nothing here is
+global state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agents.engine import ResearchEngine
+from agents.events import EventLog
+from agents.recorder import Recorder
+from agents.records import Candidate
+from evaluators.harness import evaluate
+from evaluators.spec import TaskSpec
+from knowledge.store import KnowledgeStore
+from sandbox.base import Sandbox, SandboxUnavailable
+from sandbox.contract import EvalJob, EvalResult, Limits
+
+
+@dataclass
+class LoopLimits:
+    rounds: int
+    max_fix_attempts: int = 2          # how many times a failed check goes back to the coder
+    explore: float = 0.25              # chance of picking a parent at random instead of the best
+    findings_k: int = 5                # nearest findings retrieved per plan
+    check_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=120))
+    train_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=600))
+
+
+@dataclass
+class Lab:
+    run_id: str
+    run_dir: Path
+    spec: TaskSpec
+    engine: ResearchEngine
+    sandbox: Sandbox
+    store: KnowledgeStore
+    events: EventLog
+    recorder: Recorder
+    limits: LoopLimits
+    seed: int = 0
+    on_stage: Callable[[int, str], None] = lambda round, stage: None
+
+    def stage(self, round: int, stage: str) -> None:
+        self.on_stage(round, stage)
+
+    def run_job(self, candidate: Candidate, fidelity: str, attempt: int = 0) -> EvalResult:
+        """Evaluate one candidate at one fidelity; a finished job with this id is read back, not re-run."""
+        job_id = f"{candidate.id}-{fidelity}-{attempt}"
+        jobdir = self.recorder.job_dir(candidate.id, job_id)
+        finished = jobdir / "result.json"
+        if finished.is_file():
+            result = EvalResult.model_validate_json(finished.read_text())
+            self.events.emit("job_reused", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity)
+            return result
+        limits = self.limits.check_limits if fidelity == "check" else self.limits.train_limits
+        job = EvalJob(job_id=job_id, run_id=self.run_id, candidate_id=candidate.id, source=candidate.source,
+                      task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed)
+        self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
+                         sandbox=self.sandbox.name, source_hash=candidate.source_hash)
+        result = evaluate(self.sandbox, job, jobdir)
+        if result.status == "sandbox_error":    # an infrastructure fault: stop, do not blame the candidate
+            self.events.emit("sandbox_error", job_id=job_id, message=result.message)
+            raise SandboxUnavailable(result.message)
+        finished.write_text(result.model_dump_json())
+        self.recorder.save_result(candidate.id, result)
+        self.events.emit("result", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
+                         status=result.status, metrics=result.metrics, message=result.message[:2000],
+                         timings=result.timings)
+        return result

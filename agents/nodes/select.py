@@ -1,0 +1,33 @@
+"""select: start the next round and choose its parent — the best so far, or, with some probability, any."""
+from __future__ import annotations
+
+import random
+
+from agents.lab import Lab
+from agents.records import Candidate
+from agents.state import LoopState
+
+
+def rank_key(candidate: Candidate) -> tuple[float, float]:
+    """Higher accuracy first, then lower held-out loss."""
+    return (candidate.metric("accuracy") or 0.0, -(candidate.metric("heldout_loss") or float("inf")))
+
+
+def scored(candidates: list[Candidate]) -> list[Candidate]:
+    return sorted((c for c in candidates if c.metric("accuracy") is not None), key=rank_key, reverse=True)
+
+
+def make(lab: Lab):
+    def select(state: LoopState) -> LoopState:
+        round = state.get("round", 0) + 1
+        lab.stage(round, "select")
+        pool = scored(lab.recorder.load_all())
+        rng = random.Random(f"{lab.seed}:select:{round}")
+        explore = rng.random() < lab.limits.explore and len(pool) > 1
+        parent = rng.choice(pool[1:]) if explore else pool[0]
+        lab.events.emit("round_started", round=round)
+        lab.events.emit("parents_selected", round=round, parent_ids=[parent.id], explore=explore,
+                        ranking=[c.id for c in pool[:5]])
+        return {"round": round, "parent_id": parent.id, "plan": None, "candidate_id": None, "fix_attempts": 0,
+                "check_status": ""}
+    return select

@@ -1,0 +1,59 @@
+"""The `Candidate` and `Plan` records: a proposed change, and the module that implements it."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sandbox.contract import EvalResult
+
+CandidateStatus = Literal["proposed", "checked", "evaluated", "failed", "baseline"]
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+class Plan(BaseModel):
+    """What the planner proposes: a hypothesis and one change to one parent."""
+
+    title: str
+    motivation: str              # the hypothesis, in words
+    change: str                  # the kind of change, e.g. "short_conv"
+    detail: str = ""             # the change itself, e.g. "short_conv 0 -> 3"
+    expected: str = ""           # the effect the planner expects
+    parent_id: str
+    genome: dict[str, Any] | None = None   # the offline engine's exact recipe, when it has one
+    retrieved: list[str] = Field(default_factory=list)  # ids of findings the plan was grounded on
+
+
+class Candidate(BaseModel):
+    schema_version: int = 1
+    id: str
+    run_id: str
+    parent_ids: list[str] = Field(default_factory=list)
+    kind: Literal["architecture", "inference"] = "architecture"
+    task: str
+    title: str
+    motivation: str = ""
+    change: str = ""
+    source: str
+    source_hash: str = ""
+    functional_hash: str = ""
+    origin: str = ""             # which backend (and model) wrote it
+    status: CandidateStatus = "proposed"
+    evaluations: dict[str, EvalResult] = Field(default_factory=dict)
+    fitness: float | None = None
+    analysis: str = ""
+    genome: dict[str, Any] | None = None
+
+    def model_post_init(self, _context: Any) -> None:
+        if not self.source_hash:
+            self.source_hash = source_hash(self.source)
+
+    def metric(self, name: str, fidelity: str = "short") -> float | None:
+        result = self.evaluations.get(fidelity)
+        if result is None or result.status != "ok":
+            return None
+        return result.metrics.get(name)

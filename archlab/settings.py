@@ -1,0 +1,103 @@
+"""archlab's settings: one nested, validated object, loaded once from defaults, a TOML file, the environment and flags.
+
+Precedence, lowest first: defaults, `ARCHLAB_*` environment variables
+(nested with `__`, e.g. `ARCHLAB_SANDBOX__BACKEND=docker`), `--config FILE` (TOML), flags. The resolved
+copy is written to `<run>/run.json`. Nothing else in archlab reads `os.environ` for settings.
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from evaluators.tasks import TASKS
+
+
+class SandboxSettings(BaseModel):
+    backend: Literal["process", "docker"] = "process"   # where candidate code runs
+    check_seconds: float = Field(default=120, gt=0)     # wall-clock limit of a contract check
+    train_seconds: float = Field(default=600, gt=0)     # wall-clock limit of one training job
+    memory_mb: int = Field(default=4096, ge=256)        # memory limit per job
+    cpus: float = Field(default=2, gt=0)                # CPU threads / quota per job
+    gpus: int = Field(default=0, ge=0)                  # GPUs per training job (docker backend)
+    pids: int = Field(default=256, ge=16)               # process limit per job
+
+
+class LLMSettings(BaseModel):
+    backend: Literal["offline", "openai"] = "offline"   # who plans, codes and analyses
+
+
+class KnowledgeSettings(BaseModel):
+    path: Path | None = None                            # a shared store; default: <run>/knowledge
+    embedder: Literal["auto", "minilm", "hashing"] = "auto"  # auto = MiniLM when installed
+    k: int = Field(default=5, ge=1, le=50)              # findings retrieved per plan
+
+
+class LoopSettings(BaseModel):
+    max_fix_attempts: int = Field(default=2, ge=0)      # failed checks sent back to the coder per round
+    explore: float = Field(default=0.25, ge=0, le=1)    # chance of a random parent instead of the best
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARCHLAB_", env_nested_delimiter="__", extra="forbid")
+
+    task: str = "mqar"                                  # which task to research
+    rounds: int = Field(default=6, ge=1)                # rounds after the baselines
+    seed: int = 0                                       # makes the offline engine and training deterministic
+    runs_dir: Path = Path("runs")                       # where run directories go
+    task_options: dict[str, int | float | str] = Field(default_factory=dict)  # e.g. {short_steps = 200}
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(sorted(TASKS))}")
+        return value
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names it and says what is allowed."""
+
+
+def load_settings(config: Path | None = None, **flags: Any) -> Settings:
+    """Resolve settings from a TOML file, the environment and flags (None flags are ignored)."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            values = tomllib.loads(Path(config).read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"config file {config} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
+    for key, value in flags.items():
+        if value is None:
+            continue
+        section, _, field = key.partition("__")
+        if field:
+            values.setdefault(section, {})[field] = value
+        else:
+            values[key] = value
+    try:
+        settings = Settings(**values)
+        from evaluators.tasks import get_task
+        get_task(settings.task).default_spec(**dict(settings.task_options))
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+    except ValueError as exc:
+        raise SettingsError(f"task_options: {exc}") from None
+    return settings
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        lines.append(f"setting '{where}': {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(lines)

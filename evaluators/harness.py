@@ -1,0 +1,61 @@
+"""Host side of an evaluation: lay out the job, run it in a sandbox, score what came back.
+
+The trusted half of the grader lives here. Held-out targets are generated on the host and
+never written into the job directory; the sandbox returns raw predictions, which are
+validated (file size, dtype, exact shape, finite values) before the task's `score` turns
+them into the quality metric. A candidate that writes its own report, patches `json` or
+`torch`, or fakes its timer still gets the accuracy its predictions earn.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pathlib import Path
+
+from evaluators.tasks import get_task
+from sandbox.base import Sandbox, write_job
+from sandbox.contract import EvalJob, EvalResult
+
+TRAINING_FIDELITIES = ("short", "full")
+PREDICTIONS_MAX_BYTES = 64 * 1024 * 1024
+
+
+def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
+    """Run `job` in `sandbox` under `jobdir` and return its result with host-computed metrics."""
+    task = get_task(job.task.name)
+    write_job(job, jobdir)
+    targets = None
+    if job.fidelity in TRAINING_FIDELITIES:
+        inputs, targets = task.heldout(job.task)
+        for name, array in inputs.items():
+            np.save(jobdir / "inputs" / f"heldout_{name}.npy", array, allow_pickle=False)
+    result = sandbox.run(job, jobdir)
+    if result.status != "ok" or targets is None:
+        return result
+    return _score(task, job, result, jobdir / "out" / "predictions.npy", targets)
+
+
+def _score(task, job: EvalJob, result: EvalResult, path: Path, targets: np.ndarray) -> EvalResult:
+    problem = None
+    predictions = None
+    expected = task.expected_prediction_shape(job.task)
+    if not path.is_file():
+        problem = "the job finished but wrote no held-out predictions"
+    elif path.stat().st_size > PREDICTIONS_MAX_BYTES:
+        problem = f"predictions.npy is {path.stat().st_size} bytes, over the limit"
+    else:
+        try:
+            predictions = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            problem = f"predictions.npy could not be read as a plain array: {exc}"
+    if predictions is not None and problem is None:
+        if predictions.dtype.kind != "f":
+            problem = f"predictions have dtype {predictions.dtype}; expected floating point"
+        elif tuple(predictions.shape) != expected:
+            problem = f"predictions have shape {tuple(predictions.shape)}; expected {expected}"
+        elif not np.isfinite(predictions).all():
+            problem = "the trained model produced NaN or inf outputs on held-out inputs; stabilise training"
+    if problem is not None:
+        return result.model_copy(update={"status": "invalid", "message": problem})
+    metrics = {**result.metrics, **task.score(job.task, predictions.astype(np.float64), targets)}
+    return result.model_copy(update={"metrics": metrics})

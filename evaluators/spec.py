@@ -1,0 +1,39 @@
+"""The `TaskSpec` record: what a task is, its shapes and its budgets per fidelity.
+
+A candidate's `build_model(spec)` receives this object, so its field names are part of the
+candidate contract (`spec.vocab_size`, `spec.seq_len`, `spec.d_model` hint, ...).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Fidelity = Literal["check", "proxy", "short", "full", "bench"]
+Family = Literal["sequence", "vision", "decoding"]
+
+
+class Budget(BaseModel):
+    """How much training one fidelity gets."""
+
+    steps: int = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    warmup_frac: float = Field(default=0.1, ge=0, le=1)
+
+
+class TaskSpec(BaseModel):
+    """A task as the candidate and the evaluator see it."""
+
+    schema_version: int = 1
+    name: str
+    family: Family
+    vocab_size: int = Field(default=0, ge=0)
+    seq_len: int = Field(default=0, ge=0)
+    num_classes: int = Field(default=0, ge=0)
+    data: dict[str, int | float | str] = Field(default_factory=dict)  # task-specific data recipe
+    seed: int = 0
+    heldout_size: int = Field(default=256, ge=1)
+    max_params: int = Field(default=2_000_000, ge=1)  # check refuses models above this
+    budgets: dict[str, Budget] = Field(default_factory=dict)

@@ -1,0 +1,121 @@
+"""The `Sandbox` protocol and what every backend shares: the job directory and reading results back.
+
+A job directory on the host holds `job.json`, `inputs/` (the candidate and held-out inputs,
+read-only to the job) and `out/` (the only place the job may write). Backends differ in how
+they run `python -m sandbox.runner` over it; they all classify the outcome the same way here.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import math
+import threading
+from pathlib import Path
+from typing import IO, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from sandbox.contract import EvalJob, EvalResult, Status
+
+LOG_TAIL_BYTES = 16_384      # how much of stdout/stderr a result keeps
+REPORT_MAX_BYTES = 1_000_000  # a larger report.json is refused unread
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Runs one job in isolation and returns its classified result. Never raises for candidate faults."""
+
+    name: str
+
+    def run(self, job: EvalJob, jobdir: Path) -> EvalResult: ...
+
+
+class SandboxUnavailable(RuntimeError):
+    """The backend cannot run anything here (engine down, image missing): an infrastructure fault."""
+
+
+def write_job(job: EvalJob, jobdir: Path) -> None:
+    """Lay out `jobdir` for a job; the caller may add held-out inputs to `inputs/` afterwards."""
+    (jobdir / "inputs").mkdir(parents=True, exist_ok=True)
+    (jobdir / "out").mkdir(exist_ok=True)
+    (jobdir / "inputs" / "candidate.py").write_text(job.source)
+    (jobdir / "job.json").write_text(job.model_dump_json())
+
+
+class TailBuffer:
+    """Keeps the last `limit` bytes of a stream, so a flooding candidate cannot flood memory."""
+
+    def __init__(self, limit: int = LOG_TAIL_BYTES):
+        self.limit = limit
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        self.total += len(data)
+        while self.size - len(self.chunks[0]) >= self.limit:
+            self.size -= len(self.chunks.popleft())
+
+    def text(self) -> str:
+        data = b"".join(self.chunks)[-self.limit:]
+        prefix = f"[... {self.total - len(data)} earlier bytes dropped ...]\n" if self.total > len(data) else ""
+        return prefix + data.decode("utf-8", errors="replace")
+
+    def drain(self, stream: IO[bytes]) -> threading.Thread:
+        def pump() -> None:
+            for chunk in iter(lambda: stream.read(65536), b""):
+                self.feed(chunk)
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        return thread
+
+
+class RunnerReport(BaseModel):
+    """What the runner may claim; anything outside these bounds is refused."""
+
+    status: Status
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
+    message: str = Field(default="", max_length=20_000)
+    environment: dict[str, str] = Field(default_factory=dict, max_length=32)
+    curve: list[float] = Field(default_factory=list, max_length=2000)
+    traceback: str = Field(default="", max_length=20_000)
+    timings: dict[str, float] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, number in value.items():
+            if not math.isfinite(number) or abs(number) > 1e18:
+                raise ValueError(f"metric {key}={number} is not a finite number in range")
+        return value
+
+
+def read_report(out: Path) -> tuple[RunnerReport | None, str]:
+    """The validated report, or None and why it could not be believed."""
+    path = out / "report.json"
+    if not path.is_file():
+        return None, "the runner wrote no report"
+    if path.stat().st_size > REPORT_MAX_BYTES:
+        return None, f"report.json is {path.stat().st_size} bytes, over the {REPORT_MAX_BYTES} limit"
+    try:
+        return RunnerReport.model_validate(json.loads(path.read_text())), ""
+    except (ValueError, ValidationError) as exc:
+        return None, f"report.json failed validation: {str(exc)[:500]}"
+
+
+def result_from_report(job: EvalJob, report: RunnerReport, log_tail: str, timings: dict[str, float]) -> EvalResult:
+    message = report.message
+    if report.traceback:
+        message = f"{message}\n{report.traceback}".strip()
+    return EvalResult(job_id=job.job_id, candidate_id=job.candidate_id, fidelity=job.fidelity,
+                      status=report.status, metrics=dict(report.metrics), message=message, log_tail=log_tail,
+                      curve=[v for v in report.curve if math.isfinite(v)],
+                      timings={**report.timings, **timings}, environment=dict(report.environment))
+
+
+def failure(job: EvalJob, status: Status, message: str, log_tail: str = "",
+            timings: dict[str, float] | None = None) -> EvalResult:
+    return EvalResult(job_id=job.job_id, candidate_id=job.candidate_id, fidelity=job.fidelity,
+                      status=status, message=message, log_tail=log_tail, timings=timings or {})

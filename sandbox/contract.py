@@ -1,0 +1,63 @@
+"""The records that cross the sandbox wall: `EvalJob` in, `EvalResult` out.
+
+`EvalResult.status` is the whole story of a job: a timeout, an OOM or a crash is a value
+here with a message a coder can act on, never an exception the caller has to parse.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from evaluators.spec import Fidelity, TaskSpec
+
+Status = Literal["ok", "invalid", "error", "timeout", "oom", "killed", "sandbox_error"]
+
+
+class Limits(BaseModel):
+    """Resources one job may use."""
+
+    wall_seconds: float = Field(default=300.0, gt=0)
+    memory_mb: int = Field(default=4096, ge=64)
+    cpus: float = Field(default=2.0, gt=0)
+    gpus: int = Field(default=0, ge=0)
+    pids: int = Field(default=256, ge=8)
+    file_size_mb: int = Field(default=256, ge=1)
+
+
+class EvalJob(BaseModel):
+    """One evaluation of one candidate at one fidelity."""
+
+    job_id: str
+    run_id: str = ""
+    candidate_id: str
+    source: str
+    task: TaskSpec
+    fidelity: Fidelity
+    limits: Limits = Field(default_factory=Limits)
+    seed: int = 0
+
+    @property
+    def source_hash(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+
+class EvalResult(BaseModel):
+    """What came back from a job, classified."""
+
+    schema_version: int = 1
+    job_id: str
+    candidate_id: str
+    fidelity: Fidelity
+    status: Status
+    metrics: dict[str, float] = Field(default_factory=dict)
+    curve: list[float] = Field(default_factory=list)  # training loss, sampled evenly over the steps
+    message: str = ""  # for failures: what went wrong and what to change
+    log_tail: str = ""
+    timings: dict[str, float] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
