@@ -130,8 +130,9 @@ def _fmt(value: float | None, pattern: str) -> str:
 def _print_table(run_dir: Path) -> None:
     from agents.recorder import load_candidates
     table = Table("id", "parent", "change", "accuracy", "loss", "params", "status", title=f"candidates of {run_dir.name}")
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for c in load_candidates(run_dir):
-        change = c.title.split(": ", 1)[-1] if c.parent_ids else c.title
+        change = c.title.split(": ", 1)[-1] if c.parent_ids else "baseline"
         params = c.metric("params") or c.metric("params", "check")
         table.add_row(c.id, ", ".join(c.parent_ids) or "-", change, _fmt(c.metric("accuracy"), ".3f"),
                       _fmt(c.metric("heldout_loss"), ".3f"), _fmt(params, ",.0f"), c.status)

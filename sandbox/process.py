@@ -53,6 +53,16 @@ def namespace_prefix() -> tuple[str, ...]:
     return tuple(base) if probe.returncode == 0 else ()
 
 
+def process_capabilities() -> frozenset[str]:
+    """What this machine lets the process backend enforce (the conformance suite reads this)."""
+    found = set()
+    if namespace_prefix():
+        found |= {"no_network", "pid_namespace"}
+    if os.geteuid() != 0 or (CGROUP_PIDS / "cgroup.procs").exists() or Path("/sys/fs/cgroup/cgroup.procs").exists():
+        found.add("pid_limit")
+    return frozenset(found)
+
+
 class PidsCgroup:
     """A cgroup-v1/v2 pids group for one job: caps processes even for root, and kills them all at the end."""
 
@@ -124,6 +134,7 @@ class ProcessSandbox:
 
     def __init__(self, python: str | None = None):
         self.python = python or sys.executable
+        self.capabilities = process_capabilities()
 
     def _preexec(self, job: EvalJob, cgroup: PidsCgroup):
         limits = job.limits

@@ -16,6 +16,12 @@ import time
 import traceback
 from pathlib import Path
 
+# bound before the candidate is imported, so a candidate that patches json.dumps or the timer
+# does not change what the runner writes (the host still trusts none of it beyond validation)
+_dumps = json.dumps
+_clock = time.perf_counter
+_replace = os.replace
+
 TRACE_CHARS = 3000  # traceback tail kept in a report
 
 
@@ -31,8 +37,8 @@ def _candidate_trace(exc: BaseException) -> str:
 
 def _write_report(out: Path, report: dict) -> None:
     tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report))
-    os.replace(tmp, out / "report.json")
+    tmp.write_text(_dumps(report))
+    _replace(tmp, out / "report.json")
 
 
 def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
@@ -57,7 +63,7 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
         environment["gpu_name"] = torch.cuda.get_device_name(0)
     report: dict = {"status": "ok", "metrics": {}, "message": "", "environment": environment, "curve": []}
     task = get_task(spec.name)
-    started = time.perf_counter()
+    started = _clock()
     try:
         module = fidelities.load_candidate(Path(inputs_dir) / "candidate.py")
         model = fidelities.build(module, spec, seed)
@@ -88,7 +94,7 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
         else:
             report.update(status="error", message=f"{type(exc).__name__}: {text[:500]}")
         report["traceback"] = _candidate_trace(exc)
-    report["timings"] = {"runner_seconds": time.perf_counter() - started}
+    report["timings"] = {"runner_seconds": _clock() - started}
     _write_report(out, report)
     return 0
 

@@ -12,7 +12,7 @@ def make(lab: Lab):
     def baselines(state: LoopState) -> LoopState:
         tried = list(state.get("tried", []))
         for name, (genome, source) in BASELINES.items():
-            cid = f"b-{name.split("_")[0]}"
+            cid = f"b-{name.split('_')[0]}"
             lab.stage(0, f"baseline {name}")
             candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"baseline: {name}",
                                   motivation="reference architecture", change="baseline", source=source,

@@ -52,7 +52,7 @@ class OfflineEngine:
                 if delta is not None:
                     weights[candidate.change] *= 1.5 if delta > NOISE else (0.7 if delta < -NOISE else 0.9)
         for finding, distance in context.findings:
-            kind = _change_of(finding)
+            kind = finding.change
             if kind not in weights:
                 continue
             closeness = max(0.0, 1.0 - distance)      # nearer findings weigh more
@@ -147,7 +147,3 @@ def _last_result(candidate: Candidate) -> EvalResult | None:
 
 def _detail(candidate: Candidate) -> str:
     return re.sub(r"^[^:]*:\s*", "", candidate.title)
-
-
-def _change_of(finding: Finding) -> str:
-    return finding.change

@@ -1,0 +1,26 @@
+# The two commands of the README. Each creates (or reuses) the project virtual environment and installs what it needs.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ROUNDS ?= 6
+
+.PHONY: run test install clean-runs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned, so nothing pulls a multi-GB CUDA build where a CPU wheel is at hand
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q "torch>=2.4,<3"
+	$(PY) -m pip install -q -e ".[embed,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/archlab run --task mqar --rounds $(ROUNDS)
+
+test: install
+	$(PY) -m pytest -q -rs
+
+clean-runs:
+	rm -rf runs/*/
