@@ -1,0 +1,99 @@
+"""End to end through the real CLI: a 2-round offline run with tiny budgets, then show, runs and eval."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARCHLAB = [sys.executable, "-m", "archlab.cli"]
+TINY = {"ARCHLAB_TASK_OPTIONS": json.dumps({"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 150}),
+        "ARCHLAB_KNOWLEDGE__EMBEDDER": "hashing"}
+
+
+def archlab(*args, env=None, timeout=300):
+    full_env = {**os.environ, **TINY, **(env or {}), "COLUMNS": "200"}
+    return subprocess.run([*ARCHLAB, *args], capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    proc = archlab("run", "--task", "mqar", "--rounds", "2", "--seed", "3", "--runs-dir", str(runs))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_dir = next(runs.iterdir())
+    return runs, run_dir, proc.stdout
+
+
+def test_run_prints_id_first_and_ends_with_the_table(finished_run):
+    runs, run_dir, out = finished_run
+    first = out.strip().splitlines()[0]
+    assert first.startswith(f"run {run_dir.name}") and str(run_dir) in first
+    for column in ("id", "parent", "change", "accuracy", "loss", "params", "status"):
+        assert column in out
+    assert "c001" in out and "c002" in out and "b-mlp" in out
+    assert f"run written to {run_dir}" in out.replace("\n", "")
+
+
+def test_run_directory_holds_everything(finished_run):
+    runs, run_dir, _ = finished_run
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["settings"]["rounds"] == 2 and record["settings"]["seed"] == 3
+    assert (run_dir / "checkpoints.sqlite").stat().st_size > 0
+    assert (run_dir / "knowledge").is_dir()
+    for cid in ("b-softmax", "b-linear", "b-mlp", "c001", "c002"):
+        directory = run_dir / "candidates" / cid
+        assert (directory / "candidate.py").is_file() and (directory / "result.json").is_file()
+        assert (directory / "log.txt").is_file()
+    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    types = [e["type"] for e in events]
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    retrievals = [e for e in events if e["type"] == "retrieval"]
+    assert len(retrievals) >= 2 and retrievals[-1]["payload"]["finding_ids"]   # round 2 retrieves round 1's finding
+    assert sum(t == "finding" for t in types) == 2
+
+
+def test_candidates_beat_the_mlp_floor_and_analyses_cite_numbers(finished_run):
+    runs, run_dir, _ = finished_run
+    c = {p.parent.name: json.loads(p.read_text()) for p in (run_dir / "candidates").glob("*/candidate.json")}
+    mlp = c["b-mlp"]["evaluations"]["short"]["metrics"]["accuracy"]
+    soft = c["b-softmax"]["evaluations"]["short"]["metrics"]["accuracy"]
+    assert soft > mlp + 0.2                                 # attention recalls, the MLP cannot
+    for cid in ("c001", "c002"):
+        assert c[cid]["analysis"] and c[cid]["parent_ids"]
+        if c[cid]["status"] == "evaluated":
+            assert f"{c[cid]['evaluations']['short']['metrics']['accuracy']:.3f}" in c[cid]["analysis"]
+
+
+def test_show_and_runs_list_the_run(finished_run):
+    runs, run_dir, _ = finished_run
+    show = archlab("show", run_dir.name[:12], "--runs-dir", str(runs))
+    assert show.returncode == 0 and "c002" in show.stdout
+    listing = archlab("runs", "--runs-dir", str(runs))
+    assert run_dir.name in listing.stdout and "finished" in listing.stdout
+
+
+def test_eval_prints_json_for_good_and_bad_candidates(tmp_path):
+    good = archlab("eval", str(ROOT / "evaluators" / "baselines" / "softmax_attention.py"), "--task", "mqar")
+    assert good.returncode == 0, good.stderr
+    result = json.loads(good.stdout)
+    assert result["status"] == "ok" and result["metrics"]["params"] > 0
+    bad = tmp_path / "bad.py"
+    bad.write_text("def build_model(spec):\n    raise RuntimeError('nope')\n")
+    out = archlab("eval", str(bad), "--task", "mqar")
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["status"] == "error"
+
+
+def test_bad_settings_are_refused_before_anything_starts(tmp_path):
+    out = archlab("run", "--task", "nope", "--runs-dir", str(tmp_path))
+    assert out.returncode == 2 and "unknown task 'nope'" in out.stderr
+    out = archlab("run", "--rounds", "-2", "--runs-dir", str(tmp_path))
+    assert out.returncode == 2 and "rounds" in out.stderr
+    assert not any(tmp_path.iterdir())
