@@ -52,6 +52,7 @@ class EventLog:
             self.repaired_bytes = self.path.stat().st_size - valid_end
             with self.path.open("r+b") as handle:
                 handle.truncate(valid_end)
+        self.history: list[Event] = events          # every event of the run, earlier sessions included
         self.seq = events[-1].seq + 1 if events else 0
         self._handle = self.path.open("a", encoding="utf-8")
         self.listeners: list = []
@@ -62,6 +63,7 @@ class EventLog:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self.seq += 1
+        self.history.append(event)
         for listener in self.listeners:
             listener(event)
         return event

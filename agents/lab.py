@@ -1,4 +1,4 @@
-"""The services the graph's nodes share: task, engine, sandbox, knowledge store, recorder, limits.
+"""The services the graph's nodes share: task, engine, sandbox, knowledge store, recorder, limits, control.
 
 Built once per run by the application shell and closed over by the nodes; nothing here is
 global state.
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from agents.control import RunControl
 from agents.engine import ResearchEngine
 from agents.events import EventLog
 from agents.recorder import Recorder
@@ -19,6 +20,9 @@ from knowledge.store import KnowledgeStore
 from sandbox.base import Sandbox, SandboxUnavailable
 from sandbox.contract import EvalJob, EvalResult, Limits
 
+Evaluator = Callable[[Sandbox, EvalJob, Path], EvalResult]
+LOGGED_TAIL = 2000  # characters of a job's log kept in its result event
+
 
 @dataclass
 class LoopLimits:
@@ -26,6 +30,8 @@ class LoopLimits:
     max_fix_attempts: int = 2          # how many times a failed check goes back to the coder
     explore: float = 0.25              # chance of picking a parent at random instead of the best
     findings_k: int = 5                # nearest findings retrieved per plan
+    promote_fraction: float = 0.0      # top share of short results that are trained at `full`
+    review_policy: str = "never"       # never | always | before-full | new-idea
     check_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=120))
     train_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=600))
 
@@ -41,10 +47,14 @@ class Lab:
     events: EventLog
     recorder: Recorder
     limits: LoopLimits
+    control: RunControl
     seed: int = 0
     on_stage: Callable[[int, str], None] = lambda round, stage: None
+    evaluator: Evaluator = evaluate
 
     def stage(self, round: int, stage: str) -> None:
+        """Called as a node starts: a requested stop is honoured here, before any work."""
+        self.control.safe_point()
         self.on_stage(round, stage)
 
     def run_job(self, candidate: Candidate, fidelity: str, attempt: int = 0) -> EvalResult:
@@ -54,6 +64,8 @@ class Lab:
         finished = jobdir / "result.json"
         if finished.is_file():
             result = EvalResult.model_validate_json(finished.read_text())
+            if not any(e.type == "result" and e.payload.get("job_id") == job_id for e in self.events.history):
+                self._log_result(job_id, candidate, fidelity, result)   # killed between the write and the event
             self.events.emit("job_reused", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity)
             return result
         limits = self.limits.check_limits if fidelity == "check" else self.limits.train_limits
@@ -61,13 +73,18 @@ class Lab:
                       task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed)
         self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
                          sandbox=self.sandbox.name, source_hash=candidate.source_hash)
-        result = evaluate(self.sandbox, job, jobdir)
+        result = self.evaluator(self.sandbox, job, jobdir)
         if result.status == "sandbox_error":    # an infrastructure fault: stop, do not blame the candidate
             self.events.emit("sandbox_error", job_id=job_id, message=result.message)
             raise SandboxUnavailable(result.message)
         finished.write_text(result.model_dump_json())
         self.recorder.save_result(candidate.id, result)
+        self._log_result(job_id, candidate, fidelity, result)
+        return result
+
+    def _log_result(self, job_id: str, candidate: Candidate, fidelity: str, result: EvalResult) -> None:
+        logged = result.model_copy(update={"log_tail": result.log_tail[-LOGGED_TAIL:]})
         self.events.emit("result", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
                          status=result.status, metrics=result.metrics, message=result.message[:2000],
-                         timings=result.timings)
-        return result
+                         timings=result.timings, gpus=self.limits.train_limits.gpus if fidelity != "check" else 0,
+                         result=logged.model_dump())

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.contract import EvalResult
 
-CandidateStatus = Literal["proposed", "checked", "evaluated", "failed", "baseline"]
+CandidateStatus = Literal["proposed", "checked", "evaluated", "failed", "rejected", "baseline"]
 
 
 def source_hash(source: str) -> str:

@@ -14,5 +14,8 @@ class LoopState(TypedDict, total=False):
     plan: dict[str, Any] | None     # the Plan being implemented
     candidate_id: str | None        # the candidate of this round
     fix_attempts: int               # check failures sent back to the coder this round
-    check_status: str               # "ok" | "failed" | "gave_up"
+    check_status: str               # "ok" | "failed" | "gave_up" | "edited"
+    pending: str | None             # the fidelity to evaluate next ("short", "full"), None when done
+    reviewed: list[str]             # "<candidate>:<fidelity>" gates a person has already passed
+    finished: str                   # why the run ended ("" while it goes on)
     tried: list[str]                # genome / source hashes already proposed

@@ -6,7 +6,9 @@ do next. Library code below it never prints.
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -57,18 +59,123 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
     _drive(settings, run_id, run_dir, resume=False)
 
 
+def _run_settings(run_dir: Path) -> tuple[dict, Settings]:
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+        return record, Settings(**record["settings"])
+    except (ValueError, KeyError) as exc:
+        fail(f"{run_dir}/run.json cannot be loaded: {exc}", "the run directory is damaged or from another version")
+
+
 @app.command()
 def resume(run: str = typer.Argument(..., help="run id, prefix or directory"),
            runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
-    """Continue a run from its last checkpoint."""
+    """Continue a run from its last checkpoint (after a crash, a stop, or a review decision)."""
+    from archlab.session import owner_alive
     run_dir = _find(runs_dir, run)
-    record = json.loads((run_dir / "run.json").read_text())
-    try:
-        settings = Settings(**record["settings"])
-    except ValueError as exc:
-        fail(f"{run_dir}/run.json holds settings this version cannot load: {exc}")
+    record, settings = _run_settings(run_dir)
+    if owner_alive(run_dir):
+        fail(f"run {record['run_id']} is already being driven by another process",
+             f"`archlab stop {record['run_id']}` first, or wait for it")
     console.print(f"resuming run [bold]{record['run_id']}[/] in {run_dir}")
     _drive(settings, record["run_id"], run_dir, resume=True)
+
+
+@app.command()
+def stop(run: str = typer.Argument(..., help="run id, prefix or directory"),
+         runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
+    """Ask a running run to stop at its next safe point (it can be resumed)."""
+    from agents.control import STOP_FILE
+    run_dir = _find(runs_dir, run)
+    (run_dir / STOP_FILE).write_text("stop requested\n")
+    console.print(f"stop requested for {run_dir.name}; it stops after the current step")
+
+
+@app.command()
+def review(run: str = typer.Argument(..., help="run id, prefix or directory"),
+           approve: str = typer.Option(None, help="candidate id to approve"),
+           reject: str = typer.Option(None, help="candidate id to reject"),
+           edit: str = typer.Option(None, help="candidate id to edit (with --code and/or --title/--motivation)"),
+           code: Path = typer.Option(None, help="with --edit: a file holding the new module"),
+           title: str = typer.Option(None, help="with --edit: a new plan title"),
+           motivation: str = typer.Option(None, help="with --edit: a new hypothesis"),
+           note: str = typer.Option("", help="why; recorded with the decision"),
+           runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
+    """List what waits for review, or decide on it (approve, reject, edit)."""
+    from agents.events import read_events
+    from archlab.reviews import pending_reviews, write_decision
+    from archlab.session import owner_alive
+    run_dir = _find(runs_dir, run)
+    events, _ = read_events(run_dir / "events.jsonl")
+    waiting = pending_reviews(run_dir, events)
+    chosen = [(a, c) for a, c in (("approve", approve), ("reject", reject), ("edit", edit)) if c]
+    if not chosen:
+        if not waiting:
+            console.print("nothing waits for review")
+        for request in waiting:
+            plan = request.get("plan") or {}
+            console.print(f"[bold]{request['candidate_id']}[/] (round {request['round']}) before {request['fidelity']}: "
+                          f"{plan.get('title', '')}\n  hypothesis: {plan.get('motivation', '')}\n"
+                          f"  code: {run_dir / 'candidates' / request['candidate_id'] / 'candidate.py'}")
+        return
+    if len(chosen) > 1:
+        fail("give one of --approve, --reject or --edit")
+    action, candidate_id = chosen[0]
+    request = next((r for r in waiting if r["candidate_id"] == candidate_id), None)
+    if request is None:
+        fail(f"{candidate_id} is not waiting for review", f"`archlab review {run_dir.name}` lists what waits")
+    source = plan = None
+    if action == "edit":
+        if code is None and title is None and motivation is None:
+            fail("--edit needs --code FILE and/or --title / --motivation")
+        source = code.read_text() if code is not None else None
+        plan = {k: v for k, v in (("title", title), ("motivation", motivation)) if v is not None}
+    write_decision(run_dir, request, action, note, source=source, plan=plan)
+    console.print(f"{action} recorded for {candidate_id}")
+    if not owner_alive(run_dir):
+        console.print(f"no process is driving this run; `archlab resume {run_dir.name}` continues it with this decision")
+
+
+@app.command()
+def replay(run: str = typer.Argument(..., help="run id, prefix, directory, or an exported .tar.gz"),
+           reexecute: bool = typer.Option(False, "--reexecute", help="re-run the evaluations and report metric drift"),
+           runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
+    """Re-drive a run from its log and check that every decision comes out the same."""
+    from archlab import replay as replaying
+    if run.endswith(".tar.gz") and Path(run).is_file():
+        run_dir = replaying.unpack(Path(run), Path(tempfile.mkdtemp(prefix="archlab-import-")))
+    else:
+        run_dir = _find(runs_dir, run)
+    if reexecute:
+        _, settings = _run_settings(run_dir)
+        from archlab.session import make_sandbox
+        drifts, changed = replaying.reexecute(run_dir, make_sandbox(settings))
+        table = Table("job", "metric", "recorded", "re-executed", "difference", title="re-execution")
+        for d in drifts:
+            table.add_row(d.job_id, d.metric, f"{d.recorded:.6g}", f"{d.reexecuted:.6g}", f"{d.reexecuted - d.recorded:+.3g}")
+        console.print(table)
+        for line in changed:
+            console.print(f"[red]status changed[/] {line}")
+        worst = max((abs(d.reexecuted - d.recorded) for d in drifts), default=0.0)
+        console.print(f"{len(drifts)} metrics compared; largest difference {worst:.3g}; {len(changed)} status changes")
+        raise typer.Exit(1 if changed else 0)
+    report = replaying.replay(run_dir)
+    if report.ok:
+        console.print(f"[green]replay matches[/]: {report.compared} decisions compared ({report.replay_dir})")
+        return
+    console.print(f"[red]replay diverged[/] at {report.divergence}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def export(run: str = typer.Argument(..., help="run id, prefix or directory"),
+           out: Path = typer.Option(None, help="archive path (default <run-id>.tar.gz)"),
+           runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
+    """Write one archive that another machine can show and replay."""
+    from archlab.replay import export as export_run
+    run_dir = _find(runs_dir, run)
+    archive = export_run(run_dir, out or Path(f"{run_dir.name}.tar.gz"))
+    console.print(f"wrote {archive}")
 
 
 def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool) -> None:
@@ -82,19 +189,42 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool) -> None
         bar = progress.add_task("baselines", total=settings.rounds)
 
         def on_stage(round: int, stage: str) -> None:
-            progress.update(bar, completed=max(0, round - 1), description=f"round {round}/{settings.rounds} · {stage}"
-                            if round else f"round 0 · {stage}")
+            progress.update(bar, completed=min(settings.rounds, max(0, round - 1)),
+                            description=f"round {round}/{settings.rounds} · {stage}" if round else f"round 0 · {stage}")
+
+        def on_wait(pending: list[dict]) -> None:
+            for request in pending:
+                progress.console.print(f"[yellow]waiting for review[/] of {request['candidate_id']} before "
+                                       f"{request['fidelity']}: `archlab review {run_id}`")
         try:
-            with open_lab(settings, run_id, run_dir, on_stage) as lab:
-                drive(lab, resume=resume)
+            with open_lab(settings, run_id, run_dir, on_stage) as lab, _graceful_stop(lab.control):
+                outcome = drive(lab, resume=resume, poll_seconds=settings.review.poll_seconds, on_wait=on_wait)
         except SandboxUnavailable as exc:
             fail(f"the {settings.sandbox.backend} sandbox cannot run jobs: {exc}",
-                 "start the engine or use --sandbox process; then `archlab resume " + run_id + "`")
+                 f"start the engine or use --sandbox process; then `archlab resume {run_id}`")
         except EngineUnavailable as exc:
             fail(str(exc))
-        progress.update(bar, completed=settings.rounds, description="done")
+        if outcome == "finished":
+            progress.update(bar, completed=settings.rounds, description="done")
     _print_table(run_dir)
+    if outcome == "stopped":
+        console.print(f"[yellow]stopped[/]; continue with `archlab resume {run_id}`")
     console.print(f"run written to [bold]{run_dir}[/]")
+
+
+@contextmanager
+def _graceful_stop(control):
+    """First Ctrl-C / SIGTERM: stop at the next safe point. A second Ctrl-C interrupts at once."""
+    def handler(signum, frame):
+        control.request_stop(signal.Signals(signum).name)
+        errors.print("[yellow]stopping at the next safe point[/] (Ctrl-C again to interrupt now)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _find(runs_dir: Path, run: str) -> Path:

@@ -1,11 +1,14 @@
 """Wires a run together — settings to sandbox, engine, knowledge store, event log and graph — and drives it.
 
 The graph is invoked with synchronous durability and the SQLite checkpointer in the run
-directory, so a killed run resumes from its last finished node.
+directory, so a killed run resumes from its last finished node. Review interrupts are
+answered through decision files in `<run>/reviews/` (written by `archlab review` or the
+review page); a waiting run polls for them.
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sqlite3
 import time
@@ -15,12 +18,15 @@ from typing import Callable, Iterator
 
 import torch
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
 
+from agents.control import Budgets, RunControl, StopRequested
 from agents.engine import make_engine
 from agents.events import EventLog
 from agents.graph import build_graph
 from agents.lab import Lab, LoopLimits
 from agents.recorder import Recorder
+from archlab.reviews import pending_reviews, read_decision
 from archlab.runstore import create_run
 from archlab.settings import Settings
 from evaluators.tasks import get_task
@@ -30,6 +36,7 @@ from sandbox.base import Sandbox, SandboxUnavailable
 from sandbox.contract import Limits
 
 RECURSION_LIMIT = 10_000   # graph steps per invocation; a round takes about 8
+OWNER_FILE = "owner.pid"
 
 
 def make_sandbox(settings: Settings) -> Sandbox:
@@ -48,19 +55,32 @@ def job_limits(settings: Settings, seconds: float, gpus: int) -> Limits:
     return Limits(wall_seconds=seconds, memory_mb=s.memory_mb, cpus=s.cpus, gpus=gpus, pids=s.pids)
 
 
+def task_spec(settings: Settings):
+    task = get_task(settings.task)
+    return task.default_spec(**dict(settings.task_options)).model_copy(update={"seed": settings.seed})
+
+
 @contextmanager
-def open_lab(settings: Settings, run_id: str, run_dir: Path,
-             on_stage: Callable[[int, str], None] = lambda r, s: None) -> Iterator[Lab]:
-    spec = get_task(settings.task).default_spec(**dict(settings.task_options)).model_copy(update={"seed": settings.seed})
+def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[[int, str], None] = lambda r, s: None,
+             engine=None, sandbox: Sandbox | None = None, evaluator=None) -> Iterator[Lab]:
+    """The services of one run; `engine`, `sandbox` and `evaluator` override the settings (replay uses this)."""
     events = EventLog(run_dir / "events.jsonl")
+    if events.repaired_bytes:
+        events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
     store = KnowledgeStore(settings.knowledge.path or run_dir / "knowledge", make_embedder(settings.knowledge.embedder))
     limits = LoopLimits(rounds=settings.rounds, max_fix_attempts=settings.loop.max_fix_attempts,
                         explore=settings.loop.explore, findings_k=settings.knowledge.k,
+                        promote_fraction=settings.loop.promote_fraction, review_policy=settings.review.policy,
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),
                         train_limits=job_limits(settings, settings.sandbox.train_seconds, settings.sandbox.gpus))
-    lab = Lab(run_id=run_id, run_dir=run_dir, spec=spec, engine=make_engine(settings.llm.backend, settings.seed, settings),
-              sandbox=make_sandbox(settings), store=store, events=events, recorder=Recorder(run_dir, events),
-              limits=limits, seed=settings.seed, on_stage=on_stage)
+    budgets = Budgets(**settings.budget.model_dump())
+    lab = Lab(run_id=run_id, run_dir=run_dir, spec=task_spec(settings),
+              engine=engine or make_engine(settings.llm.backend, settings.seed, settings),
+              sandbox=sandbox or make_sandbox(settings), store=store, events=events,
+              recorder=Recorder(run_dir, events), limits=limits, control=RunControl(run_dir, budgets),
+              seed=settings.seed, on_stage=on_stage)
+    if evaluator is not None:
+        lab.evaluator = evaluator
     try:
         yield lab
     finally:
@@ -74,21 +94,66 @@ def start_run(settings: Settings) -> tuple[str, Path]:
     return create_run(settings.runs_dir, record)
 
 
-def drive(lab: Lab, resume: bool = False) -> dict:
-    """Run the graph to the end of its round budget; returns the final state."""
+def owner_alive(run_dir: Path) -> bool:
+    """Whether a live process is driving this run."""
+    try:
+        pid = int((run_dir / OWNER_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | None] | None = None,
+          poll_seconds: float = 1.0, on_wait: Callable[[list[dict]], None] = lambda pending: None) -> str:
+    """Run the graph until it ends, stops, or (with no way to wait) needs a review.
+
+    Returns "finished", "stopped" or "waiting". `decisions(request)` answers a review
+    interrupt or returns None to keep waiting; by default decisions are read from
+    `<run>/reviews/`.
+    """
+    (lab.run_dir / OWNER_FILE).write_text(str(os.getpid()))
+    if resume:
+        lab.control.clear()                 # a stop that ended the last session does not end this one
     connection = sqlite3.connect(lab.run_dir / "checkpoints.sqlite", check_same_thread=False)
+    decide = decisions or (lambda request: read_decision(lab.run_dir, request))
     try:
         graph = build_graph(lab, SqliteSaver(connection))
         config = {"configurable": {"thread_id": lab.run_id}, "recursion_limit": RECURSION_LIMIT}
         lab.events.emit("run_resumed" if resume else "run_started", run_id=lab.run_id, task=lab.spec.name,
                         rounds=lab.limits.rounds, engine=lab.engine.name, sandbox=lab.sandbox.name,
                         spec=lab.spec.model_dump())
+        payload = None if resume else {"round": 0, "tried": [], "reviewed": []}
         try:
-            state = graph.invoke(None if resume else {"round": 0, "tried": []}, config, durability="sync")
+            while True:
+                state = graph.invoke(payload, config, durability="sync")
+                interrupts = state.get("__interrupt__") or []
+                if not interrupts:
+                    break
+                payload = _wait_for_decision(lab, interrupts, decide, poll_seconds, on_wait)
+        except StopRequested as exc:
+            lab.events.emit("run_stopped", reason=str(exc))
+            return "stopped"
         except Exception as exc:
             lab.events.emit("run_failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        lab.events.emit("run_finished", rounds=state.get("round", 0))
-        return state
+        lab.events.emit("run_finished", rounds=state.get("round", 0), reason=state.get("finished", ""))
+        return "finished"
     finally:
         connection.close()
+        (lab.run_dir / OWNER_FILE).unlink(missing_ok=True)
+
+
+def _wait_for_decision(lab: Lab, interrupts, decide, poll_seconds: float, on_wait) -> Command:
+    request = dict(interrupts[0].value)
+    request["interrupt_id"] = interrupts[0].id
+    if not any(e.type == "review_waiting" and e.payload.get("interrupt_id") == request["interrupt_id"]
+               for e in lab.events.history):
+        lab.events.emit("review_waiting", **{k: v for k, v in request.items() if k != "source"})
+    on_wait(pending_reviews(lab.run_dir, lab.events.history))
+    while True:
+        decision = decide(request)
+        if decision is not None:
+            return Command(resume=decision)
+        lab.control.safe_point()
+        time.sleep(poll_seconds)

@@ -39,6 +39,20 @@ class KnowledgeSettings(BaseModel):
 class LoopSettings(BaseModel):
     max_fix_attempts: int = Field(default=2, ge=0)      # failed checks sent back to the coder per round
     explore: float = Field(default=0.25, ge=0, le=1)    # chance of a random parent instead of the best
+    promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of short results trained at `full` (0: none)
+
+
+class BudgetSettings(BaseModel):
+    wall_hours: float | None = Field(default=None, gt=0)    # stop starting rounds after this much wall time
+    gpu_hours: float | None = Field(default=None, gt=0)     # ... after this much GPU time in training jobs
+    llm_cost_usd: float | None = Field(default=None, gt=0)  # ... after this much LLM spend
+
+
+class ReviewSettings(BaseModel):
+    # when the graph stops for a person: never, always (before any training), before-full
+    # (before a `full` evaluation), new-idea (when a kind of change is tried for the first time)
+    policy: Literal["never", "always", "before-full", "new-idea"] = "never"
+    poll_seconds: float = Field(default=1.0, gt=0)          # how often a waiting run looks for a decision
 
 
 class Settings(BaseSettings):
@@ -53,6 +67,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     @field_validator("task")
     @classmethod

@@ -73,7 +73,7 @@ class PidsCgroup:
         root = CGROUP_PIDS if (CGROUP_PIDS / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
         if not (root / "cgroup.procs").exists():
             return
-        path = root / f"archlab-{job_id}-{uuid.uuid4().hex[:6]}"
+        path = root / f"archlab-{os.getpid()}-{job_id}-{uuid.uuid4().hex[:6]}"
         try:
             path.mkdir()
             (path / "pids.max").write_text(str(max_pids))
@@ -118,6 +118,45 @@ class PidsCgroup:
                 time.sleep(0.02)
 
 
+def sweep_leftovers() -> int:
+    """Kill and remove the pids cgroups of archlab processes that died without cleaning up; returns how many."""
+    swept = 0
+    for root in (CGROUP_PIDS, Path("/sys/fs/cgroup")):
+        if not root.is_dir() or not os.access(root, os.W_OK):
+            continue
+        for path in root.glob("archlab-*"):
+            try:
+                owner = int(path.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if _alive(owner):
+                continue
+            group = PidsCgroup.__new__(PidsCgroup)
+            group.path = path
+            group.kill_all()
+            swept += 1
+    return swept
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this child if archlab dies (even by SIGKILL), so no job outlives its run."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _limit(kind: int, value: int) -> None:
     try:
         resource.setrlimit(kind, (value, value))
@@ -135,6 +174,7 @@ class ProcessSandbox:
     def __init__(self, python: str | None = None):
         self.python = python or sys.executable
         self.capabilities = process_capabilities()
+        self.swept = sweep_leftovers()
 
     def _preexec(self, job: EvalJob, cgroup: PidsCgroup):
         limits = job.limits
@@ -142,6 +182,7 @@ class ProcessSandbox:
         address_space = (limits.memory_mb + 2048) * 1024 * 1024
 
         def setup() -> None:
+            _die_with_parent()
             cgroup.enter()
             _limit(resource.RLIMIT_AS, address_space)
             _limit(resource.RLIMIT_CPU, int(limits.wall_seconds * max(1.0, limits.cpus)) + 5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from agents.lab import Lab
 from agents.state import LoopState
+from knowledge.records import Finding
 
 
 def make(lab: Lab):
@@ -14,11 +15,17 @@ def make(lab: Lab):
         round = state["round"]
         lab.stage(round, "analyze")
         candidate = lab.recorder.load(state["candidate_id"])
-        if candidate.status not in ("evaluated", "failed"):
+        if candidate.status not in ("evaluated", "failed", "rejected"):
             candidate.status = "failed"     # never got past check
         parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
         baselines = [c for c in lab.recorder.load_all() if c.status == "baseline"]
-        text, findings = lab.engine.analyze(candidate, parent, baselines)
+        if candidate.status == "rejected":      # a person's decision is the analysis
+            text = candidate.analysis
+            findings = [Finding(id=f"{lab.run_id}-{candidate.id}-rejected", text=f"{candidate.change}: {text}",
+                                kind="failure", task=candidate.task, candidate_ids=[candidate.id],
+                                change=candidate.change)]
+        else:
+            text, findings = lab.engine.analyze(candidate, parent, baselines)
         candidate.analysis = text
         lab.recorder.save(candidate)
         lab.events.emit("analysis", round=round, candidate_id=candidate.id, status=candidate.status, text=text)
@@ -28,9 +35,3 @@ def make(lab: Lab):
             lab.events.emit("finding", round=round, **stored.model_dump())
         return {}
     return analyze
-
-
-def route_after_analyze(lab: Lab):
-    def route(state: LoopState) -> str:
-        return "select" if state["round"] < lab.limits.rounds else "__end__"
-    return route

@@ -6,6 +6,7 @@ from agents.records import Plan
 from agents.state import LoopState
 from sandbox.contract import EvalResult
 from evaluators.static_check import static_problems
+from agents.nodes.review import gate
 
 
 def make_check(lab: Lab):
@@ -26,7 +27,7 @@ def make_check(lab: Lab):
         candidate.evaluations["check"] = result
         candidate.status = "checked" if result.ok else "proposed"
         lab.recorder.save(candidate)
-        return {"check_status": "ok" if result.ok else "failed"}
+        return {"check_status": "ok" if result.ok else "failed", "pending": "short" if result.ok else None}
     return check
 
 
@@ -55,7 +56,7 @@ def make_fix(lab: Lab):
 def route_after_check(lab: Lab):
     def route(state: LoopState) -> str:
         if state.get("check_status") == "ok":
-            return "evaluate"
+            return gate(lab, state)
         if state.get("check_status") == "gave_up" or state.get("fix_attempts", 0) >= lab.limits.max_fix_attempts:
             return "analyze"
         return "fix"

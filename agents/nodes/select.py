@@ -21,6 +21,12 @@ def make(lab: Lab):
     def select(state: LoopState) -> LoopState:
         round = state.get("round", 0) + 1
         lab.stage(round, "select")
+        if round > lab.limits.rounds:
+            return {"finished": f"all {lab.limits.rounds} rounds done"}
+        exhausted = lab.control.exhausted(lab.events.history)
+        if exhausted:
+            lab.events.emit("budget_exhausted", round=round, reason=exhausted)
+            return {"finished": exhausted}
         pool = scored(lab.recorder.load_all())
         rng = random.Random(f"{lab.seed}:select:{round}")
         explore = rng.random() < lab.limits.explore and len(pool) > 1
@@ -29,5 +35,9 @@ def make(lab: Lab):
         lab.events.emit("parents_selected", round=round, parent_ids=[parent.id], explore=explore,
                         ranking=[c.id for c in pool[:5]])
         return {"round": round, "parent_id": parent.id, "plan": None, "candidate_id": None, "fix_attempts": 0,
-                "check_status": ""}
+                "check_status": "", "pending": None, "finished": ""}
     return select
+
+
+def route_after_select(state: LoopState) -> str:
+    return "__end__" if state.get("finished") else "plan"

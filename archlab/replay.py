@@ -1,0 +1,177 @@
+"""Replay: re-drive a recorded run from its log and check that every decision comes out the same.
+
+The replay runs the real graph in a fresh directory (`<run>/replays/<n>/`) with the `replay`
+engine and evaluator, answering reviews with the recorded decisions, then compares the
+decision events of both logs: parents chosen, plans, findings retrieved, job outcomes,
+promotions, reviews. `reexecute` instead re-runs every recorded evaluation in a sandbox and
+reports how each metric moved.
+"""
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from agents.events import Event, read_events
+from agents.replay import ReplayDivergence, ReplayEngine, ReplayEvaluator
+from archlab.settings import Settings
+
+# the fields of each event type that make up a decision
+DECISIONS = {
+    "parents_selected": ("round", "parent_ids", "explore"),
+    "plan": ("round", "parent_id", "change", "detail"),
+    "retrieval": ("round", "finding_ids"),
+    "result": ("job_id", "status"),
+    "promotion": ("candidate_id", "promoted"),
+    "review_decision": ("candidate_id", "fidelity", "action"),
+    "analysis": ("candidate_id", "status"),
+    "run_finished": ("rounds",),
+}
+
+
+@dataclass
+class ReplayReport:
+    replay_dir: Path
+    compared: int
+    divergence: str            # "" when every decision matched
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergence
+
+
+def decisions(events: list[Event]) -> list[tuple]:
+    """The run's decisions in order.
+
+    A node re-run after a crash logs its decisions again; every decision names its round,
+    job or candidate, so an exact repeat is that re-run, not a new decision, and is dropped.
+    """
+    found, seen = [], set()
+    for e in events:
+        if e.type in DECISIONS:
+            decision = (e.type, *(json.dumps(e.payload.get(f), sort_keys=True) for f in DECISIONS[e.type]))
+            if decision not in seen:
+                seen.add(decision)
+                found.append(decision)
+    return found
+
+
+def first_divergence(recorded: list[tuple], replayed: list[tuple]) -> str:
+    for i, (a, b) in enumerate(zip(recorded, replayed)):
+        if a != b:
+            return f"decision {i}: the log has {_show(a)}, the replay made {_show(b)}"
+    if len(recorded) != len(replayed):
+        longer, what = (recorded, "the log") if len(recorded) > len(replayed) else (replayed, "the replay")
+        return f"decision {min(len(recorded), len(replayed))}: only {what} has {_show(longer[min(len(recorded), len(replayed))])}"
+    return ""
+
+
+def _show(decision: tuple) -> str:
+    kind, *values = decision
+    fields = DECISIONS[kind]
+    return f"{kind}(" + ", ".join(f"{f}={v}" for f, v in zip(fields, values)) + ")"
+
+
+def replay(run_dir: Path) -> ReplayReport:
+    from archlab.session import drive, open_lab
+    record = json.loads((run_dir / "run.json").read_text())
+    events, _ = read_events(run_dir / "events.jsonl")
+    settings = Settings(**{**record["settings"], "knowledge": {**record["settings"].get("knowledge", {}), "path": None}})
+    replays = run_dir / "replays"
+    replays.mkdir(exist_ok=True)
+    replay_dir = replays / str(len(list(replays.iterdir())) + 1)
+    replay_dir.mkdir()
+    recorded_reviews = {(e.payload["candidate_id"], e.payload["fidelity"]): e.payload
+                        for e in events if e.type == "review_decision"}
+
+    def decide(request: dict) -> dict:
+        key = (request["candidate_id"], request["fidelity"])
+        if key not in recorded_reviews:
+            raise ReplayDivergence(f"the replay asked for a review of {key[0]} before {key[1]}, which the log never did")
+        recorded = recorded_reviews[key]
+        if recorded.get("edited_code") or recorded.get("edited_plan"):
+            path = run_dir / "reviews" / f"{key[0]}-{key[1]}.json"
+            if path.is_file():
+                return json.loads(path.read_text())
+        return {"action": recorded["action"], "note": recorded.get("note", "")}
+
+    evaluator = ReplayEvaluator(events)
+    divergence = ""
+    with open_lab(settings, record["run_id"], replay_dir, engine=ReplayEngine(events), sandbox=evaluator,
+                  evaluator=evaluator) as lab:
+        try:
+            drive(lab, decisions=decide, poll_seconds=0.01)
+        except ReplayDivergence as exc:
+            divergence = str(exc)
+        replayed = list(lab.events.history)
+    recorded_decisions, replayed_decisions = decisions(events), decisions(replayed)
+    found = first_divergence(recorded_decisions, replayed_decisions)
+    return ReplayReport(replay_dir=replay_dir, compared=min(len(recorded_decisions), len(replayed_decisions)),
+                        divergence=found or divergence)
+
+
+@dataclass
+class MetricDrift:
+    job_id: str
+    metric: str
+    recorded: float
+    reexecuted: float
+
+
+def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
+    """Re-run every recorded evaluation; returns metric drifts and jobs whose status changed."""
+    from evaluators.harness import evaluate
+    from sandbox.contract import EvalJob
+    events, _ = read_events(run_dir / "events.jsonl")
+    started = {e.payload["job_id"]: e.payload for e in events if e.type == "job_started"}
+    drifts, changed = [], []
+    spec = next(e.payload["spec"] for e in events if e.type in ("run_started", "run_resumed"))
+    for e in events:
+        if e.type != "result" or "result" not in e.payload or e.payload["job_id"] not in started:
+            continue
+        job_id = e.payload["job_id"]
+        candidate_id = e.payload["candidate_id"]
+        source = _source_for(run_dir, events, candidate_id, started[job_id]["source_hash"])
+        recorded = e.payload["result"]
+        job = EvalJob(job_id=job_id, candidate_id=candidate_id, source=source, task=spec,
+                      fidelity=e.payload["fidelity"], seed=json.loads((run_dir / "run.json").read_text())["settings"]["seed"])
+        with tempfile.TemporaryDirectory(prefix="archlab-reexec-") as tmp:
+            again = evaluate(sandbox, job, Path(tmp))
+        if again.status != recorded["status"]:
+            changed.append(f"{job_id}: {recorded['status']} -> {again.status}")
+        for metric, value in recorded["metrics"].items():
+            if metric in again.metrics and not metric.endswith("seconds"):
+                drifts.append(MetricDrift(job_id, metric, value, again.metrics[metric]))
+    return drifts, changed
+
+
+def _source_for(run_dir: Path, events: list[Event], candidate_id: str, source_hash: str) -> str:
+    from agents.records import source_hash as hash_of
+    for e in events:
+        source = e.payload.get("source")
+        if e.type in ("code", "fix") and e.payload.get("candidate_id") == candidate_id and source \
+                and hash_of(source) == source_hash:
+            return source
+    path = run_dir / "candidates" / candidate_id / "candidate.py"
+    return path.read_text()
+
+
+EXPORTED = ("run.json", "events.jsonl", "candidates/*/candidate.py", "candidates/*/candidate.json",
+            "candidates/*/result.json", "reviews/*.json")
+
+
+def export(run_dir: Path, archive: Path) -> Path:
+    """One .tar.gz holding what another machine needs to show and replay the run."""
+    with tarfile.open(archive, "w:gz") as tar:
+        for pattern in EXPORTED:
+            for path in sorted(run_dir.glob(pattern)):
+                tar.add(path, arcname=f"{run_dir.name}/{path.relative_to(run_dir)}")
+    return archive
+
+
+def unpack(archive: Path, into: Path) -> Path:
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+    return next(p for p in into.iterdir() if (p / "run.json").is_file())
