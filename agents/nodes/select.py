@@ -30,7 +30,8 @@ def make(lab: Lab):
         pool = scored(lab.recorder.load_all())
         rng = random.Random(f"{lab.seed}:select:{round}")
         explore = rng.random() < lab.limits.explore and len(pool) > 1
-        parent = rng.choice(pool[1:]) if explore else pool[0]
+        # exploring picks among the better half, not the floor: a recall-less baseline is rarely worth a round
+        parent = rng.choice(pool[1:max(2, (len(pool) + 1) // 2)]) if explore else pool[0]
         lab.events.emit("round_started", round=round)
         lab.events.emit("parents_selected", round=round, parent_ids=[parent.id], explore=explore,
                         ranking=[c.id for c in pool[:5]])

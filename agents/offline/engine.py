@@ -26,6 +26,12 @@ from sandbox.contract import EvalResult
 
 NOISE = 0.01  # accuracy differences below this are called "no clear change"
 
+# prior weight of each kind of change, from the reading list: recall lives in the sequence mixer
+# and short convolutions (H3, Based) and mixer choice (Zoology) move it most; norms and FFN
+# shape are second-order for MQAR
+PRIORS = {"short_conv": 2.5, "swap_mixer": 1.5, "feature_map": 1.2, "output_gate": 1.0, "width_depth": 1.0,
+          "heads": 0.8, "glu_ffn": 0.8, "ffn_mult": 0.6, "norm": 0.6}
+
 
 def genome_hash(genome: dict) -> str:
     return hashlib.sha256(json.dumps(validate(genome), sort_keys=True).encode()).hexdigest()[:16]
@@ -39,7 +45,7 @@ class OfflineEngine:
 
     # --- planner -------------------------------------------------------------------------
     def change_weights(self, context: PlanContext) -> dict[str, float]:
-        weights = {kind: 1.0 for kind in CHANGES}
+        weights = {kind: PRIORS.get(kind, 1.0) for kind in CHANGES}
         by_id = {c.id: c for c in context.candidates}
         for candidate in context.candidates:
             if candidate.change not in weights or not candidate.parent_ids:

@@ -1,0 +1,89 @@
+"""kill -9 a real run at random moments; after `archlab resume` nothing is lost, nothing is done twice."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from tests.runs_support import archlab, events, only_run, start, wait_for
+
+SEEDS = range(10)
+
+
+def _check_log_is_valid(run_dir):
+    raw = (run_dir / "events.jsonl").read_bytes()
+    assert raw.endswith(b"\n")
+    lines = raw.decode().splitlines()
+    parsed = [json.loads(line) for line in lines]                 # every line is whole JSON
+    assert [e["seq"] for e in parsed] == list(range(len(parsed)))
+    return parsed
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kill_at_a_random_moment_then_resume(tmp_path, seed):
+    rng = random.Random(seed)
+    proc = start("run", "--rounds", "1", "--seed", str(seed), "--runs-dir", str(tmp_path))
+    run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
+    time.sleep(rng.uniform(0.0, 14.0))
+    proc.kill()                                                   # SIGKILL: no cleanup runs
+    proc.wait()
+    proc.stdout.close()
+    finished_before = {e["payload"]["job_id"] for e in events(run_dir) if e["type"] == "result"}
+
+    resumed = archlab("resume", run_dir.name, "--runs-dir", str(tmp_path), timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    log = _check_log_is_valid(run_dir)
+    assert log[-1]["type"] == "run_finished"
+
+    results = Counter(e["payload"]["job_id"] for e in log if e["type"] == "result")
+    assert all(n == 1 for n in results.values()), results                  # no duplicated evaluation
+    started_after = [e["payload"]["job_id"] for e in log if e["type"] == "job_started"]
+    reran = {job for job in finished_before if started_after.count(job) > 1}
+    assert not reran, f"finished jobs were run again: {reran}"
+    on_disk = {p.parent.name for p in run_dir.glob("candidates/*/jobs/*/result.json")}
+    assert on_disk == set(results)                                         # no lost evaluation
+    for cid in ("b-softmax", "b-linear", "b-mlp", "c001"):
+        record = json.loads((run_dir / "candidates" / cid / "candidate.json").read_text())
+        assert record["status"] in ("baseline", "evaluated", "failed")
+    assert not (run_dir / "owner.pid").exists()
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(run_dir))]
+    assert not leftovers
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text.encode() in open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return False
+
+
+def test_stop_from_another_terminal_then_resume(tmp_path):
+    proc = start("run", "--rounds", "2", "--runs-dir", str(tmp_path))
+    run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
+    wait_for(lambda: any(e["type"] == "baseline" for e in events(run_dir)), 120)
+    stopped = archlab("stop", run_dir.name, "--runs-dir", str(tmp_path))
+    assert stopped.returncode == 0
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stopped" in out and f"archlab resume {run_dir.name}" in out
+    assert events(run_dir)[-1]["type"] == "run_stopped"
+    resumed = archlab("resume", run_dir.name, "--runs-dir", str(tmp_path), timeout=240)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    log = events(run_dir)
+    assert log[-1]["type"] == "run_finished"
+    assert sum(e["type"] == "round_started" for e in log) == 2
+
+
+def test_sigterm_stops_gracefully(tmp_path):
+    proc = start("run", "--rounds", "3", "--runs-dir", str(tmp_path))
+    run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
+    wait_for(lambda: any(e["type"] == "job_started" for e in events(run_dir)), 60)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert events(run_dir)[-1]["type"] == "run_stopped"
