@@ -77,6 +77,7 @@ class Lab:
         if result.status == "sandbox_error":    # an infrastructure fault: stop, do not blame the candidate
             self.events.emit("sandbox_error", job_id=job_id, message=result.message)
             raise SandboxUnavailable(result.message)
+        jobdir.mkdir(parents=True, exist_ok=True)
         finished.write_text(result.model_dump_json())
         self.recorder.save_result(candidate.id, result)
         self._log_result(job_id, candidate, fidelity, result)
