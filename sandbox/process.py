@@ -10,13 +10,20 @@ What it gives, wherever the OS allows:
 - new network and PID namespaces (`unshare`) when unprivileged user namespaces or root allow
   it: only a loopback interface exists, and every process the job starts, daemonised or not,
   dies with it.
-What it does not give (use the `docker` backend for these): a read-only view of the host
-filesystem — the job runs as the invoking user and can read what that user can read; a
-memory limit across processes (RLIMIT_AS is per process); a CPU quota (only CPU seconds).
+- with mount namespaces (`sandbox.confine`): the host filesystem read-only except the job's
+  output and scratch directories, home directories hidden behind a tmpfs (only the
+  interpreter, the virtual environment and the project are brought back), a private
+  /dev/shm, and every capability dropped.
+What it does not give (use the `docker` backend for these): where namespaces are not
+available, none of the above — the job then reads and writes what the invoking user can;
+even confined, it can read the rest of the host filesystem (system files, the project and
+its other runs); a memory limit across processes (RLIMIT_AS is per process); a CPU quota
+(only CPU seconds).
 """
 from __future__ import annotations
 
 import functools
+import json
 import os
 import resource
 import shutil
@@ -43,7 +50,7 @@ def namespace_prefix() -> tuple[str, ...]:
     unshare = shutil.which("unshare")
     if unshare is None:
         return ()
-    base = [unshare, "--net", "--pid", "--fork", "--kill-child"]
+    base = [unshare, "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
     if os.geteuid() != 0:
         base[1:1] = ["--user", "--map-root-user"]
     try:
@@ -53,11 +60,39 @@ def namespace_prefix() -> tuple[str, ...]:
     return tuple(base) if probe.returncode == 0 else ()
 
 
+def confine_spec(writable: list[Path]) -> str:
+    """What `sandbox.confine` keeps writable, hides and brings back, as JSON for its command line."""
+    homes = sorted({str(Path.home()), "/root", "/home"})
+    keep = sorted({str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve()), str(PROJECT_ROOT),
+                   str(Path(sys.executable).resolve().parent.parent)})
+    return json.dumps({"writable": [str(p) for p in writable], "hide": homes, "keep": keep})
+
+
+@functools.cache
+def confinement_works() -> bool:
+    """Whether jobs here can get a read-only host filesystem and hidden homes (tried once)."""
+    prefix = namespace_prefix()
+    if not prefix:
+        return False
+    scratch = Path(tempfile.mkdtemp(prefix="archlab-probe-"))
+    try:
+        probe = subprocess.run([*prefix, sys.executable, "-m", "sandbox.confine", confine_spec([scratch]), "--", "true"],
+                               capture_output=True, timeout=30, cwd=scratch,
+                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PROJECT_ROOT)})
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return probe.returncode == 0
+
+
 def process_capabilities() -> frozenset[str]:
     """What this machine lets the process backend enforce (the conformance suite reads this)."""
     found = set()
     if namespace_prefix():
         found |= {"no_network", "pid_namespace"}
+    if confinement_works():
+        found |= {"readonly_root", "hidden_home"}
     if os.geteuid() != 0 or (CGROUP_PIDS / "cgroup.procs").exists() or Path("/sys/fs/cgroup/cgroup.procs").exists():
         found.add("pid_limit")
     return frozenset(found)
@@ -174,6 +209,7 @@ class ProcessSandbox:
     def __init__(self, python: str | None = None):
         self.python = python or sys.executable
         self.capabilities = process_capabilities()
+        self.confined = "readonly_root" in self.capabilities
         self.swept = sweep_leftovers()
 
     def _preexec(self, job: EvalJob, cgroup: PidsCgroup):
@@ -207,8 +243,12 @@ class ProcessSandbox:
         out = jobdir / "out"
         scratch = Path(tempfile.mkdtemp(prefix=f"archlab-{job.job_id}-"))
         cgroup = PidsCgroup(job.job_id, job.limits.pids)
-        command = [*namespace_prefix(), self.python, "-m", "sandbox.runner",
-                   str(jobdir / "job.json"), str(jobdir / "inputs"), str(out)]
+        runner = [self.python, "-m", "sandbox.runner", str(jobdir / "job.json"), str(jobdir / "inputs"), str(out)]
+        if self.confined:
+            command = [*namespace_prefix(), self.python, "-m", "sandbox.confine", confine_spec([out, scratch]), "--",
+                       *runner]
+        else:
+            command = [*namespace_prefix(), *runner]
         tail = TailBuffer()
         started = time.perf_counter()
         timed_out = False
