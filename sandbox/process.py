@@ -154,8 +154,14 @@ class PidsCgroup:
 
 
 def sweep_leftovers() -> int:
-    """Kill and remove the pids cgroups of archlab processes that died without cleaning up; returns how many."""
+    """Remove the pids cgroups (killing what is in them) and scratch directories of archlab processes
+    that died without cleaning up; returns how many were swept."""
     swept = 0
+    for scratch in Path(tempfile.gettempdir()).glob("archlab-*-*"):
+        owner = scratch.name.split("-")[1]
+        if scratch.is_dir() and owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(scratch, ignore_errors=True)
+            swept += 1
     for root in (CGROUP_PIDS, Path("/sys/fs/cgroup")):
         if not root.is_dir() or not os.access(root, os.W_OK):
             continue
@@ -241,7 +247,7 @@ class ProcessSandbox:
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         jobdir = Path(jobdir).resolve()
         out = jobdir / "out"
-        scratch = Path(tempfile.mkdtemp(prefix=f"archlab-{job.job_id}-"))
+        scratch = Path(tempfile.mkdtemp(prefix=f"archlab-{os.getpid()}-{job.job_id}-"))
         cgroup = PidsCgroup(job.job_id, job.limits.pids)
         runner = [self.python, "-m", "sandbox.runner", str(jobdir / "job.json"), str(jobdir / "inputs"), str(out)]
         if self.confined:

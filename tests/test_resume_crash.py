@@ -5,7 +5,9 @@ import json
 import os
 import random
 import signal
+import tempfile
 import time
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -32,6 +34,7 @@ def test_kill_at_a_random_moment_then_resume(tmp_path, seed):
     time.sleep(rng.uniform(0.0, 14.0))
     proc.kill()                                                   # SIGKILL: no cleanup runs
     proc.wait()
+    dead = proc.pid
     proc.stdout.close()
     finished_before = {e["payload"]["job_id"] for e in events(run_dir) if e["type"] == "result"}
 
@@ -53,6 +56,7 @@ def test_kill_at_a_random_moment_then_resume(tmp_path, seed):
     assert not (run_dir / "owner.pid").exists()
     leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(run_dir))]
     assert not leftovers
+    assert not list(Path(tempfile.gettempdir()).glob(f"archlab-{dead}-*"))   # its scratch was swept
 
 
 def _cmdline_has(pid: str, text: str) -> bool:
