@@ -1,0 +1,58 @@
+"""Candidates that raise, return the wrong shape, hang or eat memory: each is classified, logged, and the loop goes on."""
+from __future__ import annotations
+
+import json
+
+from agents.offline.engine import OfflineEngine
+from archlab.session import drive, open_lab, start_run
+from archlab.settings import load_settings
+from tests.hostile_cases import MEMORY_BOMB, MODEL
+
+BAD = {
+    1: MODEL.replace("def build_model(spec):\n", "def build_model(spec):\n    raise RuntimeError('width must be even')\n"),
+    2: MODEL.replace("return self.emb(x)", "return self.emb(x)[:, :, :3]"),
+    3: "import torch\ndef build_model(spec):\n    while True:\n        torch.zeros(1)\n",
+    4: MEMORY_BOMB.replace("hog = []", "import torch\ndef build_model(spec):\n    hog = []").replace(
+        "while True:\n    hog", "    while True:\n        hog"),
+}
+
+
+class BadCoder(OfflineEngine):
+    """The offline engine, except that its coder writes a broken module in rounds 1-4."""
+
+    def code(self, plan, parent, spec):
+        return BAD.get(int(plan.title and self.round), super().code(plan, parent, spec))
+
+    def plan(self, context):
+        self.round = context.round
+        return super().plan(context)
+
+    def fix(self, plan, source, failure, attempt):
+        return None
+
+
+def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
+    settings = load_settings(None, rounds=5, runs_dir=tmp_path, sandbox__check_seconds=6, sandbox__memory_mb=512,
+                             knowledge__embedder="hashing",
+                             task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
+    run_id, run_dir = start_run(settings)
+    with open_lab(settings, run_id, run_dir, engine=BadCoder(0)) as lab:
+        assert drive(lab) == "finished"
+    status = {}
+    for cid in ("c001", "c002", "c003", "c004", "c005"):
+        record = json.loads((run_dir / "candidates" / cid / "candidate.json").read_text())
+        status[cid] = (record["status"], record["evaluations"].get("check", {}).get("status"))
+    assert status["c001"] == ("failed", "error")
+    assert status["c002"] == ("failed", "invalid")
+    assert status["c003"] == ("failed", "timeout")
+    assert status["c004"] == ("failed", "oom")
+    assert status["c005"][0] == "evaluated"                       # the loop went on
+    log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    messages = {e["payload"]["candidate_id"]: e["payload"]["message"] for e in log
+                if e["type"] == "result" and e["payload"]["fidelity"] == "check"}
+    assert "width must be even" in messages["c001"]
+    assert "expected logits of shape" in messages["c002"]
+    assert "wall-clock limit" in messages["c003"]
+    assert "memory" in messages["c004"]
+    failures = [e for e in log if e["type"] == "finding" and e["payload"]["kind"] == "failure"]
+    assert len(failures) == 4                                     # negative results are findings too
