@@ -37,3 +37,17 @@ def run_source(tmp_path, tiny_spec, process_sandbox):
 
 
 BASELINE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "baselines"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No archlab container may outlive the test suite."""
+    try:
+        import docker
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:  # noqa: BLE001 - no engine, nothing to check
+        return
+    left = client.containers.list(all=True, filters={"label": "archlab.job"})
+    if left:
+        print(f"\nleftover archlab containers: {[c.name for c in left]}")
+        session.exitstatus = 1

@@ -1,0 +1,109 @@
+"""How much a sandbox costs: start-to-result overhead of docker vs process vs in-process.
+
+    python benchmarks/sandbox_overhead.py [--repeats 5] [--train-steps 250]
+
+1. A trivial job (`check` of a tiny model), timed end to end in each backend, and in-process
+   (the same check called directly): median seconds, and each backend's overhead over
+   in-process. Target: docker <= 1.0 s.
+2. A training job of about 10 seconds (`short` with enough steps), docker and process vs
+   in-process: relative overhead. Target <= 5%.
+Writes benchmarks/results/sandbox_overhead.json and prints one summary line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from evaluators import fidelities  # noqa: E402
+from evaluators.baselines import baseline_source  # noqa: E402
+from evaluators.harness import evaluate  # noqa: E402
+from evaluators.tasks import get_task  # noqa: E402
+from sandbox.contract import EvalJob, Limits  # noqa: E402
+
+
+def in_process(spec, source: str, fidelity: str) -> float:
+    task = get_task(spec.name)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "candidate.py"
+        path.write_text(source)
+        module = fidelities.load_candidate(path)
+        model = fidelities.build(module, spec, 0)
+        fidelities.check(task, spec, model, torch.device("cpu"))
+        if fidelity == "short":
+            model = fidelities.build(module, spec, 0)
+            fidelities.train(task, spec, model, spec.budgets["short"], 0, torch.device("cpu"))
+            inputs, _ = task.heldout(spec)
+            task.predict(model, inputs)
+    return time.perf_counter() - started
+
+
+def in_sandbox(box, spec, source: str, fidelity: str, n: int) -> float:
+    job = EvalJob(job_id=f"bench-{fidelity}-{n}", candidate_id="bench", source=source, task=spec, fidelity=fidelity,
+                  limits=Limits(wall_seconds=300, memory_mb=4096, cpus=2))
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = evaluate(box, job, Path(tmp))
+    elapsed = time.perf_counter() - started
+    if result.status != "ok":
+        raise RuntimeError(f"{box.name} job failed: {result.status} {result.message}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=250, help="steps of the ~10 s training job")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sandbox_overhead.json")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+
+    from sandbox.process import ProcessSandbox
+    backends = {"process": ProcessSandbox()}
+    try:
+        from sandbox.docker_backend import DockerSandbox
+        backends["docker"] = DockerSandbox.connect()
+    except Exception as exc:  # noqa: BLE001 - report, do not fail, when no engine is here
+        print(f"docker unavailable: {exc}", file=sys.stderr)
+
+    task = get_task("mqar")
+    source = baseline_source("softmax_attention")
+    trivial = task.default_spec(seq_len=32, num_pairs=4, num_queries=4)
+    training = task.default_spec(short_steps=args.train_steps)
+    report: dict = {"repeats": args.repeats, "train_steps": args.train_steps, "torch": torch.__version__,
+                    "trivial": {}, "training": {}}
+    report["trivial"]["in_process"] = statistics.median(in_process(trivial, source, "check") for _ in range(args.repeats))
+    for name, box in backends.items():
+        in_sandbox(box, trivial, source, "check", -1)                  # warm caches and the image
+        times = [in_sandbox(box, trivial, source, "check", i) for i in range(args.repeats)]
+        report["trivial"][name] = statistics.median(times)
+    base = report["trivial"]["in_process"]
+    report["trivial_overhead_seconds"] = {n: report["trivial"][n] - base for n in backends}
+
+    train_repeats = max(1, args.repeats // 2)
+    report["training"]["in_process"] = statistics.median(in_process(training, source, "short") for _ in range(train_repeats))
+    for name, box in backends.items():
+        report["training"][name] = statistics.median(in_sandbox(box, training, source, "short", 100 + i)
+                                                     for i in range(train_repeats))
+    tbase = report["training"]["in_process"]
+    report["training_overhead_fraction"] = {n: report["training"][n] / tbase - 1 for n in backends}
+    report["targets"] = {"docker_trivial_overhead_seconds": 1.0, "training_overhead_fraction": 0.05}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    parts = [f"{n}: +{report['trivial_overhead_seconds'][n]:.2f} s trivial, "
+             f"{report['training_overhead_fraction'][n]:+.1%} on a {tbase:.1f} s training job" for n in backends]
+    print("sandbox overhead (median) — " + "; ".join(parts) + f" -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
