@@ -89,6 +89,8 @@ def main() -> None:
         report["trivial"][name] = statistics.median(times)
     base = report["trivial"]["in_process"]
     report["trivial_overhead_seconds"] = {n: report["trivial"][n] - base for n in backends}
+    if "docker" in backends:   # what the container itself adds, over a fresh interpreter in a child process
+        report["docker_over_process_seconds"] = report["trivial"]["docker"] - report["trivial"]["process"]
 
     train_repeats = max(1, args.repeats // 2)
     report["training"]["in_process"] = statistics.median(in_process(training, source, "short") for _ in range(train_repeats))
@@ -102,7 +104,9 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1))
     parts = [f"{n}: +{report['trivial_overhead_seconds'][n]:.2f} s trivial, "
              f"{report['training_overhead_fraction'][n]:+.1%} on a {tbase:.1f} s training job" for n in backends]
-    print("sandbox overhead (median) — " + "; ".join(parts) + f" -> {args.out}")
+    extra = (f"; the container itself adds {report['docker_over_process_seconds']:+.2f} s over a child process"
+             if "docker_over_process_seconds" in report else "")
+    print("sandbox overhead (median) — " + "; ".join(parts) + extra + f" -> {args.out}")
 
 
 if __name__ == "__main__":
