@@ -31,7 +31,7 @@ from sandbox.base import SandboxUnavailable, TailBuffer, failure
 from sandbox.contract import EvalJob, EvalResult
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
-from sandbox.process import classify
+from sandbox.process import alive, classify
 
 LABEL = "archlab.job"
 SCRATCH_MB = 256          # /tmp tmpfs per job
@@ -82,7 +82,7 @@ class DockerSandbox:
             if labels.get("archlab.host") != self.host:
                 continue
             owner = int(labels.get("archlab.owner_pid", "0") or 0)
-            if owner and _alive(owner):
+            if owner and alive(owner):
                 continue
             _remove(container)
             swept += 1
@@ -227,12 +227,3 @@ def _remove(container) -> None:
         except docker.errors.APIError:
             pass
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

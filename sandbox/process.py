@@ -159,7 +159,7 @@ def sweep_leftovers() -> int:
     swept = 0
     for scratch in Path(tempfile.gettempdir()).glob("archlab-*-*"):
         owner = scratch.name.split("-")[1]
-        if scratch.is_dir() and owner.isdigit() and not _alive(int(owner)):
+        if scratch.is_dir() and owner.isdigit() and not alive(int(owner)):
             shutil.rmtree(scratch, ignore_errors=True)
             swept += 1
     for root in (CGROUP_PIDS, Path("/sys/fs/cgroup")):
@@ -170,7 +170,7 @@ def sweep_leftovers() -> int:
                 owner = int(path.name.split("-")[1])
             except (IndexError, ValueError):
                 continue
-            if _alive(owner):
+            if alive(owner):
                 continue
             group = PidsCgroup.__new__(PidsCgroup)
             group.path = path
@@ -179,7 +179,8 @@ def sweep_leftovers() -> int:
     return swept
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,0 +1,301 @@
+"""One chat call to an OpenAI-compatible endpoint: retries, a concurrency limit, usage and cost, and events.
+
+Built on the official `openai` client with its own retries switched off (`max_retries=0`):
+the retry loop lives here so that every attempt is an event, the waits are settings, and a
+server's Retry-After is honoured up to `max_backoff_seconds`.
+
+What it guarantees:
+- Re-sent, with backoff: 429 (Retry-After / Retry-After-Ms honoured), 408, 409, 5xx, timeouts,
+  refused or dropped connections, and bodies that are not a chat completion (bad JSON,
+  bad UTF-8). After `max_retries` re-sends: `LLMUnavailable`.
+- Not re-sent: 401/403 (key), 404 (model or URL), other 4xx: `LLMConfigError`. With
+  `structured_outputs = "auto"`, a 400/422 to a request carrying `response_format` turns
+  structured outputs off for that model and the request is sent again without it.
+- At most `max_concurrency` requests in flight (a `BoundedSemaphore`), whoever calls.
+- Events: `llm_request` and `llm_response` (tokens, `cost_usd`, `priced`) or `llm_error`
+  (kind, status, whether it will be retried, the wait) per attempt, with role, model and
+  attempt. Texts are kept up to `LOGGED_CHARS`. The API key never appears: it is not part of
+  any payload, and error texts are scrubbed of it before they are logged or raised.
+
+What it does not do: judge the answer. An empty, refused or malformed answer is returned as
+a `Reply`; the engine decides whether to send it back.
+"""
+from __future__ import annotations
+
+import email.utils
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import openai
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel
+
+from agents.llm.errors import LLMConfigError, LLMUnavailable
+
+if TYPE_CHECKING:
+    from archlab.settings import LLMSettings
+
+LOGGED_CHARS = 100_000          # characters of one prompt or answer kept in an event
+CHARS_PER_TOKEN = 4             # for estimating usage when the server reports none
+RETRY_STATUSES = {408, 409, 429}
+
+
+class EventSink(Protocol):
+    def emit(self, type: str, **payload: Any) -> Any: ...
+
+
+class MemoryEvents:
+    """Events kept in memory until the engine is attached to a run's log."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, type: str, **payload: Any) -> None:
+        self.events.append((type, payload))
+
+
+@dataclass
+class Reply:
+    text: str                   # the answer (the refusal text when the model refused)
+    model: str
+    finish_reason: str
+    refused: bool
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    call_id: str
+
+
+def clean_text(text: str) -> str:
+    """Valid UTF-8 without NULs: lone surrogates and undecodable bytes become '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
+
+
+def clip(text: str, limit: int = LOGGED_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}\n[... {len(text) - limit} characters not logged]"
+
+
+class Pricing:
+    """USD per call from a table of model name (or name prefix) -> price per million tokens."""
+
+    def __init__(self, prices: dict[str, Any]):
+        self.prices = {name: (float(p.input_per_mtok), float(p.output_per_mtok)) for name, p in prices.items()}
+
+    def lookup(self, model: str) -> tuple[float, float] | None:
+        if model in self.prices:
+            return self.prices[model]
+        prefixes = [name for name in self.prices if model.startswith(name)]   # gpt-4o-mini-2024-07-18 -> gpt-4o-mini
+        return self.prices[max(prefixes, key=len)] if prefixes else None
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
+        price = self.lookup(model)
+        if price is None:
+            return 0.0, False
+        return (input_tokens * price[0] + output_tokens * price[1]) / 1e6, True
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """The server's requested wait, from Retry-After-Ms, Retry-After (seconds) or Retry-After (HTTP date)."""
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is None:
+                continue
+            seconds = float(email.utils.mktime_tz(parsed) - time.time())
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema in the strict form structured outputs require: every field required, no extras."""
+    schema = model.model_json_schema()
+
+    def tighten(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list(node["properties"])
+            node.pop("default", None)
+            node.pop("title", None)
+            for value in node.values():
+                tighten(value)
+        elif isinstance(node, list):
+            for value in node:
+                tighten(value)
+
+    tighten(schema)
+    return schema
+
+
+class LLMClient:
+    def __init__(self, llm: "LLMSettings", api_key: str, events: EventSink, seed: int | None = None,
+                 http_client: Any = None, sleep: Callable[[float], None] = time.sleep):
+        self.llm = llm
+        self.base_url = llm.base_url or "https://api.openai.com/v1"
+        self.events = events
+        self.seed = seed
+        self.sleep = sleep
+        self.pricing = Pricing(llm.prices)
+        self._secret = api_key if len(api_key) >= 8 else ""   # short placeholders ("none") are not secrets
+        self._openai = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=llm.timeout_seconds,
+                                     max_retries=0, http_client=http_client)
+        self._slots = threading.BoundedSemaphore(llm.max_concurrency)
+        self._emit_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.structured_refused: set[str] = set()   # models whose endpoint refused response_format
+
+    def __repr__(self) -> str:                       # never the key
+        return f"LLMClient(base_url={self.base_url!r})"
+
+    def close(self) -> None:
+        self._openai.close()
+
+    def model_for(self, role: str) -> str:
+        return {"planner": self.llm.planner_model, "coder": self.llm.coder_model,
+                "analyst": self.llm.analyst_model}[role]
+
+    def scrub(self, text: str) -> str:
+        text = clean_text(text)
+        return text.replace(self._secret, "[api key]") if self._secret else text
+
+    def emit(self, type: str, **payload: Any) -> None:
+        with self._emit_lock:
+            self.events.emit(type, **payload)
+
+    # --- the call ---------------------------------------------------------------------------
+    def chat(self, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None = None,
+             purpose: str = "") -> Reply:
+        """One answer from the role's model, after as many re-sends as the settings allow."""
+        model = self.model_for(role)
+        call_id = f"{role}-{next(self._ids)}"
+        retries = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            structured = schema is not None and self._structured(model)
+            params = self._params(model, messages, schema if structured else None)
+            self.emit("llm_request", role=role, model=model, call_id=call_id, attempt=attempt, purpose=purpose,
+                      structured=structured, messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))}
+                                                       for m in messages])
+            started = time.monotonic()
+            try:
+                with self._slots:
+                    response = self._openai.chat.completions.create(**params)
+                reply = self._reply(response, messages, role, model, call_id, attempt, time.monotonic() - started)
+                if reply is not None:
+                    return reply
+                kind, status, message, wait_hint = "bad_response", None, "the body is not a chat completion", None
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                message = self._describe(exc)
+                if structured and status in (400, 422) and self.llm.structured_outputs == "auto":
+                    self.structured_refused.add(model)
+                    self._error(role, model, call_id, attempt, "structured_outputs_refused", status, message, True, 0.0)
+                    continue
+                if status not in RETRY_STATUSES and status < 500:
+                    self._error(role, model, call_id, attempt, "refused", status, message, False, None)
+                    raise LLMConfigError(self._refusal_message(role, model, status, message, structured)) from None
+                kind = "rate_limit" if status == 429 else "server"
+                wait_hint = retry_after_seconds(exc.response.headers)
+            except openai.APITimeoutError:
+                kind, status, message, wait_hint = "timeout", None, f"no answer within {self.llm.timeout_seconds:g} s", None
+            except openai.APIConnectionError as exc:
+                kind, status, message, wait_hint = "connection", None, self._describe(exc), None
+            except ValueError as exc:                  # a body that is not JSON, or not UTF-8
+                kind, status, message, wait_hint = "bad_response", None, f"{type(exc).__name__}: {exc}", None
+            will_retry = retries < self.llm.max_retries
+            wait = self._wait(retries, wait_hint) if will_retry else None
+            self._error(role, model, call_id, attempt, kind, status, message, will_retry, wait)
+            if not will_retry:
+                raise LLMUnavailable(
+                    f"the {role} model {model!r} at {self.base_url} failed {attempt} times (last: {kind}"
+                    f"{f' {status}' if status else ''}: {self.scrub(message)[:300]}); check that the server is up "
+                    f"and reachable, or raise llm.max_retries / llm.timeout_seconds, then `archlab resume RUN`")
+            retries += 1
+            self.sleep(wait)
+
+    def _structured(self, model: str) -> bool:
+        if self.llm.structured_outputs == "off":
+            return False
+        return self.llm.structured_outputs == "on" or model not in self.structured_refused
+
+    def _params(self, model: str, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": model, "messages": messages}
+        if self.llm.temperature is not None:
+            params["temperature"] = self.llm.temperature
+        if self.llm.max_output_tokens is not None:
+            params["max_tokens"] = self.llm.max_output_tokens
+        if self.seed is not None:
+            params["seed"] = self.seed
+        if schema is not None:
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": schema.__name__, "schema": strict_schema(schema), "strict": True}}
+        return params
+
+    def _reply(self, response: Any, messages: list[dict[str, str]], role: str, model: str, call_id: str, attempt: int,
+               seconds: float) -> Reply | None:
+        if not isinstance(response, ChatCompletion) or not response.choices:
+            return None
+        choice = response.choices[0]
+        message = choice.message
+        if message is None:
+            return None
+        refusal = self.scrub(message.refusal or "")
+        text = self.scrub(message.content or "") or refusal
+        usage = response.usage
+        estimated = usage is None or usage.prompt_tokens is None
+        if estimated:
+            input_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
+            output_tokens = len(text) // CHARS_PER_TOKEN
+        else:
+            input_tokens, output_tokens = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+        cost, priced = self.pricing.cost(model, input_tokens, output_tokens)
+        finish = str(choice.finish_reason or "")
+        self.emit("llm_response", role=role, model=model, served_by=str(response.model or ""), call_id=call_id,
+                  attempt=attempt, text=clip(text), finish_reason=finish, refused=bool(refusal),
+                  input_tokens=input_tokens, output_tokens=output_tokens, usage_estimated=estimated,
+                  cost_usd=cost, priced=priced, seconds=round(seconds, 3))
+        return Reply(text=text, model=model, finish_reason=finish, refused=bool(refusal), input_tokens=input_tokens,
+                     output_tokens=output_tokens, cost_usd=cost, call_id=call_id)
+
+    def _wait(self, retries: int, hint: float | None) -> float:
+        if hint is not None:
+            return min(hint, self.llm.max_backoff_seconds)
+        return min(self.llm.backoff_seconds * (2 ** retries), self.llm.max_backoff_seconds)
+
+    def _error(self, role: str, model: str, call_id: str, attempt: int, kind: str, status: int | None,
+               message: str, will_retry: bool, wait: float | None) -> None:
+        self.emit("llm_error", role=role, model=model, call_id=call_id, attempt=attempt, kind=kind, status=status,
+                  message=clip(self.scrub(message), 2000), will_retry=will_retry, retry_in=wait)
+
+    def _describe(self, exc: openai.APIError) -> str:
+        body = exc.body
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            detail = inner.get("message") if isinstance(inner, dict) else None
+            if detail:
+                return self.scrub(str(detail))
+        cause = exc.__cause__
+        return self.scrub(f"{exc.message}" + (f" ({type(cause).__name__}: {cause})" if cause else ""))
+
+    def _refusal_message(self, role: str, model: str, status: int, message: str, structured: bool) -> str:
+        where = f"the endpoint {self.base_url} answered {status} to the {role} model {model!r}: {message[:300]}"
+        if status in (401, 403):
+            return f"{where}; check the key in the variable named by llm.api_key_env ({self.llm.api_key_env})"
+        if status == 404:
+            return f"{where}; check llm.{role}_model and llm.base_url (it usually ends in /v1)"
+        if structured:
+            return f"{where}; the endpoint may not support structured outputs: set llm.structured_outputs = 'auto' or 'off'"
+        return f"{where}; check the llm settings"

@@ -1,0 +1,28 @@
+"""Whose fault it is when the `openai` backend cannot go on. Each message names the fix.
+
+- `LLMConfigError`: the endpoint refused the request as configured (bad key, unknown model,
+  unsupported option). Fix the settings.
+- `LLMUnavailable`: the endpoint kept failing (429, 5xx, timeouts, dropped connections)
+  after every retry. Infrastructure; `archlab resume RUN` once it is back.
+- `UnexpectedModelBehavior`: the model's answers stayed unusable (no code, wrong schema,
+  refusals) after the bounded repairs. Try a stronger model or other structured-output settings.
+
+All three are `EngineUnavailable`, so the CLI stops the run with the message (it can be
+resumed) instead of a traceback. Bad output that *can* go back to the model never raises:
+the engine repairs it inside the call, and the graph's check/fix loop handles bad code.
+"""
+from __future__ import annotations
+
+from agents.engine import EngineUnavailable
+
+
+class LLMConfigError(EngineUnavailable):
+    """The endpoint refused the request as configured."""
+
+
+class LLMUnavailable(EngineUnavailable):
+    """The endpoint did not answer usefully after every retry."""
+
+
+class UnexpectedModelBehavior(EngineUnavailable):
+    """The model's answers could not be used after the bounded repairs."""
