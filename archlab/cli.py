@@ -56,9 +56,25 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
     settings = _settings(config, task=task, rounds=rounds, seed=seed, runs_dir=runs_dir,
                          sandbox__backend=sandbox, llm__backend=llm, task_options=task_options)
     from archlab.session import start_run
+    engine, box = _preflight(settings)          # refuse an unreachable engine or sandbox before anything starts
     run_id, run_dir = start_run(settings)
     console.print(f"run [bold]{run_id}[/] in {run_dir}")
-    _drive(settings, run_id, run_dir, resume=False)
+    _drive(settings, run_id, run_dir, resume=False, engine=engine, sandbox=box)
+
+
+def _preflight(settings: Settings):
+    from agents.engine import EngineUnavailable, make_engine
+    from archlab.session import make_sandbox
+    from sandbox.base import SandboxUnavailable
+    try:
+        box = make_sandbox(settings)
+    except SandboxUnavailable as exc:
+        fail(f"the {settings.sandbox.backend} sandbox cannot run jobs: {exc}", "start the engine or use --sandbox process")
+    try:
+        engine = make_engine(settings.llm.backend, settings.seed, settings)
+    except EngineUnavailable as exc:
+        fail(str(exc), "check the [llm] settings, or use --llm offline")
+    return engine, box
 
 
 def _run_settings(run_dir: Path) -> tuple[dict, Settings]:
@@ -180,7 +196,7 @@ def export(run: str = typer.Argument(..., help="run id, prefix or directory"),
     console.print(f"wrote {archive}")
 
 
-def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool) -> None:
+def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=None, sandbox=None) -> None:
     from agents.engine import EngineUnavailable
     from archlab.session import drive, open_lab
     from sandbox.base import SandboxUnavailable
@@ -199,7 +215,8 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool) -> None
                 progress.console.print(f"[yellow]waiting for review[/] of {request['candidate_id']} before "
                                        f"{request['fidelity']}: `archlab review {run_id}`")
         try:
-            with open_lab(settings, run_id, run_dir, on_stage) as lab, _graceful_stop(lab.control):
+            with open_lab(settings, run_id, run_dir, on_stage, engine=engine, sandbox=sandbox) as lab, \
+                    _graceful_stop(lab.control):
                 outcome = drive(lab, resume=resume, poll_seconds=settings.review.poll_seconds, on_wait=on_wait)
         except SandboxUnavailable as exc:
             fail(f"the {settings.sandbox.backend} sandbox cannot run jobs: {exc}",

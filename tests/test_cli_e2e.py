@@ -97,3 +97,11 @@ def test_bad_settings_are_refused_before_anything_starts(tmp_path):
     out = archlab("run", "--rounds", "-2", "--runs-dir", str(tmp_path))
     assert out.returncode == 2 and "rounds" in out.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_docker_asked_for_but_unreachable_is_refused_before_the_run_starts(tmp_path):
+    out = archlab("run", "--sandbox", "docker", "--runs-dir", str(tmp_path),
+                  env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert out.returncode == 2
+    assert "cannot reach the Docker Engine" in out.stderr
+    assert not any(tmp_path.iterdir())
