@@ -226,6 +226,7 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
         if outcome == "finished":
             progress.update(bar, completed=settings.rounds, description="done")
     _print_table(run_dir)
+    _print_usage(run_dir)
     if outcome == "stopped":
         console.print(f"[yellow]stopped[/]; continue with `archlab resume {run_id}`")
     console.print(f"run written to [bold]{run_dir}[/]")
@@ -270,6 +271,26 @@ def show(run: str = typer.Argument(..., help="run id, prefix or directory"),
     """The candidate table of a run."""
     run_dir = _find(runs_dir, run)
     _print_table(run_dir)
+    _print_usage(run_dir)
+
+
+def _print_usage(run_dir: Path) -> None:
+    """Tokens and cost per LLM role, when the run used a model."""
+    from agents.events import read_events
+    from agents.llm.usage import usage_by_role
+    events, _ = read_events(run_dir / "events.jsonl")
+    usage = usage_by_role(events)
+    if not usage:
+        return
+    table = Table("role", "calls", "input tokens", "output tokens", "cost (USD)", title="LLM usage")
+    for role, row in usage.items():
+        cost = f"{row['cost_usd']:.4f}" + (f" (+{row['unpriced_calls']} unpriced)" if row["unpriced_calls"] else "")
+        table.add_row(role, str(row["calls"]), f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", cost)
+    table.add_row("total", str(sum(r["calls"] for r in usage.values())),
+                  f"{sum(r['input_tokens'] for r in usage.values()):,}",
+                  f"{sum(r['output_tokens'] for r in usage.values()):,}",
+                  f"{sum(r['cost_usd'] for r in usage.values()):.4f}")
+    console.print(table)
 
 
 def _fmt(value: float | None, pattern: str) -> str:
