@@ -48,4 +48,10 @@ def make_engine(name: str, seed: int, settings=None) -> ResearchEngine:
     if name == "offline":
         from agents.offline.engine import OfflineEngine
         return OfflineEngine(seed)
+    if name == "openai":
+        if settings is None:
+            raise EngineUnavailable("the openai engine is built from settings (llm.base_url, models, key variable); "
+                                    "pass the loaded Settings")
+        from agents.llm.engine import OpenAIEngine
+        return OpenAIEngine.from_settings(settings, seed)
     raise EngineUnavailable(f"the {name!r} research engine is not available in this build; use --llm offline")

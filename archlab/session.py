@@ -81,6 +81,8 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
               seed=settings.seed, on_stage=on_stage)
     if evaluator is not None:
         lab.evaluator = evaluator
+    if hasattr(lab.engine, "attach"):       # an engine that logs its own calls (openai) writes to this run's log
+        lab.engine.attach(lab)
     try:
         yield lab
     finally:

@@ -64,6 +64,12 @@ class LLMSettings(BaseModel):
     principles_k: int = Field(default=4, ge=0, le=20)   # literature principles shown to the planner
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))  # model (or prefix) -> price; unlisted costs 0
 
+    @field_validator("temperature", "max_output_tokens", "base_url", mode="before")
+    @classmethod
+    def _unset(cls, value: Any) -> Any:
+        # TOML and environment variables have no null: "none" or "" leaves the value to the server
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+
     @model_validator(mode="after")
     def _standard_base_url(self) -> "LLMSettings":
         if not self.base_url:                           # the openai client's own convention, honoured here once

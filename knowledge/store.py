@@ -16,6 +16,7 @@ from chromadb.config import Settings as ChromaSettings
 from knowledge.records import Finding
 
 FINDINGS = "findings"
+PRINCIPLES = "principles"
 
 
 class KnowledgeStore:
@@ -52,3 +53,8 @@ class KnowledgeStore:
     def all(self) -> list[Finding]:
         got = self.findings.get(include=["metadatas"])
         return [Finding.model_validate(json.loads(m["record"])) for m in got["metadatas"]]
+
+    def principles(self):
+        """The literature collection (filled by `knowledge.literature` on first use), with this store's embedder."""
+        return self.client.get_or_create_collection(
+            PRINCIPLES, embedding_function=self.embedder, metadata={"hnsw:space": "cosine"})

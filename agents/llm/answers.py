@@ -150,7 +150,7 @@ def read_module(text: str, finish_reason: str = "stop") -> tuple[str | None, str
     if len(source.encode()) > MAX_SOURCE_BYTES:
         return None, (f"the module is {len(source.encode())} bytes, over the {MAX_SOURCE_BYTES}-byte limit; "
                       f"write a compact module")
-    if cut_off and not _parses(source):
+    if cut_off and not (_parses(source) and re.search(r"^def build_model\b", source, re.MULTILINE)):
         return None, "the module was cut off before it ended; reply with the whole module, written more compactly"
     if not re.search(r"^def build_model\b", source, re.MULTILINE) and len(blocks) > 1:
         return None, "none of the code blocks defines build_model(spec); reply with the whole module in one block"

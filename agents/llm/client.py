@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 LOGGED_CHARS = 100_000          # characters of one prompt or answer kept in an event
 CHARS_PER_TOKEN = 4             # for estimating usage when the server reports none
 RETRY_STATUSES = {408, 409, 429}
+# schema keywords some strict structured-output implementations refuse; pydantic still checks them on arrival
+UNSUPPORTED_KEYWORDS = ("default", "title", "minLength", "maxLength", "minItems", "maxItems")
 
 
 class EventSink(Protocol):
@@ -127,8 +129,9 @@ def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
             if node.get("type") == "object" and "properties" in node:
                 node["additionalProperties"] = False
                 node["required"] = list(node["properties"])
-            node.pop("default", None)
-            node.pop("title", None)
+            for keyword in UNSUPPORTED_KEYWORDS:
+                if not isinstance(node.get(keyword), dict):    # a keyword, not a property of that name
+                    node.pop(keyword, None)
             for value in node.values():
                 tighten(value)
         elif isinstance(node, list):

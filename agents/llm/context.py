@@ -1,0 +1,137 @@
+"""The words the prompts are filled with, built from the same records the run stores and replays.
+
+Task description and contract from the task and spec; candidates, parents and baselines as
+short lines with their measured numbers; the measured comparison of a candidate with its
+parent and the baselines (also the analyst's fallback when its model's answers are unusable).
+Everything is clipped so a prompt stays a prompt.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+from agents.records import Candidate
+from evaluators.spec import TaskSpec
+from evaluators.static_check import ALLOWED_IMPORTS
+from evaluators.tasks import get_task
+from knowledge.records import Finding
+
+NOISE = 0.01            # accuracy differences below this are called noise (as the offline analyst does)
+SOURCE_CHARS = 20_000   # characters of a parent module shown in a prompt
+KEY_METRICS = ("accuracy", "heldout_loss", "params")
+
+
+def task_description(spec: TaskSpec) -> str:
+    task = get_task(spec.name)
+    doc = sys.modules[type(task).__module__].__doc__ or ""
+    return f"{doc.strip()}\n\nQuality metric: {task.metric} (higher is better), measured on held-out data.".strip()
+
+
+def task_summary(spec: TaskSpec) -> str:
+    """The task description's first sentence: what a literature query should be about."""
+    return " ".join(task_description(spec).split("\n\n", 1)[0].split())
+
+
+def contract(spec: TaskSpec) -> str:
+    budget = spec.budgets.get("short")
+    training = (f"The `short` evaluation trains {budget.steps} steps at batch size {budget.batch_size}, lr {budget.lr:g} "
+                f"(AdamW, warmup), the same for every candidate." if budget else "")
+    imports = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
+    return (f"A candidate is one self-contained Python module defining a top-level `build_model(spec)` that returns a "
+            f"`torch.nn.Module`. The model maps token ids `[B, T]` (torch.long) to logits `[B, T, V]` "
+            f"(V = spec.vocab_size = {spec.vocab_size}; T <= spec.seq_len = {spec.seq_len}). It must be causal "
+            f"(the output at position t may depend only on positions <= t), must not mix samples across the batch, "
+            f"and must have at most spec.max_params = {spec.max_params:,} parameters. Read shapes from `spec` "
+            f"(spec.vocab_size, spec.seq_len, spec.max_params) rather than hard-coding them. Imports allowed: {imports}; "
+            f"no files, network, processes, exec/eval. {training}")
+
+
+def number(value: float | None, pattern: str = ".3f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, ",.0f" if pattern == "int" else pattern)
+
+
+def metrics_line(candidate: Candidate) -> str:
+    result = candidate.evaluations.get("short")
+    if result is not None and result.ok:
+        extra = {k: v for k, v in result.metrics.items() if k not in KEY_METRICS}
+        line = (f"accuracy {number(candidate.metric('accuracy'))}, held-out loss {number(candidate.metric('heldout_loss'))}, "
+                f"params {number(candidate.metric('params'), 'int')}")
+        if extra:
+            line += "; " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(extra.items())[:8])
+        return line
+    last = list(candidate.evaluations.values())[-1] if candidate.evaluations else None
+    if last is None:
+        return "not evaluated"
+    return f"{last.fidelity}: {last.status}: {first_line(last.message)}"
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else "")[:limit]
+
+
+def candidate_line(c: Candidate) -> str:
+    parent = c.parent_ids[0] if c.parent_ids else "scratch"
+    return f"- {c.id} from {parent} [{c.change or '-'}] {c.title}: {metrics_line(c)}"
+
+
+def baselines_text(candidates: list[Candidate]) -> str:
+    lines = [f"- {c.id} ({c.title}): {metrics_line(c)}" for c in candidates if c.status == "baseline"]
+    return "\n".join(lines) or "(none)"
+
+
+def findings_text(findings: list[tuple[Finding, float]]) -> str:
+    lines = [f"- [{f.id}] ({f.kind}, distance {d:.2f}) {f.text[:600]}" for f, d in findings]
+    return "\n".join(lines) or "(none yet)"
+
+
+def principles_text(principles: list) -> str:
+    lines = [f"- [{p.id}] {p.principle} (from \"{p.title}\", {p.year})" for p, _ in principles]
+    return "\n".join(lines) or "(no literature base attached)"
+
+
+def failures_text(candidates: list[Candidate], limit: int = 5) -> str:
+    failed = [c for c in candidates if c.status in ("failed", "rejected")][-limit:]
+    return "\n".join(candidate_line(c) for c in failed) or "(none)"
+
+
+def tried_text(candidates: list[Candidate], limit: int = 25) -> str:
+    tried = [c for c in candidates if c.status != "baseline"][-limit:]
+    return "\n".join(candidate_line(c) for c in tried) or "(nothing yet: this is the first proposal)"
+
+
+def clip_source(source: str, limit: int = SOURCE_CHARS) -> str:
+    return source if len(source) <= limit else source[:limit] + f"\n# ... {len(source) - limit} more characters"
+
+
+def measured(candidate: Candidate, parent: Candidate | None,
+             baselines: list[Candidate]) -> tuple[str, dict[str, float]]:
+    """The measured comparison in words, and the numbers as evidence; nothing a model could invent."""
+    if candidate.status in ("failed", "rejected"):
+        last = list(candidate.evaluations.values())[-1] if candidate.evaluations else None
+        why = f"{last.fidelity} ended with status {last.status}: {first_line(last.message)}" if last else "no result"
+        return f"{candidate.id} failed: {why}.", {}
+    acc, loss, params = (candidate.metric(m) for m in KEY_METRICS)
+    evidence = {k: float(v) for k, v in (("accuracy", acc), ("heldout_loss", loss), ("params", params))
+                if v is not None and math.isfinite(v)}
+    parts = [f"{candidate.id}: accuracy {number(acc)}, held-out loss {number(loss)}, params {number(params, 'int')}."]
+    if parent is not None and parent.metric("accuracy") is not None and acc is not None:
+        p_acc, p_loss, p_params = (parent.metric(m) for m in KEY_METRICS)
+        d_acc = acc - p_acc
+        evidence.update(parent_accuracy=p_acc, delta_accuracy=d_acc)
+        trend = "improved" if d_acc > NOISE else "hurt" if d_acc < -NOISE else "did not clearly change"
+        line = f"Against its parent {parent.id} (accuracy {number(p_acc)}): {d_acc:+.3f}, the change {trend} accuracy"
+        if loss is not None and p_loss is not None:
+            evidence["delta_loss"] = loss - p_loss
+            line += f"; held-out loss {number(p_loss)} -> {number(loss)}"
+        if params and p_params:
+            line += f"; parameters {number(p_params, 'int')} -> {number(params, 'int')} ({(params - p_params) / p_params:+.1%})"
+        parts.append(line + ".")
+    scored = [(b.metric("accuracy"), b.id) for b in baselines if b.metric("accuracy") is not None]
+    if scored and acc is not None:
+        beaten = [bid for a, bid in scored if acc > a + NOISE]
+        parts.append(f"It beats {len(beaten)} of {len(scored)} baselines"
+                     + (f" ({', '.join(beaten)})." if beaten else "."))
+    return " ".join(parts), evidence

@@ -1,0 +1,286 @@
+"""The `openai` research engine: planner, coder and analyst are models behind an OpenAI-compatible endpoint.
+
+- planner: sees the task and contract, the parent (code, numbers, analysis), the baselines,
+  the nearest findings, the nearest literature principles, recent failures and everything
+  tried; answers a `PlanAnswer`. A proposal within `novelty_threshold` of an earlier one is
+  sent back with the earlier one shown, up to `novelty_retries` times, then kept (logged).
+- coder: gets the plan and the parent's module, answers a whole module in a ```python block.
+  A module identical to an evaluated candidate's (the parent's, usually) is sent back the
+  same bounded number of times.
+- fixer: the coder again, with the failed check's message and log tail; returns the new
+  module, or None (the graph records that it gave up).
+- analyst: gets the measured comparison with parent and baselines; answers an
+  `AnalysisAnswer`. Its findings carry the measured numbers as evidence, never only the model's.
+
+Bad answers (empty, refusal, no code, truncated or wrong-schema JSON) go back to the model
+with the problem named, up to `repair_attempts` times per call. Then: plan raises
+`UnexpectedModelBehavior` (the run stops, resumable); code returns a module whose
+`build_model` raises with the reason (the check rejects it, the fix loop gets one more
+chance); fix returns None; analyze falls back to the measured comparison. Endpoint faults are
+`agents.llm.client`'s business.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from agents.engine import EngineUnavailable, PlanContext
+from agents.llm import context as ctx
+from agents.llm.answers import AnalysisAnswer, PlanAnswer, read_json, read_module
+from agents.llm.client import LLMClient, MemoryEvents, clip
+from agents.llm.errors import LLMConfigError, UnexpectedModelBehavior
+from agents.llm.prompts import render, user_text
+from agents.records import Candidate, Plan, source_hash
+from evaluators.spec import TaskSpec
+from knowledge.embedders import HashingEmbedder
+from knowledge.literature import Literature
+from knowledge.novelty import Earlier, NoveltyCheck
+from knowledge.records import Finding
+from sandbox.contract import EvalResult
+
+if TYPE_CHECKING:
+    from archlab.settings import LLMSettings
+
+ECHO_CHARS = 12_000          # characters of a rejected answer echoed back to the model
+LOG_TAIL_CHARS = 3_000       # characters of a failed check's log shown to the fixer
+UNUSABLE_MARK = "# archlab: no usable module"
+UNUSABLE_MODULE = '''{mark}
+"""The coder model's answers could not be used; this stand-in fails its check on purpose.
+
+Reason: {reason}
+"""
+
+
+def build_model(spec):
+    raise RuntimeError({message!r})
+'''
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(self, llm: "LLMSettings", seed: int, api_key: str, http_client: Any = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.llm = llm
+        self.seed = seed
+        self.client = LLMClient(llm, api_key, MemoryEvents(), seed=seed, http_client=http_client, sleep=sleep)
+        self.novelty = NoveltyCheck(HashingEmbedder(), llm.novelty_threshold)
+        self.literature: Literature | None = None
+        self._context: PlanContext | None = None      # the latest plan's context, for the coder's duplicate check
+        self._coding: tuple[Candidate, TaskSpec] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, seed: int, http_client: Any = None) -> "OpenAIEngine":
+        llm = settings.llm
+        key = llm.api_key()
+        if key is None:
+            if not llm.base_url:
+                raise LLMConfigError(f"the openai backend needs an API key: export {llm.api_key_env}=... "
+                                     f"(llm.api_key_env names the variable), or point llm.base_url at a local "
+                                     f"server such as vLLM or Ollama")
+            key = "none"                                  # local servers ignore it; the client insists on one
+        return cls(llm, seed, key, http_client=http_client)
+
+    def attach(self, lab: Any) -> None:
+        """Log to the run's event log and use its knowledge store (embedder, literature)."""
+        buffered = self.client.events
+        self.client.events = lab.events
+        if isinstance(buffered, MemoryEvents):
+            for type, payload in buffered.events:
+                lab.events.emit(type, **payload)
+        self.novelty = NoveltyCheck(lab.store.embedder, self.llm.novelty_threshold)
+        self.literature = Literature(lab.store)
+
+    # --- planner -------------------------------------------------------------------------
+    def plan(self, context: PlanContext) -> Plan:
+        self._context = context
+        parent, spec = context.parent, context.spec
+        principles = self._principles(f"{ctx.task_summary(spec)} Changes to {parent.title}. {parent.analysis}",
+                                      context.round)
+        messages = render("planner", task=spec.name, task_description=ctx.task_description(spec),
+                          contract=ctx.contract(spec), parent_id=parent.id, parent_title=parent.title,
+                          parent_metrics=ctx.metrics_line(parent), parent_analysis=parent.analysis or "(none yet)",
+                          parent_source=ctx.clip_source(parent.source), baselines=ctx.baselines_text(context.candidates),
+                          findings=ctx.findings_text(context.findings), principles=ctx.principles_text(principles),
+                          failures=ctx.failures_text(context.candidates), tried=ctx.tried_text(context.candidates),
+                          round=context.round)
+        earlier = [Earlier(c.id, proposal_text(c.title, c.motivation)) for c in context.candidates
+                   if c.status != "baseline"]
+        repairs = duplicates = 0
+        while True:
+            reply = self.client.chat("planner", messages, PlanAnswer, purpose="plan")
+            answer, problem = read_json(reply.text, PlanAnswer, reply.finish_reason)
+            if answer is None:
+                repairs += 1
+                self._unusable("planner", reply.call_id, problem, repairs)
+                if repairs > self.llm.repair_attempts:
+                    raise UnexpectedModelBehavior(
+                        f"the planner model {self.llm.planner_model!r} gave no usable plan in {repairs} answers "
+                        f"(last problem: {problem}); try a stronger llm.planner_model or another "
+                        f"llm.structured_outputs setting, then `archlab resume RUN`")
+                messages = self._follow_up(messages, reply.text, user_text(
+                    "repair", problem=problem, instruction="Answer again with the JSON object only, every field filled."))
+                continue
+            verdict = self.novelty.judge(proposal_text(answer.title, answer.hypothesis), earlier)
+            note = ""
+            if not verdict.novel and verdict.nearest is not None:
+                duplicates += 1
+                kept = duplicates > self.llm.novelty_retries
+                self.client.emit("novelty_rejected", round=context.round, parent_id=parent.id, title=answer.title,
+                                 nearest_id=verdict.nearest.id, similarity=round(verdict.similarity, 4),
+                                 threshold=self.llm.novelty_threshold, kept=kept)
+                if not kept:
+                    messages = self._follow_up(messages, reply.text, user_text(
+                        "novelty", similarity=f"{verdict.similarity:.3f}", threshold=f"{self.llm.novelty_threshold:g}",
+                        nearest_id=verdict.nearest.id, nearest_text=verdict.nearest.text))
+                    continue
+                note = f" (close to {verdict.nearest.id}, kept after {self.llm.novelty_retries} retries)"
+            title = answer.title.removeprefix(f"{parent.id}:").strip() or answer.title
+            return Plan(title=f"{parent.id}: {title}", motivation=answer.hypothesis, change=answer.change_kind,
+                        detail=answer.change + note, expected=answer.expected_effect, parent_id=parent.id,
+                        retrieved=[f.id for f, _ in context.findings])
+
+    def _principles(self, query: str, round: int) -> list:
+        if self.literature is None or self.llm.principles_k == 0:
+            return []
+        found = self.literature.nearest(query, k=self.llm.principles_k)
+        self.client.emit("principles_retrieved", round=round, ids=[p.id for p, _ in found],
+                         distances=[round_to(d) for _, d in found])
+        return found
+
+    # --- coder and fixer -----------------------------------------------------------------
+    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str:
+        self._coding = (parent, spec)
+        messages = render("coder", contract=ctx.contract(spec), title=plan.title, motivation=plan.motivation,
+                          change=plan.change, detail=plan.detail, expected=plan.expected, parent_id=parent.id,
+                          parent_source=ctx.clip_source(parent.source))
+        evaluated = {c.source_hash: c.id for c in (self._context.candidates if self._context else [parent])}
+        evaluated.setdefault(parent.source_hash, parent.id)
+        source, problem, _ = self._module(messages, "code", plan, evaluated=evaluated)
+        if source is None:
+            return unusable_module(f"the coder model {self.llm.coder_model!r} gave no usable module: {problem}")
+        return source
+
+    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int) -> tuple[Plan, str] | None:
+        if source.startswith(UNUSABLE_MARK):           # nothing to repair: ask for the module again
+            if self._coding is None:
+                return None
+            fresh = self.code(plan, *self._coding)
+            return None if fresh.startswith(UNUSABLE_MARK) else (plan, fresh)
+        spec = self._coding[1] if self._coding else None
+        system = render("coder", contract=ctx.contract(spec) if spec else "", title="", motivation="", change="",
+                        detail="", expected="", parent_id="", parent_source="")[0]
+        fixer = render("fixer", attempt=attempt, status=failure.status, message=failure.message or "(no message)",
+                       log_tail=failure.log_tail[-LOG_TAIL_CHARS:] or "(empty)", source=ctx.clip_source(source),
+                       title=plan.title)
+        fixed, problem, reply_text = self._module([system, *fixer], f"fix {attempt}", plan,
+                                                  failing_hash=source_hash(source))
+        if fixed is None:
+            return None
+        note = fix_note(reply_text) or f"repaired after {failure.status}"
+        return plan.model_copy(update={"detail": f"{plan.detail}; fix {attempt}: {note}"}), fixed
+
+    def _module(self, messages: list[dict[str, str]], purpose: str, plan: Plan,
+                evaluated: dict[str, str] | None = None, failing_hash: str = "") -> tuple[str | None, str, str]:
+        """(module, problem, the answer's text) after bounded repairs and duplicate checks."""
+        repairs = duplicates = 0
+        while True:
+            reply = self.client.chat("coder", messages, purpose=purpose)
+            source, problem = read_module(reply.text, reply.finish_reason)
+            if source is not None and failing_hash and source_hash(source) == failing_hash:
+                source, problem = None, "the module is unchanged from the one that failed; change what the error points at"
+            if source is None:
+                repairs += 1
+                self._unusable("coder", reply.call_id, problem, repairs)
+                if repairs > self.llm.repair_attempts:
+                    return None, problem, reply.text
+                messages = self._follow_up(messages, reply.text, user_text(
+                    "repair", problem=problem, instruction="Reply with the whole module in one ```python block."))
+                continue
+            duplicate = NoveltyCheck.judge_source(source_hash(source), evaluated or {})
+            if not duplicate.novel and duplicate.nearest is not None:
+                duplicates += 1
+                kept = duplicates > self.llm.novelty_retries
+                self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id,
+                                 duplicate_of=duplicate.nearest.id, kept=kept)
+                if not kept:
+                    messages = self._follow_up(messages, reply.text, user_text(
+                        "duplicate_code", candidate_id=duplicate.nearest.id, title=plan.title))
+                    continue
+            return source, "", reply.text
+
+    # --- analyst -------------------------------------------------------------------------
+    def analyze(self, candidate: Candidate, parent: Candidate | None,
+                baselines: list[Candidate]) -> tuple[str, list[Finding]]:
+        comparison, evidence = ctx.measured(candidate, parent, baselines)
+        failed = candidate.status in ("failed", "rejected")
+        last = list(candidate.evaluations.values())[-1] if candidate.evaluations else None
+        failure = (f"Failure: {last.status}: {last.message[:1500]}\nLog tail:\n{last.log_tail[-1500:]}"
+                   if failed and last else "")
+        messages = render("analyst", noise=ctx.NOISE, task=candidate.task, candidate_id=candidate.id,
+                          status=candidate.status, title=candidate.title, motivation=candidate.motivation or "-",
+                          change=candidate.change or "-", metrics=ctx.metrics_line(candidate), failure=failure,
+                          parent=f"{parent.id}: {ctx.metrics_line(parent)}" if parent else "(none)",
+                          baselines=ctx.baselines_text(baselines), comparison=comparison)
+        repairs = 0
+        while True:
+            reply = self.client.chat("analyst", messages, AnalysisAnswer, purpose="analyze")
+            answer, problem = read_json(reply.text, AnalysisAnswer, reply.finish_reason)
+            if answer is not None:
+                break
+            repairs += 1
+            self._unusable("analyst", reply.call_id, problem, repairs)
+            if repairs > self.llm.repair_attempts:
+                text = f"{comparison} (The analyst model's answers could not be used: {problem}.)"
+                kind = "failure" if failed else "insight"
+                return text, [Finding(id=f"{candidate.run_id}-{candidate.id}-{kind}", text=comparison, kind=kind,
+                                      task=candidate.task, candidate_ids=[candidate.id], evidence=evidence,
+                                      change=candidate.change)]
+            messages = self._follow_up(messages, reply.text, user_text(
+                "repair", problem=problem, instruction="Answer again with the JSON object only."))
+        findings = []
+        for i, item in enumerate(answer.findings):
+            claimed = {e.metric: e.value for e in item.evidence if e.value == e.value and abs(e.value) != float("inf")}
+            findings.append(Finding(id=f"{candidate.run_id}-{candidate.id}-{i}", text=item.text,
+                                    kind="failure" if failed and item.kind == "insight" else item.kind,
+                                    task=candidate.task, candidate_ids=[candidate.id],
+                                    evidence={**claimed, **evidence}, change=candidate.change))
+        return f"{answer.summary}\nMeasured: {comparison}", findings
+
+    # --- shared --------------------------------------------------------------------------
+    def _follow_up(self, messages: list[dict[str, str]], answer: str, request: str) -> list[dict[str, str]]:
+        return [*messages, {"role": "assistant", "content": clip(answer, ECHO_CHARS) or "(empty)"},
+                {"role": "user", "content": request}]
+
+    def _unusable(self, role: str, call_id: str, problem: str, count: int) -> None:
+        self.client.emit("llm_error", role=role, model=self.client.model_for(role), call_id=call_id, attempt=count,
+                         kind="unusable_answer", status=None, message=problem,
+                         will_retry=count <= self.llm.repair_attempts, retry_in=0.0)
+
+
+def proposal_text(title: str, hypothesis: str) -> str:
+    title = re.sub(r"^[^:]*:\s*", "", title)          # "b-softmax: add a short conv" -> "add a short conv"
+    return f"{title}. {hypothesis}"
+
+
+def unusable_module(reason: str) -> str:
+    reason = " ".join(reason.split())[:600]
+    return UNUSABLE_MODULE.format(mark=UNUSABLE_MARK, reason=reason.replace('"""', "'''"),
+                                  message=f"{reason}; the module must be written again")
+
+
+def fix_note(reply_text: str) -> str:
+    """The first line of prose before the code: what the model says it fixed."""
+    for line in reply_text.split("```", 1)[0].splitlines():
+        line = line.strip(" #*-")
+        if line:
+            return line[:160]
+    return ""
+
+
+def round_to(value: float) -> float:
+    return float(f"{value:.4f}")
+
+
+__all__ = ["OpenAIEngine", "EngineUnavailable", "UnexpectedModelBehavior"]
