@@ -107,3 +107,15 @@ def test_an_endpoint_that_stays_down_stops_the_run_with_a_message(tmp_path):
     events, _ = read_events(run_dir / "events.jsonl")
     assert events[-1].type == "run_failed" and "LLMUnavailable" in events[-1].payload["error"]
     assert [e.payload["kind"] for e in events if e.type == "llm_error"] == ["server", "server"]
+
+
+def test_show_reports_tokens_and_cost_per_role(llm_run):
+    run_dir, run_out = llm_run
+    out = archlab("show", str(run_dir))
+    assert out.returncode == 0, out.stderr
+    assert "LLM usage" in out.stdout and "LLM usage" in run_out
+    events, _ = read_events(run_dir / "events.jsonl")
+    usage = usage_by_role(events)
+    for role in ("planner", "coder", "analyst"):
+        line = next(l for l in out.stdout.splitlines() if f" {role} " in l)
+        assert f"{usage[role]['input_tokens']:,}" in line and f"{usage[role]['cost_usd']:.4f}" in line
