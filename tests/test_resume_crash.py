@@ -14,7 +14,7 @@ import pytest
 
 from tests.runs_support import archlab, events, only_run, start, wait_for
 
-SEEDS = range(10)
+KILL_SEEDS = range(10)     # ten random kill moments, in two runs of five kills each
 
 
 def _check_log_is_valid(run_dir):
@@ -26,37 +26,49 @@ def _check_log_is_valid(run_dir):
     return parsed
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_kill_at_a_random_moment_then_resume(tmp_path, seed):
-    rng = random.Random(seed)
-    proc = start("run", "--rounds", "1", "--seed", str(seed), "--runs-dir", str(tmp_path))
-    run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
-    time.sleep(rng.uniform(0.0, 14.0))
+def _kill_after(proc, seconds: float) -> int:
+    time.sleep(seconds)
     proc.kill()                                                   # SIGKILL: no cleanup runs
     proc.wait()
-    dead = proc.pid
     proc.stdout.close()
-    finished_before = {e["payload"]["job_id"] for e in events(run_dir) if e["type"] == "result"}
+    return proc.pid
 
-    resumed = archlab("resume", run_dir.name, "--runs-dir", str(tmp_path), timeout=240)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+@pytest.mark.parametrize("group", [0, 1])
+def test_kill_at_random_moments_then_resume(tmp_path, group):
+    seeds = [s for s in KILL_SEEDS if s % 2 == group]
+    proc = start("run", "--rounds", "2", "--seed", str(group), "--runs-dir", str(tmp_path))
+    run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
+    dead = []
+    finished_before: set[str] = set()
+    for seed in seeds:
+        dead.append(_kill_after(proc, random.Random(seed).uniform(0.5, 7.0)))
+        log = events(run_dir)
+        finished_before |= {e["payload"]["job_id"] for e in log if e["type"] == "result"}
+        if log and log[-1]["type"] == "run_finished":
+            break
+        proc = start("resume", run_dir.name, "--runs-dir", str(tmp_path))
+    else:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+
     log = _check_log_is_valid(run_dir)
     assert log[-1]["type"] == "run_finished"
-
     results = Counter(e["payload"]["job_id"] for e in log if e["type"] == "result")
     assert all(n == 1 for n in results.values()), results                  # no duplicated evaluation
-    started_after = [e["payload"]["job_id"] for e in log if e["type"] == "job_started"]
-    reran = {job for job in finished_before if started_after.count(job) > 1}
+    started = Counter(e["payload"]["job_id"] for e in log if e["type"] == "job_started")
+    reran = {job for job in finished_before if started[job] > 1}
     assert not reran, f"finished jobs were run again: {reran}"
     on_disk = {p.parent.name for p in run_dir.glob("candidates/*/jobs/*/result.json")}
     assert on_disk == set(results)                                         # no lost evaluation
-    for cid in ("b-softmax", "b-linear", "b-mlp", "c001"):
+    for cid in ("b-softmax", "b-linear", "b-mlp", "c001", "c002"):
         record = json.loads((run_dir / "candidates" / cid / "candidate.json").read_text())
         assert record["status"] in ("baseline", "evaluated", "failed")
     assert not (run_dir / "owner.pid").exists()
     leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(run_dir))]
     assert not leftovers
-    assert not list(Path(tempfile.gettempdir()).glob(f"archlab-{dead}-*"))   # its scratch was swept
+    for pid in dead:
+        assert not list(Path(tempfile.gettempdir()).glob(f"archlab-{pid}-*"))   # their scratch was swept
 
 
 def _cmdline_has(pid: str, text: str) -> bool:
