@@ -1,18 +1,21 @@
 """How much a sandbox costs: start-to-result overhead of docker vs process vs in-process.
 
-    python benchmarks/sandbox_overhead.py [--repeats 5] [--train-steps 250]
+    python benchmarks/sandbox_overhead.py [--repeats 5] [--train-steps 250] [--cpus 1]
 
 1. A trivial job (`check` of a tiny model), timed end to end in each backend, and in-process
    (the same check called directly): median seconds, and each backend's overhead over
    in-process. Target: docker <= 1.0 s.
 2. A training job of about 10 seconds (`short` with enough steps), docker and process vs
    in-process: relative overhead. Target <= 5%.
+Modes are interleaved within each repeat and every raw time is kept, because on a small shared
+machine other work moves single runs by a lot (a 2-thread job on 2 busy cores can take 10x longer).
 Writes benchmarks/results/sandbox_overhead.json and prints one summary line.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -48,9 +51,9 @@ def in_process(spec, source: str, fidelity: str) -> float:
     return time.perf_counter() - started
 
 
-def in_sandbox(box, spec, source: str, fidelity: str, n: int) -> float:
+def in_sandbox(box, spec, source: str, fidelity: str, n: int, cpus: int) -> float:
     job = EvalJob(job_id=f"bench-{fidelity}-{n}", candidate_id="bench", source=source, task=spec, fidelity=fidelity,
-                  limits=Limits(wall_seconds=300, memory_mb=4096, cpus=2))
+                  limits=Limits(wall_seconds=300, memory_mb=4096, cpus=cpus))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = evaluate(box, job, Path(tmp))
@@ -60,13 +63,24 @@ def in_sandbox(box, spec, source: str, fidelity: str, n: int) -> float:
     return elapsed
 
 
+def interleaved(modes: dict, spec, fidelity: str, repeats: int, first_id: int) -> tuple[dict, dict]:
+    """Median and raw seconds per mode, measuring every mode once per repeat in turn."""
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    for i in range(repeats):
+        for name, measure in modes.items():
+            times[name].append(measure(spec, fidelity, first_id + i))
+    return {name: statistics.median(values) for name, values in times.items()}, times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train-steps", type=int, default=250, help="steps of the ~10 s training job")
+    parser.add_argument("--cpus", type=int, default=1,
+                        help="threads per job, the same in every mode (1: least skewed by other work on the machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sandbox_overhead.json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.cpus)
 
     from sandbox.process import ProcessSandbox
     backends = {"process": ProcessSandbox()}
@@ -80,25 +94,26 @@ def main() -> None:
     source = baseline_source("softmax_attention")
     trivial = task.default_spec(seq_len=32, num_pairs=4, num_queries=4)
     training = task.default_spec(short_steps=args.train_steps)
-    report: dict = {"repeats": args.repeats, "train_steps": args.train_steps, "torch": torch.__version__,
-                    "trivial": {}, "training": {}}
-    report["trivial"]["in_process"] = statistics.median(in_process(trivial, source, "check") for _ in range(args.repeats))
-    for name, box in backends.items():
-        in_sandbox(box, trivial, source, "check", -1)                  # warm caches and the image
-        times = [in_sandbox(box, trivial, source, "check", i) for i in range(args.repeats)]
-        report["trivial"][name] = statistics.median(times)
+    report: dict = {"repeats": args.repeats, "train_steps": args.train_steps, "cpus": args.cpus,
+                    "torch": torch.__version__, "trivial": {}, "training": {}, "raw_seconds": {}}
+    load_start = os.getloadavg()[0]
+    # modes are interleaved within each repeat, so load from other work on the machine falls on all of them alike
+    modes = {"in_process": lambda spec, fidelity, i: in_process(spec, source, fidelity)}
+    modes.update({name: (lambda spec, fidelity, i, box=box: in_sandbox(box, spec, source, fidelity, i, args.cpus))
+                  for name, box in backends.items()})
+    for name, measure in modes.items():
+        measure(trivial, "check", -1)                                   # warm caches and the image
+    report["trivial"], report["raw_seconds"]["trivial"] = interleaved(modes, trivial, "check", args.repeats, 0)
     base = report["trivial"]["in_process"]
     report["trivial_overhead_seconds"] = {n: report["trivial"][n] - base for n in backends}
     if "docker" in backends:   # what the container itself adds, over a fresh interpreter in a child process
         report["docker_over_process_seconds"] = report["trivial"]["docker"] - report["trivial"]["process"]
 
-    train_repeats = max(1, args.repeats // 2)
-    report["training"]["in_process"] = statistics.median(in_process(training, source, "short") for _ in range(train_repeats))
-    for name, box in backends.items():
-        report["training"][name] = statistics.median(in_sandbox(box, training, source, "short", 100 + i)
-                                                     for i in range(train_repeats))
+    train_repeats = max(1, (args.repeats + 1) // 2)
+    report["training"], report["raw_seconds"]["training"] = interleaved(modes, training, "short", train_repeats, 100)
     tbase = report["training"]["in_process"]
     report["training_overhead_fraction"] = {n: report["training"][n] / tbase - 1 for n in backends}
+    report["load_average_1min"] = {"start": load_start, "end": os.getloadavg()[0]}   # other work skews every figure
     report["targets"] = {"docker_trivial_overhead_seconds": 1.0, "training_overhead_fraction": 0.05}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

@@ -6,9 +6,13 @@ read-only and its `out/` as the one writable mount; a memory limit with no swap 
 a CPU quota; a pid limit; file-size, open-file and core ulimits; all capabilities dropped and
 `no-new-privileges`; a non-root user; an environment with nothing from the host in it; a
 wall-clock timeout (enforced here, and by `timeout` inside the container should archlab
-die); bounded logs. Containers carry `archlab.*` labels, are always removed, and leftovers
-of dead archlab processes are swept at `connect()`. GPUs are requested through device
+die); bounded logs. Containers carry `archlab.*` labels and are always removed: after each
+job (try/finally), at exit (atexit), on a SIGTERM nobody else handles, and — for an archlab
+that was SIGKILLed — by the sweep of dead owners' leftovers at the next `connect()`. GPUs are requested through device
 requests and handed out by a `GpuAllocator` so that concurrent jobs never share one.
+
+An engine that disappears mid-job, or an image removed after `connect()`, is a
+`sandbox_error` result saying what to do, never an exception.
 
 What it does not give: protection from kernel exploits (containers share the host
 kernel), or from a Docker Engine that is itself misconfigured.
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import docker
@@ -37,6 +43,8 @@ LABEL = "archlab.job"
 SCRATCH_MB = 256          # /tmp tmpfs per job
 USER = "65534:65534"      # nobody
 GRACE_SECONDS = 5         # the in-container `timeout` fires this long after archlab's own
+ENGINE_ERRORS = (docker.errors.APIError, requests.exceptions.RequestException)
+_SANDBOXES: weakref.WeakSet = weakref.WeakSet()   # for the SIGTERM safety net
 
 
 class DockerSandbox:
@@ -51,6 +59,7 @@ class DockerSandbox:
         self._live: set[str] = set()
         self._lock = threading.Lock()
         atexit.register(self.remove_all)
+        _SANDBOXES.add(self)
 
     @classmethod
     def connect(cls, image: str | None = None, gpus: GpuAllocator | None = None) -> "DockerSandbox":
@@ -71,6 +80,7 @@ class DockerSandbox:
             raise SandboxUnavailable(f"could not prepare the sandbox image {plan.tag}: {exc}") from None
         sandbox = cls(client, plan, gpus)
         sandbox.sweep()
+        _remove_containers_on_sigterm()
         return sandbox
 
     # --- housekeeping ------------------------------------------------------------------
@@ -95,7 +105,7 @@ class DockerSandbox:
         for cid in live:
             try:
                 _remove(self.client.containers.get(cid))
-            except docker.errors.NotFound:
+            except ENGINE_ERRORS:    # gone already, or the engine is: the next sweep removes it
                 pass
 
     # --- one job -----------------------------------------------------------------------
@@ -152,37 +162,51 @@ class DockerSandbox:
             with self._lock:
                 self._live.add(container.id)
             container.start()
+        except docker.errors.ImageNotFound:
+            return failure(job, "sandbox_error", f"the sandbox image {self.plan.tag} is gone (removed after archlab "
+                           "started); restart archlab to re-create the offline image, or rebuild it with "
+                           f"`docker build -f sandbox/Dockerfile -t {self.plan.tag} .`")
         except docker.errors.APIError as exc:
             if container is not None:
                 self._discard(container)
             hint = (" — GPUs need the NVIDIA container toolkit (nvidia-container-toolkit) configured as a Docker "
                     "runtime" if devices else "")
             return failure(job, "sandbox_error", f"the container did not start: {exc.explanation or exc}{hint}")
+        except requests.exceptions.RequestException as exc:   # after APIError, which is one too: no connection
+            if container is not None:
+                self._discard(container)
+            return failure(job, "sandbox_error", f"cannot reach the Docker Engine ({exc}); check `docker info`, "
+                           "start dockerd, then re-run the job")
         tail = TailBuffer()
         pump = threading.Thread(target=_pump_logs, args=(container, tail), daemon=True)
         pump.start()
-        timed_out = False
+        timed_out, returncode, oom, lost = False, None, False, ""
         try:
             try:
                 state = container.wait(timeout=limits.wall_seconds)
                 returncode = int(state.get("StatusCode", -1))
-            except (requests.exceptions.ConnectionError, requests.exceptions.ReadTimeout):
+            except requests.exceptions.RequestException as exc:
+                if not _read_timed_out(exc):     # the SDK reports its read timeout as a ConnectionError
+                    raise
                 timed_out = True
-                returncode = None
                 _kill(container)
             pump.join(timeout=10)
-            oom = False
             if not timed_out:
                 container.reload()
                 oom = bool(container.attrs["State"].get("OOMKilled"))
+        except ENGINE_ERRORS as exc:
+            lost = f"{type(exc).__name__}: {exc}"
         finally:
             self._discard(container)
         timings = {"wall_seconds": time.perf_counter() - started}
+        if lost:
+            return failure(job, "sandbox_error", f"lost the Docker Engine during the job ({lost[:300]}); check "
+                           "`docker info`, start dockerd if it stopped, then re-run the job", tail.text(), timings)
         if oom:
             return failure(job, "oom", f"the container was killed by the kernel for using more than its "
                            f"{limits.memory_mb} MB memory limit; use a smaller model or chunk the computation",
                            tail.text(), timings)
-        if returncode == 137 and not timed_out:
+        if returncode == 137 and not timed_out and timings["wall_seconds"] >= limits.wall_seconds:
             return failure(job, "timeout", "the job ran past its wall-clock limit (killed inside the container)",
                            tail.text(), timings)
         result = classify(job, returncode, timed_out, out, tail.text(), timings)
@@ -200,6 +224,26 @@ def _docker_wording(result: EvalResult) -> EvalResult:
     return result
 
 
+def _read_timed_out(exc: Exception) -> bool:
+    return isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower()
+
+
+def _remove_containers_on_sigterm() -> None:
+    """A SIGTERM nobody handles would end archlab without atexit: remove our containers first, then die of it.
+
+    Installed only from the main thread and only over the default action; the CLI's graceful-stop
+    handler, when present, takes precedence and restores this one afterwards."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return
+
+    def handler(signum, frame):
+        for sandbox in list(_SANDBOXES):
+            sandbox.remove_all()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _pump_logs(container, tail: TailBuffer) -> None:
     try:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
@@ -211,7 +255,7 @@ def _pump_logs(container, tail: TailBuffer) -> None:
 def _kill(container) -> None:
     try:
         container.kill()
-    except docker.errors.APIError:
+    except ENGINE_ERRORS:
         pass
 
 
@@ -220,10 +264,10 @@ def _remove(container) -> None:
         container.remove(force=True)
     except docker.errors.NotFound:
         pass
-    except docker.errors.APIError:
+    except ENGINE_ERRORS:
         time.sleep(0.2)
         try:
             container.remove(force=True)
-        except docker.errors.APIError:
+        except ENGINE_ERRORS:   # the engine is gone: the next connect() sweeps it
             pass
 

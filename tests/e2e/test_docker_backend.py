@@ -113,3 +113,88 @@ def test_a_loop_runs_with_the_docker_sandbox(tmp_path, box):
     assert {e["payload"]["sandbox"] for e in log if e["type"] == "job_started"} == {"docker"}
     assert log[-1]["type"] == "run_finished"
     assert not ours(box.client)
+
+
+def _when_running(client, job_id: str, timeout: float = 60):
+    """The container of `job_id` once it runs, or None."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = client.containers.list(filters={"label": f"archlab.job={job_id}"})
+        if running:
+            return running[0]
+        time.sleep(0.1)
+    return None
+
+
+def test_unreachable_engine_is_unavailable_at_connect_and_sandbox_error_at_run(box, tiny_spec, tmp_path, monkeypatch):
+    from evaluators.harness import evaluate
+    from sandbox.base import SandboxUnavailable
+    from sandbox.docker_backend import DockerSandbox
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(SandboxUnavailable, match="start dockerd"):
+        DockerSandbox.connect()
+    gone = DockerSandbox(docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41"), box.plan,
+                         GpuAllocator(devices=[]))
+    result = evaluate(gone, job(tiny_spec, "down-1"), tmp_path / "d")
+    assert result.status == "sandbox_error" and "Docker Engine" in result.message, result.message
+
+
+def test_image_removed_after_connect_is_a_sandbox_error(box, tiny_spec, tmp_path):
+    from evaluators.harness import evaluate
+    from sandbox.docker_backend import DockerSandbox
+    from sandbox.images import ImagePlan
+    missing = DockerSandbox(box.client, ImagePlan(tag="archlab-no-such-image:1", labels={}, python="python",
+                                                  offline=False), GpuAllocator(devices=[]))
+    result = evaluate(missing, job(tiny_spec, "noimage-1"), tmp_path / "m")
+    assert result.status == "sandbox_error" and "archlab-no-such-image:1" in result.message
+    assert "docker build" in result.message
+    assert not ours(box.client)
+
+
+def test_a_container_killed_from_outside_is_killed_not_timeout(box, tiny_spec, tmp_path):
+    import threading
+    from evaluators.harness import evaluate
+    slow = "import time\ntime.sleep(120)\n" + MODEL
+    done = {}
+    worker = threading.Thread(target=lambda: done.update(
+        result=evaluate(box, job(tiny_spec, "outside-1", slow, wall_seconds=60), tmp_path / "k")))
+    worker.start()
+    container = _when_running(box.client, "outside-1")
+    assert container is not None, "the job's container was never seen running"
+    container.kill()
+    worker.join(timeout=60)
+    assert done["result"].status == "killed", (done["result"].status, done["result"].message)
+    assert "SIGKILL" in done["result"].message
+    assert not ours(box.client)
+
+
+CHILD = '''
+import sys, threading
+from evaluators.harness import evaluate
+from evaluators.tasks import get_task
+from sandbox.contract import EvalJob, Limits
+from sandbox.docker_backend import DockerSandbox
+box = DockerSandbox.connect()
+spec = get_task("mqar").default_spec(seq_len=32, num_pairs=4, num_queries=4)
+job = EvalJob(job_id=sys.argv[1], candidate_id="c", source="import time\\ntime.sleep(300)\\n", task=spec,
+              fidelity="check", limits=Limits(wall_seconds=120, memory_mb=1024, cpus=1))
+threading.Thread(target=evaluate, args=(box, job, __import__("pathlib").Path(sys.argv[2])), daemon=True).start()
+threading.Event().wait()
+'''
+
+
+def test_sigterm_to_archlab_removes_its_running_container(box, tmp_path):
+    import os
+    import signal
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "sigterm-1", str(tmp_path / "s")], cwd=root,
+                             env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert _when_running(box.client, "sigterm-1") is not None, "the job's container was never seen running"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == -signal.SIGTERM      # it still dies of the signal, after cleaning up
+    finally:
+        child.kill()
+    assert not box.client.containers.list(all=True, filters={"label": "archlab.job=sigterm-1"})
