@@ -1,7 +1,15 @@
-"""Evaluators: tasks (data + contract), fidelities (check, short), host-side scoring.
+"""Evaluators: tasks (data + contract), fidelities, cheap proxies, benchmarking, hashing, fitness, promotion.
 
-Owns `TaskSpec`. Code here runs on both sides of the sandbox wall: `evaluators.fidelities`
-runs inside the sandbox with the candidate; `evaluators.scoring` runs on the trusted host and
-turns the sandbox's predictions into metrics. Imports nothing from `agents`, `knowledge`,
-`archlab` or the sandbox backends.
+Owns `TaskSpec`. Code here runs on both sides of the sandbox wall.
+
+Inside the sandbox, with the candidate: `fidelities` (check, short, full), `contracts`
+(per-family contract checks), `proxies` (the proxy fidelity), `bench` (the bench fidelity),
+`funchash` (functional hashing), and each task's `train_batch`/`predict`.
+
+On the trusted host: `harness` (runs a job and scores its predictions), each task's
+`heldout`/`score`, `curves` (learning-curve extrapolation), `promotion` (successive halving
+and the learned cheap score), `stats` (confidence intervals over seeds), `fitness`
+(objectives under cost limits, Pareto fronts).
+
+Imports nothing from `agents`, `knowledge`, `archlab` or the sandbox backends.
 """

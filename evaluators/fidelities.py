@@ -1,12 +1,15 @@
-"""The fidelities that run inside the sandbox, next to the candidate: `check` and `short`.
+"""The fidelities that run inside the sandbox, next to the candidate: `check`, `short` and `full`.
 
-`check` holds a model to the contract on a tiny batch: `build_model(spec)` returns an
-`nn.Module` mapping token ids [B, T] to logits [B, T, V]; outputs are finite; the model is
-causal (changing token t changes no output before t); samples do not mix across the batch;
-it has trainable parameters and stays under the parameter budget; its FLOPs are counted with
-`torch.utils.flop_counter`. `short` (and `full`) train for a fixed number of AdamW steps with
-warm-up and cosine decay from a fixed seed, stop early on divergence, and return raw
-predictions on the held-out inputs: the host computes the quality metric from those.
+`check` holds a model to the contract on a tiny batch: it has trainable parameters and stays
+under the parameter budget, then the task checks its own contract (`Task.check_contract`; for
+sequence tasks: token ids [B, T] -> finite logits [B, T, V], causal, no mixing across the
+batch; see `evaluators.contracts`); FLOPs are counted with `torch.utils.flop_counter`.
+`short` (and `full`) train for a fixed number of AdamW steps with warm-up and cosine decay
+from a fixed seed, stop early on divergence, and return raw predictions on the held-out
+inputs: the host computes the quality metric from those. The learning curve they record
+(`curve_steps` says at which steps) feeds `evaluators.curves`, which extrapolates a short
+run to the full budget. `proxy` and `bench` live in `evaluators.proxies` and
+`evaluators.bench`.
 
 Contract violations raise `ContractViolation` (status `invalid`); divergence raises
 `Diverged` (status `error`). Both messages say what to change.
@@ -22,16 +25,12 @@ from types import ModuleType
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from evaluators.contracts import ContractViolation
 from evaluators.spec import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
 CURVE_POINTS = 20  # learning-curve samples recorded per training run
-
-
-class ContractViolation(Exception):
-    """The candidate does not honour the task contract."""
 
 
 class Diverged(Exception):
@@ -61,7 +60,7 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 def check(task: Task, spec: TaskSpec, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-    """Contract, causality, batch independence, size and FLOPs on a tiny batch."""
+    """Size, then the task's own contract (`Task.check_contract`), on a tiny batch."""
     params = count_params(model)
     if params == 0:
         raise ContractViolation("the model has no trainable parameters; it cannot learn anything")
@@ -69,59 +68,15 @@ def check(task: Task, spec: TaskSpec, model: torch.nn.Module, device: torch.devi
         raise ContractViolation(f"the model has {params:,} parameters, over the budget of {spec.max_params:,}; "
                                 "reduce width or depth")
     model.to(device).eval()
-    x = task.example_input(spec, 2, seed=spec.seed + 1).to(device)
-    B, T, V = x.shape[0], spec.seq_len, spec.vocab_size
-    with torch.no_grad():
-        y = model(x)
-    if not isinstance(y, torch.Tensor):
-        raise ContractViolation(f"forward returned {type(y).__name__}; return a tensor of logits [B, T, V]")
-    if tuple(y.shape) != (B, T, V):
-        raise ContractViolation(f"forward returned shape {tuple(y.shape)} for input {tuple(x.shape)}; "
-                                f"expected logits of shape {(B, T, V)} = [batch, seq_len, vocab_size]")
-    if not torch.is_floating_point(y):
-        raise ContractViolation(f"forward returned dtype {y.dtype}; logits must be floating point")
-    if not torch.isfinite(y).all():
-        raise ContractViolation("forward produced NaN or inf logits at initialisation; check normalisation "
-                                "and divisions (add an epsilon)")
-    _check_causal(model, x, y, V)
-    _check_batch_independent(model, x, y, V)
-    flops = _count_flops(model, x[:1])
-    return {"params": float(params), "flops_per_token": flops / T}
+    return {"params": float(params), **task.check_contract(spec, model, device)}
 
 
-def _differs(a: torch.Tensor, b: torch.Tensor) -> bool:
-    scale = max(1.0, a.abs().max().item())
-    return (a - b).abs().max().item() > 1e-4 * scale
-
-
-def _check_causal(model, x, y, vocab_size: int) -> None:
-    T = x.shape[1]
-    with torch.no_grad():
-        for t in sorted({1, T // 3, T // 2, T - 1}):
-            x2 = x.clone()
-            x2[:, t:] = (x2[:, t:] + 1 + torch.arange(T - t, device=x.device)) % vocab_size
-            y2 = model(x2)
-            if _differs(y[:, :t], y2[:, :t]):
-                first = next(s for s in range(t) if _differs(y[:, s], y2[:, s]))
-                raise ContractViolation(
-                    f"the model is not causal: changing tokens from position {t} on changed the output at "
-                    f"position {first}; mask attention to earlier positions and pad convolutions on the left")
-
-
-def _check_batch_independent(model, x, y, vocab_size: int) -> None:
-    x2 = x.clone()
-    x2[1] = (x2[1] + 7) % vocab_size
-    with torch.no_grad():
-        y2 = model(x2)
-    if _differs(y[0], y2[0]):
-        raise ContractViolation("samples mix across the batch: changing sample 1 changed the output for sample 0; "
-                                "do not normalise or pool over the batch dimension")
-
-
-def _count_flops(model, x) -> float:
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    return float(counter.get_total_flops())
+def curve_steps(total_steps: int, points: int) -> list[float]:
+    """The step each of `train`'s `points` curve samples stands for (the middle of its averaging window)."""
+    every = max(1, total_steps // CURVE_POINTS)
+    ends = [min(total_steps, (i + 1) * every) for i in range(points)]
+    starts = [0] + ends[:-1]
+    return [(a + b) / 2 for a, b in zip(starts, ends)]
 
 
 def lr_at(step: int, budget: Budget) -> float:

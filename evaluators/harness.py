@@ -8,9 +8,9 @@ them into the quality metric. A candidate that writes its own report, patches `j
 """
 from __future__ import annotations
 
-import numpy as np
-
 from pathlib import Path
+
+import numpy as np
 
 from evaluators.tasks import get_task
 from sandbox.base import Sandbox, write_job
@@ -24,6 +24,8 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
     """Run `job` in `sandbox` under `jobdir` and return its result with host-computed metrics."""
     task = get_task(job.task.name)
     write_job(job, jobdir)
+    for name, array in task.sandbox_files(job.task).items():   # training data only, never held-out targets
+        np.save(jobdir / "inputs" / f"train_{name}.npy", array, allow_pickle=False)
     targets = None
     if job.fidelity in TRAINING_FIDELITIES:
         inputs, targets = task.heldout(job.task)

@@ -82,6 +82,7 @@ class RunnerReport(BaseModel):
     curve: list[float] = Field(default_factory=list, max_length=2000)
     traceback: str = Field(default="", max_length=20_000)
     timings: dict[str, float] = Field(default_factory=dict, max_length=16)
+    functional_hash: str = Field(default="", max_length=64, pattern=r"^[0-9a-f]*$")  # evaluators.funchash
 
     @field_validator("metrics")
     @classmethod
@@ -112,7 +113,9 @@ def result_from_report(job: EvalJob, report: RunnerReport, log_tail: str, timing
     return EvalResult(job_id=job.job_id, candidate_id=job.candidate_id, fidelity=job.fidelity,
                       status=report.status, metrics=dict(report.metrics), message=message, log_tail=log_tail,
                       curve=[v for v in report.curve if math.isfinite(v)],
-                      timings={**report.timings, **timings}, environment=dict(report.environment))
+                      timings={**report.timings, **timings},
+                      environment={**report.environment,
+                                   **({"functional_hash": report.functional_hash} if report.functional_hash else {})})
 
 
 def failure(job: EvalJob, status: Status, message: str, log_tail: str = "",

@@ -1,8 +1,11 @@
 """The in-sandbox runner: loads one candidate, runs one fidelity, writes a report.
 
 Invoked as `python -m sandbox.runner JOB_JSON INPUTS_DIR OUT_DIR` by every backend (a child
-process or a container). It imports only `evaluators` and the standard library. It writes
-`OUT_DIR/report.json` (status, metrics, message) and, for training fidelities,
+process or a container). It imports only `evaluators` and the standard library. Every fidelity
+runs `check` first; then `check` and `proxy` add the functional hash (`evaluators.funchash`),
+`proxy` the zero-cost proxies (`evaluators.proxies`), `bench` latency and memory
+(`evaluators.bench`), and `short`/`full` train. It writes `OUT_DIR/report.json` (status,
+metrics, message, environment, functional hash) and, for training fidelities,
 `OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). Nothing it writes is
 trusted: the host validates the report's schema and ranges and computes quality metrics
 from the predictions itself.
@@ -46,6 +49,9 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     import torch
 
     from evaluators import fidelities
+    from evaluators.bench import run_bench
+    from evaluators.funchash import functional_hash
+    from evaluators.proxies import compute_proxies
     from evaluators.spec import TaskSpec
     from evaluators.tasks import get_task
 
@@ -63,12 +69,23 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
         environment["gpu_name"] = torch.cuda.get_device_name(0)
     report: dict = {"status": "ok", "metrics": {}, "message": "", "environment": environment, "curve": []}
     task = get_task(spec.name)
+    files = {p.stem.removeprefix("train_"): np.load(p, allow_pickle=False)
+             for p in sorted(Path(inputs_dir).glob("train_*.npy"))}
+    task.attach(spec, files)   # training data the host wrote (a corpus, a dataset); none for generated tasks
     started = _clock()
     try:
         module = fidelities.load_candidate(Path(inputs_dir) / "candidate.py")
         model = fidelities.build(module, spec, seed)
         report["metrics"].update(fidelities.check(task, spec, model, device))
-        if fidelity in ("short", "full"):
+        if fidelity in ("check", "proxy"):
+            report["functional_hash"] = functional_hash(module, task, spec, device)
+        if fidelity == "proxy":
+            report["metrics"].update(compute_proxies(task, spec, lambda: fidelities.build(module, spec, seed), device))
+        elif fidelity == "bench":
+            metrics, bench_env = run_bench(task, spec, fidelities.build(module, spec, seed), device)
+            report["metrics"].update(metrics)
+            environment.update(bench_env)
+        elif fidelity in ("short", "full"):
             model = fidelities.build(module, spec, seed)   # train from the same fresh init
             trained = fidelities.train(task, spec, model, spec.budgets[fidelity], seed, device)
             report["curve"] = trained.pop("curve")

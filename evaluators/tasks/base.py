@@ -2,7 +2,9 @@
 
 The split matters for honest scores: `train_batch` and `predict` run inside the sandbox next
 to the candidate; `heldout` and `score` run on the trusted host, so held-out targets never
-cross the sandbox wall.
+cross the sandbox wall. A task whose training data is not generated (a corpus, a dataset)
+hands the sandbox only its training split: the host writes `sandbox_files(spec)` into the
+job's inputs and the runner gives them back to the task with `attach`.
 """
 from __future__ import annotations
 
@@ -10,8 +12,12 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from evaluators.contracts import CHECKS
 from evaluators.spec import TaskSpec
+
+IGNORE = -100  # target value where no loss applies
 
 
 class Task(ABC):
@@ -45,3 +51,22 @@ class Task(ABC):
     @abstractmethod
     def expected_prediction_shape(self, spec: TaskSpec) -> tuple[int, ...]:
         """The exact shape `predict` must return, so the host can refuse anything else."""
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Training loss: cross-entropy over the last dimension, skipping `IGNORE` targets."""
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                               ignore_index=IGNORE)
+
+    def check_contract(self, spec: TaskSpec, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """Sandbox side: hold `model` to the family's contract (`evaluators.contracts`); cost metrics."""
+        if spec.family not in CHECKS:
+            raise NotImplementedError(f"no contract check for family {spec.family!r}; "
+                                      f"override check_contract in {type(self).__name__}")
+        return CHECKS[spec.family](self, spec, model, device)
+
+    def sandbox_files(self, spec: TaskSpec) -> dict[str, np.ndarray]:
+        """Host side: training data the sandbox needs and cannot generate (never held-out targets)."""
+        return {}
+
+    def attach(self, spec: TaskSpec, files: dict[str, np.ndarray]) -> None:
+        """Sandbox side: receive what `sandbox_files` wrote; tasks that generate their data ignore it."""

@@ -1,0 +1,95 @@
+"""Statistics over repeated evaluations: is a candidate really better, and better than chance?
+
+- `mean_ci(values)`: mean and Student-t confidence interval over >= 3 seeds (fewer is refused:
+  two seeds give an interval too wide to mean anything, one gives none).
+- `compare(child, parent)`: Welch's interval for the difference of means; the child is
+  `better` only when the whole interval lies above zero ("better beyond the interval").
+- `improvement_over_random(value, pool)`: how far a score is above the average random
+  architecture of a pool (the baseline a search must beat), in raw units and in pool
+  standard deviations, with the share of the pool it beats.
+
+Higher is better throughout; negate losses before calling. Runs on the host; pure numbers in,
+pure numbers out.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+MIN_SEEDS = 3
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+def _finite(values) -> np.ndarray:
+    array = np.asarray(list(values), dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError("values contain NaN or inf; drop failed runs before computing statistics")
+    return array
+
+
+def mean_ci(values, confidence: float = CONFIDENCE) -> Interval:
+    """Mean and two-sided Student-t interval; raises ValueError for fewer than `MIN_SEEDS` values."""
+    array = _finite(values)
+    n = len(array)
+    if n < MIN_SEEDS:
+        raise ValueError(f"a confidence interval needs at least {MIN_SEEDS} seeds, got {n}; evaluate more seeds")
+    mean = float(array.mean())
+    sem = float(array.std(ddof=1) / math.sqrt(n))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sem)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    delta: float        # child mean - parent mean
+    low: float          # interval of the difference
+    high: float
+    better: bool        # the whole interval is above zero
+    worse: bool         # the whole interval is below zero
+
+
+def compare(child, parent, confidence: float = CONFIDENCE) -> Comparison:
+    """Welch's t interval for mean(child) - mean(parent) over seeds (>= 3 each)."""
+    a, b = _finite(child), _finite(parent)
+    if min(len(a), len(b)) < MIN_SEEDS:
+        raise ValueError(f"comparing needs at least {MIN_SEEDS} seeds on each side, got {len(a)} and {len(b)}")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    delta = float(a.mean() - b.mean())
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Comparison(delta, delta, delta, delta > 0, delta < 0)
+    dof = (va + vb) ** 2 / ((va ** 2) / (len(a) - 1) + (vb ** 2) / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
+    return Comparison(delta, delta - half, delta + half, delta - half > 0, delta + half < 0)
+
+
+@dataclass(frozen=True)
+class OverRandom:
+    delta: float        # value - mean of the pool
+    z: float            # delta in pool standard deviations (0 when the pool does not vary)
+    beats: float        # share of the pool strictly below the value
+
+
+def improvement_over_random(value: float, pool) -> OverRandom:
+    """How much `value` improves on the average random architecture of `pool` (its scores)."""
+    array = _finite(pool)
+    if len(array) == 0:
+        raise ValueError("the random pool is empty")
+    delta = float(value - array.mean())
+    std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return OverRandom(delta, delta / std if std > 0 else 0.0, float((array < value).mean()))

@@ -1,0 +1,126 @@
+"""Digit classification on scikit-learn's bundled 8x8 images (1,797 of them), for vision blocks.
+
+Contract: `build_model(spec)` maps images [B, 1, 8, 8] (float, pixel values scaled to [0, 1])
+to logits [B, 10]; `check` also refuses models whose output for one image depends on the
+others in the batch (`evaluators.contracts.check_vision`).
+
+The split is fixed: a permutation from `split_seed` (0) holds out `heldout_size` (360, 20%)
+images. Only the training images and labels are written into a job (`sandbox_files`); the
+held-out images go in as inputs and their labels stay on the host, which scores `accuracy`
+(higher is better) and `heldout_loss` from the returned logits. Inside the sandbox the task
+never imports scikit-learn: it trains on the arrays the host wrote.
+
+What this does not hide: the dataset ships with scikit-learn, so a candidate in the process
+sandbox could load it (labels included) by itself; the docker backend can keep it out of view.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from evaluators.spec import Budget, TaskSpec
+from evaluators.tasks.base import Task
+
+NUM_IMAGES = 1797
+
+
+def load_split(split_seed: int, heldout_size: int) -> dict[str, np.ndarray]:
+    """The fixed split: train/held-out images [N, 1, 8, 8] float32 in [0, 1] and int64 labels."""
+    from sklearn.datasets import load_digits  # host side only
+
+    digits = load_digits()
+    images = (digits.images.astype(np.float32) / 16.0)[:, None]          # [1797, 1, 8, 8]
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(split_seed).permutation(len(labels))
+    held, train = order[:heldout_size], order[heldout_size:]
+    return {"train_images": images[train], "train_labels": labels[train],
+            "heldout_images": images[held], "heldout_labels": labels[held]}
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return h.hexdigest()
+
+
+class Digits(Task):
+    name = "digits"
+    metric = "accuracy"
+
+    def __init__(self):
+        self._arrays: dict[str, dict[str, np.ndarray]] = {}   # data sha256 -> arrays
+
+    def default_spec(self, **overrides) -> TaskSpec:
+        split_seed = int(overrides.pop("split_seed", 0))
+        heldout_size = int(overrides.pop("heldout_size", 360))
+        budgets = {
+            "check": Budget(steps=1, batch_size=4, lr=1e-3),
+            "short": Budget(steps=int(overrides.pop("short_steps", 100)), batch_size=64, lr=3e-3),
+            "full": Budget(steps=int(overrides.pop("full_steps", 1000)), batch_size=64, lr=3e-3),
+        }
+        if overrides:
+            raise ValueError(f"unknown digits settings: {', '.join(sorted(overrides))}; "
+                             "known: split_seed, heldout_size, short_steps, full_steps")
+        if not 10 <= heldout_size <= NUM_IMAGES // 2:
+            raise ValueError(f"heldout_size={heldout_size} must be between 10 and {NUM_IMAGES // 2}")
+        arrays = load_split(split_seed, heldout_size)
+        sha = _digest(arrays)
+        self._arrays[sha] = arrays
+        return TaskSpec(name=self.name, family="vision", num_classes=10,
+                        data={"split_seed": split_seed, "channels": 1, "height": 8, "width": 8, "data_sha256": sha},
+                        seed=0, heldout_size=heldout_size, budgets=budgets)
+
+    def _data(self, spec: TaskSpec) -> dict[str, np.ndarray]:
+        sha = str(spec.data["data_sha256"])
+        if sha not in self._arrays:
+            arrays = load_split(int(spec.data["split_seed"]), spec.heldout_size)
+            if _digest(arrays) != sha:
+                raise ValueError("the installed scikit-learn digits differ from the spec's (data_sha256 mismatch); "
+                                 "make a new spec")
+            self._arrays[sha] = arrays
+        return self._arrays[sha]
+
+    def sandbox_files(self, spec: TaskSpec) -> dict[str, np.ndarray]:
+        data = self._data(spec)
+        return {"images": data["train_images"], "labels": data["train_labels"]}
+
+    def attach(self, spec: TaskSpec, files: dict[str, np.ndarray]) -> None:
+        if "images" in files and "labels" in files:
+            self._arrays[str(spec.data["data_sha256"])] = {"train_images": files["images"].astype(np.float32),
+                                                           "train_labels": files["labels"].astype(np.int64)}
+
+    def example_input(self, spec: TaskSpec, batch_size: int, seed: int) -> torch.Tensor:
+        images = self._data(spec)["train_images"]
+        index = torch.randint(0, len(images), (batch_size,), generator=torch.Generator().manual_seed(seed))
+        return torch.from_numpy(images)[index]
+
+    def train_batch(self, spec: TaskSpec, generator: torch.Generator, batch_size: int):
+        data = self._data(spec)
+        index = torch.randint(0, len(data["train_labels"]), (batch_size,), generator=generator)
+        return torch.from_numpy(data["train_images"])[index], torch.from_numpy(data["train_labels"])[index]
+
+    def heldout(self, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        data = self._data(spec)
+        if "heldout_labels" not in data:
+            raise RuntimeError("held-out labels are not available here (inside the sandbox); heldout() is host side")
+        return {"images": data["heldout_images"]}, data["heldout_labels"]
+
+    def predict(self, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        images = torch.from_numpy(inputs["images"]).float()
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            logits = [model(images[s:s + 128].to(device)).float().cpu() for s in range(0, len(images), 128)]
+        return torch.cat(logits).numpy().astype(np.float32)
+
+    def expected_prediction_shape(self, spec: TaskSpec) -> tuple[int, ...]:
+        return (spec.heldout_size, spec.num_classes)
+
+    def score(self, spec: TaskSpec, predictions: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        logits = torch.from_numpy(predictions).double()
+        labels = torch.from_numpy(targets).long()
+        loss = torch.nn.functional.cross_entropy(logits, labels).item()
+        return {"accuracy": (logits.argmax(-1) == labels).double().mean().item(), "heldout_loss": loss}
