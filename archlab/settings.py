@@ -154,9 +154,14 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     try:
         settings = Settings(**values)
         from evaluators.tasks import get_task
-        get_task(settings.task).default_spec(**dict(settings.task_options))
+        spec = get_task(settings.task).default_spec(**dict(settings.task_options))
+        if spec.family != "sequence" and settings.llm.backend == "offline":
+            raise SettingsError(f"setting 'task': the offline engine writes sequence models, and {settings.task!r} "
+                                "needs another contract; use --llm openai, or score modules with `archlab eval`")
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
+    except SettingsError:
+        raise
     except ValueError as exc:
         raise SettingsError(f"task_options: {exc}") from None
     return settings

@@ -43,3 +43,8 @@ def test_config_file_and_environment(tmp_path, monkeypatch):
 def test_bad_task_option_is_refused():
     with pytest.raises(SettingsError, match="task_options"):
         load_settings(None, task_options={"seq_len": 10})
+
+
+def test_offline_engine_refuses_a_non_sequence_task():
+    with pytest.raises(SettingsError, match="setting 'task'.*offline engine writes sequence models"):
+        load_settings(None, task="digits")
