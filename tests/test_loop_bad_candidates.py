@@ -56,3 +56,31 @@ def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
     assert "memory" in messages["c004"]
     failures = [e for e in log if e["type"] == "finding" and e["payload"]["kind"] == "failure"]
     assert len(failures) == 4                                     # negative results are findings too
+
+
+class CopyCat(OfflineEngine):
+    """Writes, in round 2, the round-1 module again with renamed identifiers and a comment: the same function."""
+
+    def code(self, plan, parent, spec):
+        source = super().code(plan, parent, spec)
+        if not hasattr(self, "first"):
+            self.first = source
+            return source
+        return "# an equivalent rewrite\n" + self.first.replace("Mixer", "TokenMixer").replace("FeedForward", "MLPBlock")
+
+
+def test_a_functional_duplicate_reuses_the_earlier_result(tmp_path):
+    settings = load_settings(None, rounds=2, runs_dir=tmp_path, knowledge__embedder="hashing",
+                             task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
+    run_id, run_dir = start_run(settings)
+    with open_lab(settings, run_id, run_dir, engine=CopyCat(0)) as lab:
+        assert drive(lab) == "finished"
+    log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    hits = [e["payload"] for e in log if e["type"] == "cache_hit"]
+    assert hits and hits[0]["candidate_id"] == "c002" and hits[0]["twin_id"] == "c001"
+    trained = [e["payload"]["candidate_id"] for e in log if e["type"] == "job_started" and e["payload"]["fidelity"] == "short"]
+    assert "c001" in trained and "c002" not in trained
+    c1, c2 = (json.loads((run_dir / "candidates" / c / "candidate.json").read_text()) for c in ("c001", "c002"))
+    assert c1["source_hash"] != c2["source_hash"]
+    assert c2["evaluations"]["short"]["metrics"]["accuracy"] == c1["evaluations"]["short"]["metrics"]["accuracy"]
+    assert c2["functional_hash"]

@@ -17,7 +17,15 @@ def make(lab: Lab):
         fidelity = state.get("pending") or "short"
         lab.stage(round, f"evaluate ({fidelity})")
         candidate = lab.recorder.load(state["candidate_id"])
-        result = lab.run_job(candidate, fidelity)
+        twin = functional_twin(lab, candidate, fidelity)
+        if twin is not None:                # the same function was trained already: reuse, do not retrain
+            earlier = twin.evaluations[fidelity]
+            result = earlier.model_copy(update={"job_id": f"{candidate.id}-{fidelity}-cached",
+                                                "candidate_id": candidate.id})
+            lab.events.emit("cache_hit", round=round, candidate_id=candidate.id, twin_id=twin.id, fidelity=fidelity,
+                            functional_hash=candidate.functional_hash)
+        else:
+            result = lab.run_job(candidate, fidelity)
         candidate.evaluations[fidelity] = result
         if fidelity == "short":
             candidate.status = "evaluated" if result.ok else "failed"
@@ -34,6 +42,23 @@ def make(lab: Lab):
             pending = "full" if promoted else None
         return {"pending": pending}
     return evaluate
+
+
+def functional_twin(lab: Lab, candidate, fidelity: str):
+    """An earlier candidate with the same functional hash (same outputs on fixed inputs, same parameter count)
+    that already has an `ok` result at this fidelity, or None."""
+    check = candidate.evaluations.get("check")
+    digest = check.environment.get("functional_hash") if check is not None else None
+    if not digest:
+        return None
+    candidate.functional_hash = digest
+    for other in lab.recorder.load_all():
+        other_check = other.evaluations.get("check")
+        if other.id != candidate.id and other_check is not None \
+                and other_check.environment.get("functional_hash") == digest \
+                and other.evaluations.get(fidelity) is not None and other.evaluations[fidelity].ok:
+            return other
+    return None
 
 
 def round_half_up(x: float) -> int:
