@@ -312,7 +312,7 @@ def _print_table(run_dir: Path) -> None:
 @app.command("eval")
 def eval_(file: Path = typer.Argument(..., help="a candidate module defining build_model(spec)"),
           task: str = typer.Option("mqar", help="task to evaluate on"),
-          fidelity: str = typer.Option("check", help="check | short"),
+          fidelity: str = typer.Option("check", help="check | proxy | short | full | bench"),
           sandbox: str = typer.Option("process", help="process | docker"),
           seed: int = typer.Option(0, help="training seed"),
           short_steps: int = typer.Option(None, help="training steps of the short fidelity")):
@@ -323,8 +323,8 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
     from sandbox.base import SandboxUnavailable
     from sandbox.contract import EvalJob
 
-    if fidelity not in ("check", "short", "full"):
-        fail(f"unknown fidelity {fidelity!r}; use check, short or full")
+    if fidelity not in ("check", "proxy", "short", "full", "bench"):
+        fail(f"unknown fidelity {fidelity!r}; use check, proxy, short, full or bench")
     task_options = {"short_steps": short_steps} if short_steps is not None else None
     settings = _settings(None, task=task, seed=seed, sandbox__backend=sandbox, task_options=task_options)
     if not file.is_file():

@@ -105,3 +105,11 @@ def test_docker_asked_for_but_unreachable_is_refused_before_the_run_starts(tmp_p
     assert out.returncode == 2
     assert "cannot reach the Docker Engine" in out.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_eval_proxy_fidelity_reports_zero_cost_proxies():
+    out = archlab("eval", str(ROOT / "evaluators" / "baselines" / "linear_attention.py"), "--fidelity", "proxy")
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(out.stdout)["metrics"]
+    for name in ("params", "flops", "synflow", "snip", "grad_norm", "naswot", "wpca"):
+        assert name in metrics
