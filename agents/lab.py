@@ -14,6 +14,7 @@ from agents.engine import ResearchEngine
 from agents.events import EventLog
 from agents.recorder import Recorder
 from agents.records import Candidate
+from evaluators.fitness import Objective
 from evaluators.harness import evaluate
 from evaluators.spec import TaskSpec
 from knowledge.store import KnowledgeStore
@@ -30,7 +31,10 @@ class LoopLimits:
     max_fix_attempts: int = 2          # how many times a failed check goes back to the coder
     explore: float = 0.25              # chance of picking a parent at random instead of the best
     findings_k: int = 5                # nearest findings retrieved per plan
-    promote_fraction: float = 0.0      # top share of short results that are trained at `full`
+    keep_proxy: float | None = None    # top share of proxy-ranked candidates trained at `short`; None: no proxy rung
+    promote_fraction: float = 0.0      # top share of short-ranked candidates trained at `full` (0: none)
+    full_seeds: int = 3                # seeds per `full` evaluation (mean and confidence interval)
+    random_pool: int = 0               # random architectures trained in round 0 as the "better than random" yardstick
     review_policy: str = "never"       # never | always | before-full | new-idea
     check_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=120))
     train_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=600))
@@ -49,6 +53,7 @@ class Lab:
     limits: LoopLimits
     control: RunControl
     seed: int = 0
+    objective: Objective = field(default_factory=Objective)
     on_stage: Callable[[int, str], None] = lambda round, stage: None
     evaluator: Evaluator = evaluate
 
@@ -57,9 +62,13 @@ class Lab:
         self.control.safe_point()
         self.on_stage(round, stage)
 
-    def run_job(self, candidate: Candidate, fidelity: str, attempt: int = 0) -> EvalResult:
-        """Evaluate one candidate at one fidelity; a finished job with this id is read back, not re-run."""
-        job_id = f"{candidate.id}-{fidelity}-{attempt}"
+    def run_job(self, candidate: Candidate, fidelity: str, attempt: int = 0, seed_index: int = 0) -> EvalResult:
+        """Evaluate one candidate at one fidelity (and seed); a finished job with this id is read back, not re-run.
+
+        Seed `k` trains from `lab.seed + k`; seed 0 keeps the plain job id.
+        """
+        job_id = f"{candidate.id}-{fidelity}-{attempt}" if seed_index == 0 else \
+            f"{candidate.id}-{fidelity}-seed{seed_index}-{attempt}"
         jobdir = self.recorder.job_dir(candidate.id, job_id)
         finished = jobdir / "result.json"
         if finished.is_file():
@@ -70,10 +79,11 @@ class Lab:
             return result
         limits = self.limits.check_limits if fidelity == "check" else self.limits.train_limits
         job = EvalJob(job_id=job_id, run_id=self.run_id, candidate_id=candidate.id, source=candidate.source,
-                      task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed)
+                      task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index)
         self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
-                         sandbox=self.sandbox.name, source_hash=candidate.source_hash)
+                         sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed)
         result = self.evaluator(self.sandbox, job, jobdir)
+        result.environment.setdefault("seed", job.seed)
         if result.status == "sandbox_error":    # an infrastructure fault: stop, do not blame the candidate
             self.events.emit("sandbox_error", job_id=job_id, message=result.message)
             raise SandboxUnavailable(result.message)

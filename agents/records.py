@@ -8,7 +8,10 @@ from pydantic import BaseModel, Field
 
 from sandbox.contract import EvalResult
 
-CandidateStatus = Literal["proposed", "checked", "evaluated", "failed", "rejected", "baseline"]
+# screened: stopped by the cheap score before training; reference: a random architecture of the search space,
+# trained only as the yardstick "better than random" is measured against
+CandidateStatus = Literal["proposed", "checked", "evaluated", "failed", "rejected", "baseline", "screened",
+                          "reference"]
 
 
 def source_hash(source: str) -> str:
@@ -44,7 +47,12 @@ class Candidate(BaseModel):
     origin: str = ""             # which backend (and model) wrote it
     status: CandidateStatus = "proposed"
     evaluations: dict[str, EvalResult] = Field(default_factory=dict)
-    fitness: float | None = None
+    fitness: float | None = None           # the objective's quality (higher is better) at the best fidelity run
+    feasible: bool | None = None           # within every cost limit of the objective
+    violations: list[str] = Field(default_factory=list)   # the limits it breaks
+    seeds: dict[str, list[EvalResult]] = Field(default_factory=dict)   # per fidelity, one result per seed
+    comparison: dict[str, Any] | None = None   # full-fidelity verdict against its parent, over seeds
+    over_random: dict[str, Any] | None = None  # improvement over the average random architecture of the run
     analysis: str = ""
     genome: dict[str, Any] | None = None
 

@@ -136,7 +136,8 @@ def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
         source = _source_for(run_dir, events, candidate_id, started[job_id]["source_hash"])
         recorded = e.payload["result"]
         job = EvalJob(job_id=job_id, candidate_id=candidate_id, source=source, task=spec,
-                      fidelity=e.payload["fidelity"], seed=json.loads((run_dir / "run.json").read_text())["settings"]["seed"])
+                      fidelity=e.payload["fidelity"],
+                      seed=started[job_id].get("seed", json.loads((run_dir / "run.json").read_text())["settings"]["seed"]))
         with tempfile.TemporaryDirectory(prefix="archlab-reexec-") as tmp:
             again = evaluate(sandbox, job, Path(tmp))
         if again.status != recorded["status"]:

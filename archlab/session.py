@@ -29,6 +29,7 @@ from agents.recorder import Recorder
 from archlab.reviews import pending_reviews, read_decision
 from archlab.runstore import create_run
 from archlab.settings import Settings
+from evaluators.fitness import Objective
 from evaluators.tasks import get_task
 from knowledge.embedders import make_embedder
 from knowledge.store import KnowledgeStore
@@ -55,6 +56,12 @@ def job_limits(settings: Settings, seconds: float, gpus: int) -> Limits:
     return Limits(wall_seconds=seconds, memory_mb=s.memory_mb, cpus=s.cpus, gpus=gpus, pids=s.pids)
 
 
+def make_objective(settings: Settings) -> Objective:
+    o = settings.objective
+    return Objective(metric=o.metric or get_task(settings.task).metric, higher_is_better=o.higher_is_better,
+                     limits=dict(o.limits), costs=tuple(o.costs))
+
+
 def task_spec(settings: Settings):
     task = get_task(settings.task)
     return task.default_spec(**dict(settings.task_options)).model_copy(update={"seed": settings.seed})
@@ -70,7 +77,9 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
     store = KnowledgeStore(settings.knowledge.path or run_dir / "knowledge", make_embedder(settings.knowledge.embedder))
     limits = LoopLimits(rounds=settings.rounds, max_fix_attempts=settings.loop.max_fix_attempts,
                         explore=settings.loop.explore, findings_k=settings.knowledge.k,
-                        promote_fraction=settings.loop.promote_fraction, review_policy=settings.review.policy,
+                        keep_proxy=settings.loop.keep_proxy if settings.loop.proxy_rung else None,
+                        promote_fraction=settings.loop.promote_fraction, full_seeds=settings.loop.full_seeds,
+                        random_pool=settings.loop.random_pool, review_policy=settings.review.policy,
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),
                         train_limits=job_limits(settings, settings.sandbox.train_seconds, settings.sandbox.gpus))
     budgets = Budgets(**settings.budget.model_dump())
@@ -78,7 +87,7 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
               engine=engine or make_engine(settings.llm.backend, settings.seed, settings),
               sandbox=sandbox or make_sandbox(settings), store=store, events=events,
               recorder=Recorder(run_dir, events), limits=limits, control=RunControl(run_dir, budgets),
-              seed=settings.seed, on_stage=on_stage)
+              seed=settings.seed, objective=make_objective(settings), on_stage=on_stage)
     if evaluator is not None:
         lab.evaluator = evaluator
     if hasattr(lab.engine, "attach"):       # an engine that logs its own calls (openai) writes to this run's log

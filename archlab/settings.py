@@ -90,7 +90,40 @@ class KnowledgeSettings(BaseModel):
 class LoopSettings(BaseModel):
     max_fix_attempts: int = Field(default=2, ge=0)      # failed checks sent back to the coder per round
     explore: float = Field(default=0.25, ge=0, le=1)    # chance of a random parent instead of the best
-    promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of short results trained at `full` (0: none)
+    proxy_rung: bool = True                             # measure zero-cost proxies before training, and screen on them
+    keep_proxy: float = Field(default=0.75, gt=0, le=1)  # top share of the proxy rung (by cheap score) trained at `short`
+    promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of the short rung trained at `full` (0: none)
+    full_seeds: int = Field(default=3, ge=3, le=20)     # seeds per `full` evaluation: mean and 95% interval need >= 3
+    random_pool: int = Field(default=0, ge=0, le=64)    # random architectures trained in round 0: "better than random"
+
+
+COST_METRICS = ("params", "flops", "flops_per_token", "activation_bytes", "latency_ms_median", "latency_ms_p90",
+                "peak_memory_bytes")
+
+
+class ObjectiveSettings(BaseModel):
+    """What "better" means: a quality metric under cost limits, and the cost axes of the Pareto front."""
+
+    metric: str | None = None                           # quality metric; None: the task's own (accuracy)
+    higher_is_better: bool = True                       # False for a loss
+    limits: dict[str, float] = Field(default_factory=dict)  # cost -> largest allowed, e.g. {params = 500000}
+    costs: list[str] = Field(default_factory=lambda: ["params"])  # Pareto axes, lower is better
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = [k for k in value if k not in COST_METRICS]
+        if unknown:
+            raise ValueError(f"unknown cost {', '.join(unknown)}; limits can name {', '.join(COST_METRICS)}")
+        return value
+
+    @field_validator("costs")
+    @classmethod
+    def _known_costs(cls, value: list[str]) -> list[str]:
+        unknown = [k for k in value if k not in COST_METRICS]
+        if unknown:
+            raise ValueError(f"unknown cost {', '.join(unknown)}; costs can name {', '.join(COST_METRICS)}")
+        return value
 
 
 class BudgetSettings(BaseModel):
@@ -120,6 +153,7 @@ class Settings(BaseSettings):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
 
     @field_validator("task")
     @classmethod
@@ -155,6 +189,12 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
         settings = Settings(**values)
         from evaluators.tasks import get_task
         spec = get_task(settings.task).default_spec(**dict(settings.task_options))
+        metric = settings.objective.metric
+        if metric is not None and metric not in (get_task(settings.task).metric, "heldout_loss"):
+            raise SettingsError(f"setting 'objective.metric': {settings.task} reports "
+                                f"{get_task(settings.task).metric!r} and 'heldout_loss', not {metric!r}")
+        if metric == "heldout_loss" and settings.objective.higher_is_better:
+            raise SettingsError("setting 'objective.higher_is_better': heldout_loss is a loss; set it to false")
         if spec.family != "sequence" and settings.llm.backend == "offline":
             raise SettingsError(f"setting 'task': the offline engine writes sequence models, and {settings.task!r} "
                                 "needs another contract; use --llm openai, or score modules with `archlab eval`")

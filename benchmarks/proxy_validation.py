@@ -73,23 +73,9 @@ SETTINGS = {
 # --- pools --------------------------------------------------------------------------------
 
 def sequence_pool(n: int, seed: int = POOL_SEED) -> list[dict]:
-    """`n` distinct genomes, mixers in turn, the other fields drawn from `seed`."""
-    from agents.offline.blocks import MIXERS, validate
-
-    rng = np.random.default_rng(seed)
-    pool, seen = [], set()
-    while len(pool) < n:
-        mixer = MIXERS[len(pool) % len(MIXERS)]
-        genome = {"mixer": mixer, "feature_map": str(rng.choice(["elu1", "relu", "taylor"])),
-                  "n_heads": int(rng.choice([2, 4])), "short_conv": int(rng.choice([0, 0, 3, 4])),
-                  "output_gate": bool(rng.random() < 0.3), "norm": str(rng.choice(["layernorm", "rmsnorm"])),
-                  "ffn": str(rng.choice(["mlp", "glu"])), "ffn_mult": int(rng.choice([2, 4])),
-                  "d_model": int(rng.choice([32, 64])), "n_layers": int(rng.choice([1, 2]))}
-        key = json.dumps(validate(genome), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            pool.append(genome)
-    return pool
+    """`n` distinct genomes of the offline engine's building blocks (`agents.offline.blocks.random_genomes`)."""
+    from agents.offline.blocks import random_genomes
+    return random_genomes(n, seed)
 
 
 VISION_TEMPLATE = '''"""A small {kind} for 8x8 digits."""

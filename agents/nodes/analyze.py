@@ -15,17 +15,18 @@ def make(lab: Lab):
         round = state["round"]
         lab.stage(round, "analyze")
         candidate = lab.recorder.load(state["candidate_id"])
-        if candidate.status not in ("evaluated", "failed", "rejected"):
+        if candidate.status not in ("evaluated", "failed", "rejected", "screened"):
             candidate.status = "failed"     # never got past check
         parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
         baselines = [c for c in lab.recorder.load_all() if c.status == "baseline"]
-        if candidate.status == "rejected":      # a person's decision is the analysis
+        if candidate.status in ("rejected", "screened"):   # a person's decision, or the cheap score's, is the analysis
             text = candidate.analysis
-            findings = [Finding(id=f"{lab.run_id}-{candidate.id}-rejected", text=f"{candidate.change}: {text}",
+            findings = [Finding(id=f"{lab.run_id}-{candidate.id}-{candidate.status}", text=f"{candidate.change}: {text}",
                                 kind="failure", task=candidate.task, candidate_ids=[candidate.id],
                                 change=candidate.change)]
         else:
             text, findings = lab.engine.analyze(candidate, parent, baselines)
+            text = " ".join([text, *measured_verdicts(candidate)])
         candidate.analysis = text
         lab.recorder.save(candidate)
         lab.events.emit("analysis", round=round, candidate_id=candidate.id, status=candidate.status, text=text)
@@ -35,3 +36,18 @@ def make(lab: Lab):
             lab.events.emit("finding", round=round, **stored.model_dump())
         return {}
     return analyze
+
+
+def measured_verdicts(candidate) -> list[str]:
+    """Sentences for the full-fidelity verdict against the parent and the improvement over random architectures."""
+    out = []
+    comparison = candidate.comparison
+    if comparison:
+        out.append(f"At full fidelity over {comparison['child_seeds']} seeds, {comparison['metric']} differs from "
+                   f"parent {comparison['parent_id']} by {comparison['delta']:+.4f} (95% interval "
+                   f"{comparison['low']:+.4f} to {comparison['high']:+.4f}): {comparison['verdict']}.")
+    over = candidate.over_random
+    if over:
+        out.append(f"Against {over['pool']} random architectures at {over['fidelity']} it is {over['delta']:+.4f} "
+                   f"above their mean ({over['z']:+.2f} sd; beats {over['beats']:.0%} of them).")
+    return out

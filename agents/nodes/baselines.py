@@ -1,9 +1,19 @@
-"""Round 0: train the task's baselines (the short job checks the contract first), so the first parents have real scores."""
+"""Round 0: the task's baselines, and the run's random reference architectures, measured before any proposal.
+
+Baselines get `proxy` and `short` (each job checks the contract first), so the first parents
+have real scores and the proxy rung has peers. With `random_pool` > 0, that many random
+architectures of the offline engine's search space (`agents.offline.blocks.random_genomes`,
+drawn from the run's seed) are measured the same way, and at `full` too when the run
+promotes to `full`: they are the yardstick of "better than the average random
+architecture", never parents.
+"""
 from __future__ import annotations
 
 from agents.lab import Lab
-from agents.records import Candidate
+from agents.nodes.evaluate import settle, train_seeds
+from agents.offline.blocks import random_genomes, render
 from agents.offline.engine import genome_hash
+from agents.records import Candidate
 from agents.state import LoopState
 from evaluators.baselines import BASELINES
 
@@ -17,11 +27,51 @@ def make(lab: Lab):
             candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"baseline: {name}",
                                   motivation="reference architecture", change="baseline", source=source,
                                   origin="baseline", status="baseline", genome=genome)
-            result = lab.run_job(candidate, "short")   # a short job checks the contract first
-            candidate.evaluations["short"] = result
-            candidate.fitness = candidate.metric("accuracy")
-            lab.recorder.save(candidate)
+            measure(lab, candidate, full=False)
+            result = candidate.evaluations["short"]
             lab.events.emit("baseline", candidate_id=cid, status=result.status, metrics=result.metrics)
             tried += [genome_hash(genome), candidate.source_hash]
+        references = random_references(lab)
+        for cid, genome in references:
+            lab.stage(0, f"random reference {cid}")
+            candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"random: {genome['mixer']}",
+                                  motivation="a random architecture of the search space, the yardstick",
+                                  change="random", source=render(genome, title="A random architecture."),
+                                  origin="random", status="reference", genome=genome)
+            measure(lab, candidate, full=lab.limits.promote_fraction > 0)
+            result = candidate.evaluations.get("full") or candidate.evaluations["short"]
+            lab.events.emit("random_reference", candidate_id=cid, genome=genome, status=result.status,
+                            fidelity=result.fidelity, metrics=result.metrics)
+        if references:                  # the baselines measured before the yardstick existed
+            for candidate in lab.recorder.load_all():
+                if candidate.status == "baseline":
+                    settle(lab, candidate, 0)
         return {"round": 0, "tried": tried}
     return baselines
+
+
+def measure(lab: Lab, candidate: Candidate, full: bool) -> None:
+    """proxy (when the run has that rung), then short (then full over seeds), each recorded as it finishes."""
+    rungs = ("proxy", "short") if lab.limits.keep_proxy is not None else ("short",)
+    for fidelity in rungs + ("full",) if full else rungs:
+        if fidelity == "full":
+            result = candidate.evaluations["full"] = train_seeds(lab, candidate, "full")
+        else:
+            result = candidate.evaluations[fidelity] = lab.run_job(candidate, fidelity)
+        if fidelity == "proxy" and result.ok:
+            candidate.evaluations.setdefault("check", result)
+        settle(lab, candidate, 0)
+        if not result.ok and fidelity != "proxy":
+            break
+
+
+def random_references(lab: Lab) -> list[tuple[str, dict]]:
+    """(id, genome) of the run's random architectures; none for tasks the building blocks cannot serve."""
+    if lab.limits.random_pool <= 0:
+        return []
+    if lab.spec.family != "sequence":
+        lab.events.emit("random_reference_skipped", reason=f"the building blocks write sequence models; "
+                        f"{lab.spec.name} is a {lab.spec.family} task")
+        return []
+    genomes = random_genomes(lab.limits.random_pool, seed=lab.seed)
+    return [(f"r-{i + 1:02d}", genome) for i, genome in enumerate(genomes)]

@@ -1,4 +1,7 @@
-"""check: a static look, then the contract in the sandbox; failures go to `fix`, a bounded number of times."""
+"""check: a static look, then the contract in the sandbox; failures go to `fix`, a bounded number of times.
+
+A candidate that passes goes to the `proxy` rung (`agents.nodes.evaluate`).
+"""
 from __future__ import annotations
 
 from agents.lab import Lab
@@ -27,7 +30,7 @@ def make_check(lab: Lab):
         candidate.evaluations["check"] = result
         candidate.status = "checked" if result.ok else "proposed"
         lab.recorder.save(candidate)
-        return {"check_status": "ok" if result.ok else "failed", "pending": "short" if result.ok else None}
+        return {"check_status": "ok" if result.ok else "failed", "pending": first_rung(lab) if result.ok else None}
     return check
 
 
@@ -61,3 +64,7 @@ def route_after_check(lab: Lab):
             return "analyze"
         return "fix"
     return route
+
+
+def first_rung(lab: Lab) -> str:
+    return "short" if lab.limits.keep_proxy is None else "proxy"

@@ -1,14 +1,26 @@
-"""evaluate: train the checked candidate in the sandbox at its pending fidelity; the host scores it.
+"""evaluate: climb the candidate's pending rung (proxy -> short -> full) in the sandbox; the host scores it.
 
-After `short`, the candidate is promoted to `full` when its accuracy ranks in the top
-`promote_fraction` of everything evaluated so far (successive halving with one rung).
+Successive halving, online (`agents.screening`): after `proxy`, the candidate trains at
+`short` only while the run's re-fitted cheap score ranks it in the top `keep_proxy` of every
+candidate that reached `proxy`; otherwise it is `screened`. After `short`, it trains at `full`
+when it ranks in the top `promote_fraction` of the short rung (0: nobody does). `full` runs
+`full_seeds` seeds and is reported as a mean with a confidence interval (`agents.seeds`);
+the parent is trained at `full` too when it has not been, so "better than the parent" is
+decided beyond the interval. After every training result the cheap score's Kendall tau
+against the expensive quality is logged (`cheap_score`), and fitness and the Pareto front
+are brought up to date (`agents.objective`).
+
+A candidate whose function was already trained (same functional hash) reuses that result,
+logged as a `cache_hit`, instead of training again.
 """
 from __future__ import annotations
 
+from agents import objective, screening, seeds
 from agents.lab import Lab
 from agents.nodes.review import gate
-from agents.nodes.select import scored
+from agents.records import Candidate
 from agents.state import LoopState
+from sandbox.contract import EvalResult
 
 
 def make(lab: Lab):
@@ -17,34 +29,123 @@ def make(lab: Lab):
         fidelity = state.get("pending") or "short"
         lab.stage(round, f"evaluate ({fidelity})")
         candidate = lab.recorder.load(state["candidate_id"])
-        twin = functional_twin(lab, candidate, fidelity)
-        if twin is not None:                # the same function was trained already: reuse, do not retrain
-            earlier = twin.evaluations[fidelity]
-            result = earlier.model_copy(update={"job_id": f"{candidate.id}-{fidelity}-cached",
-                                                "candidate_id": candidate.id})
-            lab.events.emit("cache_hit", round=round, candidate_id=candidate.id, twin_id=twin.id, fidelity=fidelity,
-                            functional_hash=candidate.functional_hash)
-        else:
-            result = lab.run_job(candidate, fidelity)
+        result = reuse_twin(lab, candidate, fidelity, round)
+        if result is None:
+            result = train_seeds(lab, candidate, fidelity) if fidelity == "full" else lab.run_job(candidate, fidelity)
         candidate.evaluations[fidelity] = result
         if fidelity == "short":
             candidate.status = "evaluated" if result.ok else "failed"
-            candidate.fitness = candidate.metric("accuracy")
-        lab.recorder.save(candidate)
+        if fidelity == "short" and result.ok and objective.needs_bench(lab.objective):
+            candidate.evaluations["bench"] = lab.run_job(candidate, "bench")   # the objective limits latency/memory
+        if fidelity == "full" and result.ok:
+            judge_against_parent(lab, candidate, round)
+        settle(lab, candidate, round)
         pending = None
-        if fidelity == "short" and result.ok and lab.limits.promote_fraction > 0:
-            pool = scored(lab.recorder.load_all())
-            rank = [c.id for c in pool].index(candidate.id)
-            keep = max(1, round_half_up(lab.limits.promote_fraction * len(pool)))
-            promoted = rank < keep
-            lab.events.emit("promotion", round=round, candidate_id=candidate.id, rank=rank + 1, pool=len(pool),
-                            keep=keep, promoted=promoted, to="full")
-            pending = "full" if promoted else None
+        if fidelity == "proxy":
+            pending = after_proxy(lab, candidate, result, round)
+        elif fidelity == "short" and result.ok and lab.limits.promote_fraction > 0:
+            decision = screening.rung_decision(lab.recorder.load_all(), candidate.id, "short",
+                                               lab.limits.promote_fraction, lab.spec, lab.objective.metric,
+                                               lab.objective.higher_is_better)
+            lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
+            pending = "full" if decision.promoted else None
+        if fidelity in ("short", "full") and result.ok:
+            report_tau(lab, round)
         return {"pending": pending}
     return evaluate
 
 
-def functional_twin(lab: Lab, candidate, fidelity: str):
+def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int) -> str | None:
+    """Where a candidate goes after its proxy job: `short`, or nowhere (screened)."""
+    if not result.ok:       # the proxies themselves failed on it (a check passed): do not judge it by them
+        lab.events.emit("promotion", round=round, candidate_id=candidate.id, rung="proxy", to="short", promoted=True,
+                        reason=f"proxies unavailable ({result.status}); trained without screening")
+        return "short"
+    decision = screening.rung_decision(lab.recorder.load_all(), candidate.id, "proxy", lab.limits.keep_proxy,
+                                       lab.spec, lab.objective.metric, lab.objective.higher_is_better)
+    lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
+    if decision.promoted:
+        return "short"
+    candidate.status = "screened"
+    candidate.analysis = (f"Screened out before training: the cheap score ranked it {decision.rank} of "
+                          f"{decision.pool} at the proxy rung, and only the top {decision.keep} go on.")
+    lab.recorder.save(candidate)
+    return None
+
+
+def train_seeds(lab: Lab, candidate: Candidate, fidelity: str) -> EvalResult:
+    """`full_seeds` runs from seeds lab.seed, lab.seed + 1, ...; stops at the first failure."""
+    results = []
+    for k in range(lab.limits.full_seeds):
+        results.append(lab.run_job(candidate, fidelity, seed_index=k))
+        if not results[-1].ok:
+            break
+    candidate.seeds[fidelity] = results
+    return seeds.aggregate(results, lab.objective.metric)
+
+
+def judge_against_parent(lab: Lab, candidate: Candidate, round: int) -> None:
+    """Better than the parent beyond the interval, and better than the random architectures, at `full`."""
+    metric, higher = lab.objective.metric, lab.objective.higher_is_better
+    parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
+    if parent is not None and parent.evaluations.get("full") is None:
+        lab.stage(round, f"evaluate parent {parent.id} (full)")
+        parent.evaluations["full"] = train_seeds(lab, parent, "full")
+        settle(lab, parent, round)
+    child_values = seeds.per_seed(candidate.seeds.get("full", []), metric)
+    if parent is not None and parent.evaluations["full"].ok:
+        parent_values = seeds.per_seed(parent.seeds.get("full", []), metric)
+        if min(len(child_values), len(parent_values)) >= seeds.MIN_SEEDS:
+            candidate.comparison = {"parent_id": parent.id, "metric": metric,
+                                    **seeds.verdict(child_values, parent_values, higher)}
+            lab.events.emit("comparison", round=round, candidate_id=candidate.id, **candidate.comparison)
+    lab.recorder.save(candidate)
+
+
+def settle(lab: Lab, candidate: Candidate, round: int) -> None:
+    """Fitness, improvement over random, the Pareto front: brought up to date after a new result."""
+    objective.apply(candidate, lab.objective)
+    set_over_random(lab, candidate)
+    lab.recorder.save(candidate)
+    candidates = lab.recorder.load_all()
+    front, changed = objective.write_front(lab.run_dir, lab.spec.name, candidates, lab.objective)
+    if changed:
+        lab.events.emit("pareto_front", round=round, task=lab.spec.name, ids=[p["id"] for p in front])
+
+
+def set_over_random(lab: Lab, candidate: Candidate) -> None:
+    if candidate.status == "reference":
+        return
+    fidelity = objective.quality_fidelity(candidate)
+    references = [c for c in lab.recorder.load_all() if c.status == "reference"]
+    pool = [c.metric(lab.objective.metric, fidelity) for c in references] if fidelity else []
+    pool = [v for v in pool if v is not None]
+    value = candidate.metric(lab.objective.metric, fidelity) if fidelity else None
+    if value is None or not pool:
+        return
+    candidate.over_random = seeds.over_random(value, pool, fidelity, lab.objective.higher_is_better)
+
+
+def report_tau(lab: Lab, round: int) -> None:
+    report = screening.tau_report(lab.recorder.load_all(), lab.spec, lab.objective.metric,
+                                  lab.objective.higher_is_better)
+    lab.events.emit("cheap_score", round=round, **report)
+
+
+def reuse_twin(lab: Lab, candidate: Candidate, fidelity: str, round: int) -> EvalResult | None:
+    """The earlier result of a functional twin at this fidelity, copied to this candidate; None if none."""
+    twin = functional_twin(lab, candidate, fidelity)
+    if twin is None:
+        return None
+    lab.events.emit("cache_hit", round=round, candidate_id=candidate.id, twin_id=twin.id, fidelity=fidelity,
+                    functional_hash=candidate.functional_hash)
+    if fidelity in twin.seeds:
+        candidate.seeds[fidelity] = [r.model_copy(update={"candidate_id": candidate.id}) for r in twin.seeds[fidelity]]
+    return twin.evaluations[fidelity].model_copy(update={"job_id": f"{candidate.id}-{fidelity}-cached",
+                                                         "candidate_id": candidate.id})
+
+
+def functional_twin(lab: Lab, candidate: Candidate, fidelity: str) -> Candidate | None:
     """An earlier candidate with the same functional hash (same outputs on fixed inputs, same parameter count)
     that already has an `ok` result at this fidelity, or None."""
     check = candidate.evaluations.get("check")
@@ -59,10 +160,6 @@ def functional_twin(lab: Lab, candidate, fidelity: str):
                 and other.evaluations.get(fidelity) is not None and other.evaluations[fidelity].ok:
             return other
     return None
-
-
-def round_half_up(x: float) -> int:
-    return int(x + 0.5)
 
 
 def route_after_evaluate(lab: Lab):

@@ -13,8 +13,15 @@ def rank_key(candidate: Candidate) -> tuple[float, float]:
     return (candidate.metric("accuracy") or 0.0, -(candidate.metric("heldout_loss") or float("inf")))
 
 
+PARENTS = ("baseline", "evaluated")      # random references and screened candidates are never parents
+
+
 def scored(candidates: list[Candidate]) -> list[Candidate]:
-    return sorted((c for c in candidates if c.metric("accuracy") is not None), key=rank_key, reverse=True)
+    """Possible parents, best first; those breaking a cost limit of the objective only when nothing else is left."""
+    pool = sorted((c for c in candidates if c.status in PARENTS and c.metric("accuracy") is not None),
+                  key=rank_key, reverse=True)
+    feasible = [c for c in pool if c.feasible is not False]
+    return feasible or pool
 
 
 def make(lab: Lab):

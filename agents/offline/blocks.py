@@ -312,3 +312,27 @@ def estimate_params(genome: dict, vocab_size: int, seq_len: int) -> int:
         if g["output_gate"]:
             block += d * d + d
     return vocab_size * d * 2 + seq_len * d + layers * block + norm
+
+
+def random_genomes(n: int, seed: int = 0) -> list[dict]:
+    """`n` distinct random genomes, mixers in turn, the other fields drawn from `seed`.
+
+    The random architectures of the search space: the pool of the proxy-validation study, and
+    the reference pool a run's candidates are compared with ("how much better than random?").
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    pool, seen = [], set()
+    while len(pool) < n:
+        mixer = MIXERS[len(pool) % len(MIXERS)]
+        genome = {"mixer": mixer, "feature_map": str(rng.choice(["elu1", "relu", "taylor"])),
+                  "n_heads": int(rng.choice([2, 4])), "short_conv": int(rng.choice([0, 0, 3, 4])),
+                  "output_gate": bool(rng.random() < 0.3), "norm": str(rng.choice(["layernorm", "rmsnorm"])),
+                  "ffn": str(rng.choice(["mlp", "glu"])), "ffn_mult": int(rng.choice([2, 4])),
+                  "d_model": int(rng.choice([32, 64])), "n_layers": int(rng.choice([1, 2]))}
+        key = json.dumps(validate(genome), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            pool.append(genome)
+    return pool
