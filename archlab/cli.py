@@ -299,14 +299,57 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 def _print_table(run_dir: Path) -> None:
     from agents.recorder import load_candidates
-    table = Table("id", "parent", "change", "accuracy", "loss", "params", "status", title=f"candidates of {run_dir.name}")
+    candidates = load_candidates(run_dir)
+    with_full = any(c.evaluations.get("full") is not None for c in candidates)
+    with_random = any(c.over_random for c in candidates)
+    columns = ["id", "parent", "change", "accuracy", "loss", "params", "status"]
+    columns += ["full (95% CI)", "vs parent"] if with_full else []
+    columns += ["vs random"] if with_random else []
+    table = Table(*columns, title=f"candidates of {run_dir.name}")
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
-    for c in load_candidates(run_dir):
-        change = c.title.split(": ", 1)[-1] if c.parent_ids else "baseline"
-        params = c.metric("params") or c.metric("params", "check")
-        table.add_row(c.id, ", ".join(c.parent_ids) or "-", change, _fmt(c.metric("accuracy"), ".3f"),
-                      _fmt(c.metric("heldout_loss"), ".3f"), _fmt(params, ",.0f"), c.status)
+    for c in candidates:
+        change = c.title.split(": ", 1)[-1] if c.parent_ids else c.change
+        params = c.metric("params") or c.metric("params", "check") or c.metric("params", "proxy")
+        row = [c.id, ", ".join(c.parent_ids) or "-", change, _fmt(c.metric("accuracy"), ".3f"),
+               _fmt(c.metric("heldout_loss"), ".3f"), _fmt(params, ",.0f"),
+               c.status + ("" if c.feasible is not False else " (over a limit)")]
+        if with_full:
+            mean, low, high = (c.metric(k, "full") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+            row.append("-" if mean is None else f"{mean:.3f} [{_fmt(low, '.3f')}, {_fmt(high, '.3f')}]")
+            row.append(f"{c.comparison['delta']:+.3f} {c.comparison['verdict']}" if c.comparison else "-")
+        if with_random:
+            over = c.over_random
+            row.append(f"{over['delta']:+.3f} ({over['z']:+.1f} sd, {over['fidelity']})" if over else "-")
+        table.add_row(*row)
     console.print(table)
+    _print_screening(run_dir)
+
+
+def _print_screening(run_dir: Path) -> None:
+    """The cheap score's latest rank agreement with the expensive fidelity, and the Pareto front."""
+    import json
+    from agents.events import read_events
+    events, _ = read_events(run_dir / "events.jsonl")
+    tau = next((e.payload for e in reversed(events) if e.type == "cheap_score"), None)
+    if tau is not None and tau.get("tau") is not None:
+        screened = sum(1 for e in events if e.type == "promotion" and e.payload.get("rung") == "proxy"
+                       and not e.payload.get("promoted"))
+        console.print(f"cheap score vs {tau['target']} ({tau['n']} candidates, "
+                      f"{'fitted' if tau.get('fitted') else 'prior weights'}): Kendall tau {tau['tau']:+.2f} "
+                      f"in-sample, {tau['tau_loo']:+.2f} leave-one-out; {screened} screened out before training")
+    path = run_dir / "pareto.json"
+    if path.is_file():
+        try:
+            fronts = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return
+        for task, entry in fronts.items():
+            objective = entry["objective"]
+            points = ", ".join(f"{p['id']} ({objective['metric']} {p[objective['metric']]:.3f}, "
+                               + ", ".join(f"{c} {p[c]:,.0f}" for c in objective["costs"]) + ")"
+                               for p in entry["front"])
+            console.print(f"Pareto front ({task}, {objective['metric']} vs {', '.join(objective['costs'])}): "
+                          f"{points or 'empty'}")
 
 
 @app.command("eval")

@@ -60,7 +60,14 @@ def metrics_line(candidate: Candidate) -> str:
                 f"params {number(candidate.metric('params'), 'int')}")
         if extra:
             line += "; " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(extra.items())[:8])
+        full = candidate.evaluations.get("full")
+        if full is not None and full.ok and "accuracy_ci_low" in full.metrics:
+            line += (f"; full: accuracy {number(full.metrics.get('accuracy'))} (95% interval "
+                     f"{number(full.metrics['accuracy_ci_low'])} to {number(full.metrics['accuracy_ci_high'])}, "
+                     f"{int(full.metrics.get('seeds', 0))} seeds)")
         return line
+    if candidate.status == "screened":
+        return candidate.analysis or "screened out before training by the cheap score"
     last = list(candidate.evaluations.values())[-1] if candidate.evaluations else None
     if last is None:
         return "not evaluated"
@@ -93,12 +100,12 @@ def principles_text(principles: list) -> str:
 
 
 def failures_text(candidates: list[Candidate], limit: int = 5) -> str:
-    failed = [c for c in candidates if c.status in ("failed", "rejected")][-limit:]
+    failed = [c for c in candidates if c.status in ("failed", "rejected", "screened")][-limit:]
     return "\n".join(candidate_line(c) for c in failed) or "(none)"
 
 
 def tried_text(candidates: list[Candidate], limit: int = 25) -> str:
-    tried = [c for c in candidates if c.status != "baseline"][-limit:]
+    tried = [c for c in candidates if c.status not in ("baseline", "reference")][-limit:]
     return "\n".join(candidate_line(c) for c in tried) or "(nothing yet: this is the first proposal)"
 
 
