@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ROUNDS ?= 6
+RANDOM_POOL ?= 3
 
 .PHONY: run test install clean-runs
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(VENV)/bin/archlab run --task mqar --rounds $(ROUNDS)
+	$(VENV)/bin/archlab run --task mqar --rounds $(ROUNDS) --random-pool $(RANDOM_POOL)
 
 test: install
 	$(PY) -m pytest -q -rs

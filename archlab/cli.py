@@ -50,11 +50,15 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
         seed: int = typer.Option(None, help="seed for the engine and training"),
         runs_dir: Path = typer.Option(None, help="where run directories go (default runs/)"),
         short_steps: int = typer.Option(None, help="training steps of the short fidelity"),
+        keep_proxy: float = typer.Option(None, help="share of the proxy rung trained at short (loop.keep_proxy)"),
+        promote: float = typer.Option(None, help="share of the short rung trained at full (loop.promote_fraction)"),
+        random_pool: int = typer.Option(None, help="random architectures measured as the yardstick (loop.random_pool)"),
         config: Path = typer.Option(None, help="a TOML settings file")):
     """Start a research run and drive it to the end of its round budget."""
     task_options = {"short_steps": short_steps} if short_steps is not None else None
     settings = _settings(config, task=task, rounds=rounds, seed=seed, runs_dir=runs_dir,
-                         sandbox__backend=sandbox, llm__backend=llm, task_options=task_options)
+                         sandbox__backend=sandbox, llm__backend=llm, task_options=task_options,
+                         loop__keep_proxy=keep_proxy, loop__promote_fraction=promote, loop__random_pool=random_pool)
     from archlab.session import start_run
     engine, box = _preflight(settings)          # refuse an unreachable engine or sandbox before anything starts
     run_id, run_dir = start_run(settings)

@@ -28,7 +28,7 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
         np.save(jobdir / "inputs" / f"train_{name}.npy", array, allow_pickle=False)
     targets = None
     if job.fidelity in TRAINING_FIDELITIES:
-        inputs, targets = task.heldout(job.task)
+        inputs, targets = task.heldout(job.task.at(job.fidelity))
         for name, array in inputs.items():
             np.save(jobdir / "inputs" / f"heldout_{name}.npy", array, allow_pickle=False)
     result = sandbox.run(job, jobdir)
@@ -40,7 +40,8 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
 def _score(task, job: EvalJob, result: EvalResult, path: Path, targets: np.ndarray) -> EvalResult:
     problem = None
     predictions = None
-    expected = task.expected_prediction_shape(job.task)
+    instance = job.task.at(job.fidelity)
+    expected = task.expected_prediction_shape(instance)
     if not path.is_file():
         problem = "the job finished but wrote no held-out predictions"
     elif path.stat().st_size > PREDICTIONS_MAX_BYTES:
@@ -59,5 +60,5 @@ def _score(task, job: EvalJob, result: EvalResult, path: Path, targets: np.ndarr
             problem = "the trained model produced NaN or inf outputs on held-out inputs; stabilise training"
     if problem is not None:
         return result.model_copy(update={"status": "invalid", "message": problem})
-    metrics = {**result.metrics, **task.score(job.task, predictions.astype(np.float64), targets)}
+    metrics = {**result.metrics, **task.score(instance, predictions.astype(np.float64), targets)}
     return result.model_copy(update={"metrics": metrics})

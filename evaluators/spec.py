@@ -21,6 +21,9 @@ class Budget(BaseModel):
     lr: float = Field(gt=0)
     weight_decay: float = Field(default=0.1, ge=0)
     warmup_frac: float = Field(default=0.1, ge=0, le=1)
+    # a smaller instance of the task for this fidelity (e.g. {"seq_len": 16, "num_pairs": 2}): the model is built,
+    # trained and scored on it; empty = the task as specified
+    instance: dict[str, int | float | str] = Field(default_factory=dict)
 
 
 class TaskSpec(BaseModel):
@@ -37,3 +40,12 @@ class TaskSpec(BaseModel):
     heldout_size: int = Field(default=256, ge=1)
     max_params: int = Field(default=2_000_000, ge=1)  # check refuses models above this
     budgets: dict[str, Budget] = Field(default_factory=dict)
+
+    def at(self, fidelity: str) -> "TaskSpec":
+        """The spec a model is built, trained and scored on at `fidelity` (its budget's `instance` applied)."""
+        budget = self.budgets.get(fidelity)
+        if budget is None or not budget.instance:
+            return self
+        top = {k: v for k, v in budget.instance.items() if k in ("seq_len", "vocab_size", "num_classes")}
+        data = {**self.data, **{k: v for k, v in budget.instance.items() if k not in top}}
+        return self.model_copy(update={**top, "data": data})

@@ -86,8 +86,9 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
             report["metrics"].update(metrics)
             environment.update(bench_env)
         elif fidelity in ("short", "full"):
-            model = fidelities.build(module, spec, seed)   # train from the same fresh init
-            trained = fidelities.train(task, spec, model, spec.budgets[fidelity], seed, device)
+            instance = spec.at(fidelity)                    # the task instance this fidelity trains on
+            model = fidelities.build(module, instance, seed)   # train from the same fresh init
+            trained = fidelities.train(task, instance, model, spec.budgets[fidelity], seed, device)
             report["curve"] = trained.pop("curve")
             report["metrics"].update(trained)
             inputs = {p.stem: np.load(p, allow_pickle=False) for p in sorted(Path(inputs_dir).glob("heldout_*.npy"))}

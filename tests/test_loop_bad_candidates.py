@@ -32,7 +32,7 @@ class BadCoder(OfflineEngine):
 
 
 def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
-    settings = load_settings(None, rounds=5, runs_dir=tmp_path, sandbox__check_seconds=6, sandbox__memory_mb=512,
+    settings = load_settings(None, rounds=5, runs_dir=tmp_path, sandbox__check_seconds=20, sandbox__memory_mb=512,
                              knowledge__embedder="hashing",
                              task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
     run_id, run_dir = start_run(settings)

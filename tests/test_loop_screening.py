@@ -152,7 +152,10 @@ def test_a_run_screens_trains_over_seeds_judges_against_the_parent_and_random_an
     rungs = [e["payload"] for e in log if e["type"] == "promotion"]
     proxy_rung = [p for p in rungs if p["rung"] == "proxy"]
     assert {p["candidate_id"] for p in proxy_rung} == {"c001", "c002"}
-    for decision in proxy_rung:                      # top half of everything that reached the proxy rung goes on
+    # round 1: 3 baselines + 1 random reference trained, too few to fit the score: nobody is screened on priors
+    assert "cold start" in proxy_rung[0]["reason"] and proxy_rung[0]["promoted"]
+    assert proxy_rung[1]["target"] == "short"        # round 2: fitted on the run's own short results
+    for decision in proxy_rung[1:]:                  # top half of everything that reached the proxy rung goes on
         assert decision["promoted"] == (decision["rank"] <= decision["keep"])
         assert decision["keep"] == -(-decision["pool"] // 2)
         trained = any(j["candidate_id"] == decision["candidate_id"] and j["fidelity"] == "short" for j in started)

@@ -2,7 +2,8 @@
 
 Successive halving, online (`agents.screening`): after `proxy`, the candidate trains at
 `short` only while the run's re-fitted cheap score ranks it in the top `keep_proxy` of every
-candidate that reached `proxy`; otherwise it is `screened`. After `short`, it trains at `full`
+candidate that reached `proxy`; otherwise it is `screened`. Until the score can be fitted
+(fewer than 5 trained candidates: a cold start) nobody is screened on prior weights alone. After `short`, it trains at `full`
 when it ranks in the top `promote_fraction` of the short rung (0: nobody does). `full` runs
 `full_seeds` seeds and is reported as a mean with a confidence interval (`agents.seeds`);
 the parent is trained at `full` too when it has not been, so "better than the parent" is
@@ -63,8 +64,10 @@ def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int) 
         return "short"
     decision = screening.rung_decision(lab.recorder.load_all(), candidate.id, "proxy", lab.limits.keep_proxy,
                                        lab.spec, lab.objective.metric, lab.objective.higher_is_better)
-    lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
-    if decision.promoted:
+    cold = decision.target == "prior"       # the score has not been fitted on this run yet: screen nobody on priors
+    lab.events.emit("promotion", round=round, **{**decision.as_event(candidate.id), "promoted": decision.promoted or cold},
+                    **({"reason": "cold start: fewer than 5 trained candidates to fit the cheap score"} if cold else {}))
+    if decision.promoted or cold:
         return "short"
     candidate.status = "screened"
     candidate.analysis = (f"Screened out before training: the cheap score ranked it {decision.rank} of "

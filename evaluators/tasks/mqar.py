@@ -67,9 +67,16 @@ class MQAR(Task):
         for key in list(overrides):
             if key in data:
                 data[key] = int(overrides.pop(key))
+        # the short fidelity may train on a smaller instance (fewer pairs, shorter sequences), where recall
+        # is learned within a few dozen steps: see the proxy-validation study in README
+        short_instance = {key.removeprefix("short_"): int(overrides.pop(key))
+                          for key in ("short_seq_len", "short_num_pairs") if key in overrides}
+        if "num_pairs" in short_instance:
+            short_instance["num_queries"] = short_instance["num_pairs"]
         budgets = {
             "check": Budget(steps=1, batch_size=4, lr=1e-3),
-            "short": Budget(steps=int(overrides.pop("short_steps", 400)), batch_size=64, lr=3e-3),
+            "short": Budget(steps=int(overrides.pop("short_steps", 400)), batch_size=64, lr=3e-3,
+                            instance=short_instance),
             "full": Budget(steps=int(overrides.pop("full_steps", 2000)), batch_size=64, lr=3e-3),
         }
         if overrides:
@@ -77,6 +84,9 @@ class MQAR(Task):
         spec = TaskSpec(name=self.name, family="sequence", vocab_size=vocab_size, seq_len=seq_len,
                         data=data, seed=0, heldout_size=256, budgets=budgets)
         make_mqar(1, vocab_size, seq_len, data["num_pairs"], data["num_queries"], torch.Generator())
+        small = spec.at("short")
+        make_mqar(1, small.vocab_size, small.seq_len, small.data["num_pairs"], small.data["num_queries"],
+                  torch.Generator())
         return spec
 
     def _generate(self, spec: TaskSpec, n: int, generator: torch.Generator):
