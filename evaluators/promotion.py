@@ -34,6 +34,7 @@ from evaluators.curves import extrapolate
 TAU_FLOOR = 0.1       # |tau| at or below this is treated as noise: weight 0
 POWER = 2.0           # weight = (|tau| - floor)^POWER: lets the best-correlated signals dominate
 MIN_COMPLETED = 5     # finished candidates needed before weights are fitted rather than prior
+MIN_GAIN = 0.03       # an extra signal joins the ensemble only if it raises the fitted tau at least this much (n=24: ~4 pairs)
 
 # cheap signals and their prior direction (+1: higher predicts better quality)
 PRIORS: dict[str, float] = {
@@ -118,6 +119,8 @@ class CheapScore:
             strength = max(abs(tau) - tau_floor, 0.0) ** power
             if strength > 0:
                 weights[name] = math.copysign(strength, tau)
+        if weights:
+            weights = _select_experts(weights, {c: signals[c] for c in done}, {c: quality[c] for c in done})
         score = cls(weights, names, taus, n_completed=len(done))
         if not weights:                     # nothing beats noise yet: keep the priors, report the taus
             score.weights = {n: PRIORS.get(n, 1.0) for n in names}
@@ -133,6 +136,35 @@ class CheapScore:
         ranks = _rank_table(table, names)
         total = sum(abs(self.weights[n]) for n in names)
         return {cid: sum(self.weights[n] * ranks[cid][n] for n in names) / total for cid in table}
+
+
+def _select_experts(weights: dict[str, float], table: Mapping[str, Mapping[str, float]],
+                    quality: Mapping[str, float]) -> dict[str, float]:
+    """Greedy forward selection: start from the strongest signal, add the one that raises the combined
+    score's Kendall tau on the finished candidates the most, stop when none raises it by `MIN_GAIN`.
+
+    Many weak signals that mostly measure model size otherwise outvote one strong signal; the
+    selection is part of the fit, so a leave-one-out evaluation judges it too.
+    """
+    ids = list(quality)
+    target = [quality[c] for c in ids]
+
+    def tau_of(names: list[str]) -> float:
+        scores = CheapScore({n: weights[n] for n in names}).score({c: table[c] for c in ids})
+        return kendall([scores[c] for c in ids], target)
+
+    remaining = sorted(weights, key=lambda n: -abs(weights[n]))
+    chosen = [remaining.pop(0)]
+    best = tau_of(chosen)
+    while remaining:
+        gains = {n: tau_of(chosen + [n]) for n in remaining}
+        name = max(remaining, key=lambda n: (gains[n], abs(weights[n])))
+        if gains[name] < best + MIN_GAIN:
+            break
+        chosen.append(name)
+        remaining.remove(name)
+        best = gains[name]
+    return {n: weights[n] for n in chosen}
 
 
 def cross_validated_tau(signals: Mapping[str, Mapping[str, float]], quality: Mapping[str, float],

@@ -56,14 +56,27 @@ def test_successive_halving_promotes_fractions_and_refits_the_cheap_score():
 def test_cheap_score_weights_follow_kendall_tau_against_full():
     quality, signals = pool(20)
     score = CheapScore.fit(signals, quality, names=("snip", "synflow", "naswot"))
-    assert score.weights["snip"] > 0 > score.weights["synflow"]            # the inverted proxy is used inverted
-    assert abs(score.weights.get("naswot", 0.0)) < 0.1                      # noise gets (almost) nothing
-    assert score.taus["synflow"] == pytest.approx(-1.0)
+    assert score.weights["synflow"] < 0                                     # the inverted proxy is used inverted
+    assert "naswot" not in score.weights                                    # noise is left out
+    assert score.taus["synflow"] == pytest.approx(-1.0) and score.taus["snip"] > 0.8
     assert score.tau_vs_full > 0.8
     tau, _ = cross_validated_tau(signals, quality, names=("snip", "synflow", "naswot"))
     assert tau > 0.8
     cold = CheapScore.fit(signals, dict(list(quality.items())[:2]))         # too few finished: priors
     assert cold.n_completed == 2 and cold.weights["synflow"] == 1.0
+
+
+def test_expert_selection_keeps_complementary_signals_and_drops_redundant_ones():
+    rng = np.random.default_rng(1)
+    a, b = rng.random(30), rng.random(30)
+    quality = {f"c{i}": float(a[i] + b[i]) for i in range(30)}
+    signals = {f"c{i}": {"snip": float(a[i]), "naswot": float(b[i]), "synflow": float(a[i] + 1e-3 * rng.random()),
+                         "grad_norm": float(rng.random())} for i in range(30)}
+    score = CheapScore.fit(signals, quality, names=("snip", "naswot", "synflow", "grad_norm"))
+    assert {"naswot"} < set(score.weights) and len({"snip", "synflow"} & set(score.weights)) == 1
+    assert "grad_norm" not in score.weights
+    single = max(abs(t) for t in score.taus.values())
+    assert score.tau_vs_full > single + 0.1                     # two halves of the truth rank better than either
 
 
 def test_short_signals_include_the_extrapolated_loss():

@@ -3,8 +3,9 @@
 Successive halving, online (`agents.screening`): after `proxy`, the candidate trains at
 `short` only while the run's re-fitted cheap score ranks it in the top `keep_proxy` of every
 candidate that reached `proxy`; otherwise it is `screened`. Until the score can be fitted
-(fewer than 5 trained candidates: a cold start) nobody is screened on prior weights alone. After `short`, it trains at `full`
-when it ranks in the top `promote_fraction` of the short rung (0: nobody does). `full` runs
+(fewer than 5 trained candidates: a cold start) nobody is screened on prior weights alone.
+After `short`, it trains at `full` when it ranks in the top `promote_fraction` of the short
+rung (0: nobody does). The parent's own `full` runs are not gated by review. `full` runs
 `full_seeds` seeds and is reported as a mean with a confidence interval (`agents.seeds`);
 the parent is trained at `full` too when it has not been, so "better than the parent" is
 decided beyond the interval. After every training result the cheap score's Kendall tau
