@@ -74,7 +74,7 @@ class RunSummary:
 def summarize(run_dir: Path) -> RunSummary:
     record = json.loads((run_dir / "run.json").read_text())
     candidates = load_candidates(run_dir)
-    scored = [c for c in candidates if c.metric("accuracy") is not None]
+    scored = [c for c in candidates if c.metric("accuracy") is not None and c.status != "reference"]
     best = max(scored, key=lambda c: c.metric("accuracy"), default=None)
     events, _ = read_events(run_dir / "events.jsonl")
     state = "finished" if events and events[-1].type == "run_finished" else (
