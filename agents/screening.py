@@ -33,8 +33,9 @@ from evaluators.spec import TaskSpec
 TRAINABLE = ("baseline", "reference", "evaluated", "screened", "checked")   # statuses that can hold rung results
 
 
-def signals(candidate: Candidate, spec: TaskSpec, metric: str) -> dict[str, float]:
-    """The cheap signals a candidate has so far: proxies, and once it has a short run, the short signals."""
+def signals(candidate: Candidate, spec: TaskSpec, metric: str, higher_is_better: bool = True) -> dict[str, float]:
+    """The cheap signals a candidate has so far: proxies, and once it has a short run, the short signals
+    (`short_quality` oriented so that higher is better, whatever the metric's direction)."""
     out: dict[str, float] = {}
     proxy = candidate.evaluations.get("proxy")
     if proxy is not None and proxy.ok:
@@ -44,6 +45,8 @@ def signals(candidate: Candidate, spec: TaskSpec, metric: str) -> dict[str, floa
         out.update(short_signals(short.metrics, short.curve, spec.budgets["short"].steps,
                                  spec.budgets["full"].steps if "full" in spec.budgets else spec.budgets["short"].steps,
                                  metric))
+        if not higher_is_better and "short_quality" in out:
+            out["short_quality"] = -out["short_quality"]
     return out
 
 
@@ -89,7 +92,7 @@ class RungDecision:
 def fitted_score(candidates: list[Candidate], spec: TaskSpec, rung: str, metric: str,
                  higher_is_better: bool) -> tuple[CheapScore, str]:
     """The cheap score used at `rung`, fitted on the run's records, and what it was fitted against."""
-    table = {c.id: signals(c, spec, metric) for c in candidates}
+    table = {c.id: signals(c, spec, metric, higher_is_better) for c in candidates}
     if rung == "proxy":
         target, expensive = expensive_target(candidates, metric, higher_is_better)
         cheap = CheapScore.fit(table, expensive, names=PROXY_SIGNALS)
@@ -111,7 +114,7 @@ def rung_decision(candidates: list[Candidate], candidate_id: str, rung: str, kee
     if candidate_id not in {c.id for c in peers}:
         raise ValueError(f"{candidate_id} has no ok {rung} result to rank")
     cheap, target = fitted_score(candidates, spec, rung, metric, higher_is_better)
-    scores = cheap.score({c.id: signals(c, spec, metric) for c in peers})
+    scores = cheap.score({c.id: signals(c, spec, metric, higher_is_better) for c in peers})
     ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
     rank = ordered.index(candidate_id)
     kept = min(len(ordered), max(1, math.ceil(keep * len(ordered))))
@@ -131,7 +134,7 @@ def tau_report(candidates: list[Candidate], spec: TaskSpec, metric: str = "accur
         target, expensive, names = "full", full, PROXY_SIGNALS + SHORT_SIGNALS
     else:
         target, expensive, names = "short", quality(candidates, "short", metric, higher_is_better), PROXY_SIGNALS
-    table = {c.id: signals(c, spec, metric) for c in candidates if c.id in expensive}
+    table = {c.id: signals(c, spec, metric, higher_is_better) for c in candidates if c.id in expensive}
     table = {cid: s for cid, s in table.items() if s}
     report = {"target": target, "n": len(table), "tau": None, "tau_loo": None, "signal_taus": {}, "weights": {}}
     if len(table) < 3:

@@ -73,6 +73,14 @@ def test_before_enough_results_the_rungs_use_priors_and_the_short_rung_ranks_by_
         screening.rung_decision(pool + [candidate("x")], "x", "proxy", 0.5, SPEC)
 
 
+def test_a_loss_objective_ranks_the_lowest_loss_first():
+    pool = population(3)
+    decisions = {c.id: screening.rung_decision(pool, c.id, "short", 1 / 3, SPEC, "heldout_loss", False) for c in pool}
+    lowest = min(pool, key=lambda c: c.metric("heldout_loss"))
+    assert decisions[lowest.id].rank == 1 and decisions[lowest.id].promoted
+    assert sum(d.promoted for d in decisions.values()) == 1
+
+
 def test_tau_is_reported_against_full_once_three_candidates_have_it():
     short_only = screening.tau_report(population(8, full=0), SPEC)
     assert short_only["target"] == "short" and short_only["n"] == 8 and short_only["tau_loo"] > 0.5
