@@ -70,7 +70,8 @@ def write_front(run_dir: Path, task: str, candidates: list[Candidate], objective
     except (json.JSONDecodeError, UnicodeDecodeError):
         kept = {}                     # a torn file is rebuilt from the records
     points = front(candidates, objective)
-    before = [p.get("id") for p in kept.get(task, {}).get("front", [])] if isinstance(kept.get(task), dict) else None
+    previous = kept.get(task) if isinstance(kept.get(task), dict) else {}
+    before = [p.get("id") for p in previous.get("front", [])]
     kept[task] = {"objective": objective.model_dump(mode="json"), "front": points}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(kept, indent=2))

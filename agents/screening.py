@@ -89,10 +89,10 @@ class RungDecision:
                 "weights": {k: round(v, 4) for k, v in self.weights.items()}}
 
 
-def fitted_score(candidates: list[Candidate], spec: TaskSpec, rung: str, metric: str,
+def fitted_score(candidates: list[Candidate], table: dict[str, dict[str, float]], rung: str, metric: str,
                  higher_is_better: bool) -> tuple[CheapScore, str]:
-    """The cheap score used at `rung`, fitted on the run's records, and what it was fitted against."""
-    table = {c.id: signals(c, spec, metric, higher_is_better) for c in candidates}
+    """The cheap score used at `rung`, fitted on the run's records (`table`: their signals), and what it was
+    fitted against."""
     if rung == "proxy":
         target, expensive = expensive_target(candidates, metric, higher_is_better)
         cheap = CheapScore.fit(table, expensive, names=PROXY_SIGNALS)
@@ -113,8 +113,9 @@ def rung_decision(candidates: list[Candidate], candidate_id: str, rung: str, kee
              and c.evaluations[rung].ok]
     if candidate_id not in {c.id for c in peers}:
         raise ValueError(f"{candidate_id} has no ok {rung} result to rank")
-    cheap, target = fitted_score(candidates, spec, rung, metric, higher_is_better)
-    scores = cheap.score({c.id: signals(c, spec, metric, higher_is_better) for c in peers})
+    table = {c.id: signals(c, spec, metric, higher_is_better) for c in candidates}
+    cheap, target = fitted_score(candidates, table, rung, metric, higher_is_better)
+    scores = cheap.score({c.id: table[c.id] for c in peers})
     ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
     rank = ordered.index(candidate_id)
     kept = min(len(ordered), max(1, math.ceil(keep * len(ordered))))

@@ -58,8 +58,8 @@ def verdict(child: list[float], parent: list[float], higher_is_better: bool = Tr
     sign = 1.0 if higher_is_better else -1.0
     result = compare([sign * v for v in child], [sign * v for v in parent])
     word = "better" if result.better else "worse" if result.worse else "not distinguishable"
-    return {"delta": sign * result.delta, "low": sign * (result.low if sign > 0 else result.high),
-            "high": sign * (result.high if sign > 0 else result.low), "better": result.better,
+    low, high = sorted((sign * result.low, sign * result.high))      # back in the metric's own units
+    return {"delta": sign * result.delta, "low": low, "high": high, "better": result.better,
             "worse": result.worse, "verdict": word, "child_seeds": len(child), "parent_seeds": len(parent)}
 
 

@@ -331,7 +331,6 @@ def _print_table(run_dir: Path) -> None:
 
 def _print_screening(run_dir: Path) -> None:
     """The cheap score's latest rank agreement with the expensive fidelity, and the Pareto front."""
-    import json
     from agents.events import read_events
     events, _ = read_events(run_dir / "events.jsonl")
     tau = next((e.payload for e in reversed(events) if e.type == "cheap_score"), None)

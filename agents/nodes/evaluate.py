@@ -65,10 +65,11 @@ def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int) 
         return "short"
     decision = screening.rung_decision(lab.recorder.load_all(), candidate.id, "proxy", lab.limits.keep_proxy,
                                        lab.spec, lab.objective.metric, lab.objective.higher_is_better)
-    cold = decision.target == "prior"       # the score has not been fitted on this run yet: screen nobody on priors
-    lab.events.emit("promotion", round=round, **{**decision.as_event(candidate.id), "promoted": decision.promoted or cold},
-                    **({"reason": "cold start: fewer than 5 trained candidates to fit the cheap score"} if cold else {}))
-    if decision.promoted or cold:
+    event = decision.as_event(candidate.id)
+    if decision.target == "prior":          # the score has not been fitted on this run yet: screen nobody on priors
+        event.update(promoted=True, reason="cold start: fewer than 5 trained candidates to fit the cheap score")
+    lab.events.emit("promotion", round=round, **event)
+    if event["promoted"]:
         return "short"
     candidate.status = "screened"
     candidate.analysis = (f"Screened out before training: the cheap score ranked it {decision.rank} of "
@@ -108,20 +109,19 @@ def judge_against_parent(lab: Lab, candidate: Candidate, round: int) -> None:
 
 def settle(lab: Lab, candidate: Candidate, round: int) -> None:
     """Fitness, improvement over random, the Pareto front: brought up to date after a new result."""
+    others = [c for c in lab.recorder.load_all() if c.id != candidate.id]
     objective.apply(candidate, lab.objective)
-    set_over_random(lab, candidate)
+    set_over_random(lab, candidate, [c for c in others if c.status == "reference"])
     lab.recorder.save(candidate)
-    candidates = lab.recorder.load_all()
-    front, changed = objective.write_front(lab.run_dir, lab.spec.name, candidates, lab.objective)
+    front, changed = objective.write_front(lab.run_dir, lab.spec.name, others + [candidate], lab.objective)
     if changed:
         lab.events.emit("pareto_front", round=round, task=lab.spec.name, ids=[p["id"] for p in front])
 
 
-def set_over_random(lab: Lab, candidate: Candidate) -> None:
+def set_over_random(lab: Lab, candidate: Candidate, references: list[Candidate]) -> None:
     if candidate.status == "reference":
         return
     fidelity = objective.quality_fidelity(candidate)
-    references = [c for c in lab.recorder.load_all() if c.status == "reference"]
     pool = [c.metric(lab.objective.metric, fidelity) for c in references] if fidelity else []
     pool = [v for v in pool if v is not None]
     value = candidate.metric(lab.objective.metric, fidelity) if fidelity else None
