@@ -1,8 +1,8 @@
 """The research engine interface: what the planner, coder and analyst roles must answer.
 
-Backends: `offline` (deterministic heuristics over building blocks, in `agents.offline`);
-more (an OpenAI-compatible endpoint, replay from a log) plug in here. The graph talks only
-to this interface.
+Backends: `offline` (deterministic heuristics over building blocks, in `agents.offline`),
+`openai` (an OpenAI-compatible endpoint, in `agents.llm`), replay from a log. The graph talks
+only to this interface; the application shell (`archlab.backends`) chooses and builds one.
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agents.records import Candidate, Plan
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from knowledge.records import Finding
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 
 @dataclass
@@ -42,16 +42,3 @@ class ResearchEngine(Protocol):
 
 class EngineUnavailable(RuntimeError):
     """The chosen engine cannot run here (missing settings); a configuration fault."""
-
-
-def make_engine(name: str, seed: int, settings=None) -> ResearchEngine:
-    if name == "offline":
-        from agents.offline.engine import OfflineEngine
-        return OfflineEngine(seed)
-    if name == "openai":
-        if settings is None:
-            raise EngineUnavailable("the openai engine is built from settings (llm.base_url, models, key variable); "
-                                    "pass the loaded Settings")
-        from agents.llm.engine import OpenAIEngine
-        return OpenAIEngine.from_settings(settings, seed)
-    raise EngineUnavailable(f"the {name!r} research engine is not available in this build; use --llm offline")

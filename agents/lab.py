@@ -16,10 +16,10 @@ from agents.recorder import Recorder
 from agents.records import Candidate
 from evaluators.fitness import Objective
 from evaluators.harness import evaluate
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from knowledge.store import KnowledgeStore
 from sandbox.base import Sandbox, SandboxUnavailable
-from sandbox.contract import EvalJob, EvalResult, Limits
+from wire.jobs import EvalJob, EvalResult, Limits
 
 Evaluator = Callable[[Sandbox, EvalJob, Path], EvalResult]
 LOGGED_TAIL = 2000  # characters of a job's log kept in its result event

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agents.events import EventLog
 from agents.records import Candidate
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 
 class Recorder:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 # screened: stopped by the cheap score before training; reference: a random architecture of the search space,
 # trained only as the yardstick "better than random" is measured against

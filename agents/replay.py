@@ -13,9 +13,9 @@ from pathlib import Path
 from agents.engine import PlanContext
 from agents.events import Event
 from agents.records import Candidate, Plan
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from knowledge.records import Finding
-from sandbox.contract import EvalJob, EvalResult
+from wire.jobs import EvalJob, EvalResult
 
 
 class ReplayDivergence(RuntimeError):

@@ -28,7 +28,7 @@ from typing import Iterable
 from agents.records import Candidate
 from evaluators.promotion import (MIN_COMPLETED, PROXY_SIGNALS, SHORT_SIGNALS, CheapScore, cross_validated_tau,
                                   kendall, short_signals)
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 
 TRAINABLE = ("baseline", "reference", "evaluated", "screened", "checked")   # statuses that can hold rung results
 

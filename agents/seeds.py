@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from evaluators.stats import MIN_SEEDS, compare, improvement_over_random, mean_ci
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 
 def per_seed(results: list[EvalResult], metric: str) -> list[float]:

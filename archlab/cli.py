@@ -67,8 +67,9 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
 
 
 def _preflight(settings: Settings):
-    from agents.engine import EngineUnavailable, make_engine
-    from archlab.session import make_sandbox
+    from agents.engine import EngineUnavailable
+    from archlab.backends import make_engine
+    from archlab.backends import make_sandbox
     from sandbox.base import SandboxUnavailable
     try:
         box = make_sandbox(settings)
@@ -170,7 +171,7 @@ def replay(run: str = typer.Argument(..., help="run id, prefix, directory, or an
         run_dir = _find(runs_dir, run)
     if reexecute:
         _, settings = _run_settings(run_dir)
-        from archlab.session import make_sandbox
+        from archlab.backends import make_sandbox
         drifts, changed = replaying.reexecute(run_dir, make_sandbox(settings))
         table = Table("job", "metric", "recorded", "re-executed", "difference", title="re-execution")
         for d in drifts:
@@ -363,11 +364,12 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
           seed: int = typer.Option(0, help="training seed"),
           short_steps: int = typer.Option(None, help="training steps of the short fidelity")):
     """Evaluate one hand-written candidate and print its EvalResult as JSON (exit 0 whatever its status)."""
-    from archlab.session import job_limits, make_sandbox
+    from archlab.backends import make_sandbox
+    from archlab.session import job_limits
     from evaluators.harness import evaluate
     from evaluators.tasks import get_task
     from sandbox.base import SandboxUnavailable
-    from sandbox.contract import EvalJob
+    from wire.jobs import EvalJob
 
     if fidelity not in ("check", "proxy", "short", "full", "bench"):
         fail(f"unknown fidelity {fidelity!r}; use check, proxy, short, full or bench")

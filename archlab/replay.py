@@ -123,7 +123,7 @@ class MetricDrift:
 def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
     """Re-run every recorded evaluation; returns metric drifts and jobs whose status changed."""
     from evaluators.harness import evaluate
-    from sandbox.contract import EvalJob
+    from wire.jobs import EvalJob
     events, _ = read_events(run_dir / "events.jsonl")
     started = {e.payload["job_id"]: e.payload for e in events if e.type == "job_started"}
     drifts, changed = [], []

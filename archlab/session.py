@@ -21,11 +21,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from agents.control import Budgets, RunControl, StopRequested
-from agents.engine import make_engine
 from agents.events import EventLog
 from agents.graph import build_graph
 from agents.lab import Lab, LoopLimits
 from agents.recorder import Recorder
+from archlab.backends import make_engine, make_sandbox
 from archlab.reviews import pending_reviews, read_decision
 from archlab.runstore import create_run
 from archlab.settings import Settings
@@ -34,21 +34,10 @@ from evaluators.tasks import get_task
 from knowledge.embedders import make_embedder
 from knowledge.store import KnowledgeStore
 from sandbox.base import Sandbox, SandboxUnavailable
-from sandbox.contract import Limits
+from wire.jobs import Limits
 
 RECURSION_LIMIT = 10_000   # graph steps per invocation; a round takes about 8
 OWNER_FILE = "owner.pid"
-
-
-def make_sandbox(settings: Settings) -> Sandbox:
-    if settings.sandbox.backend == "process":
-        from sandbox.process import ProcessSandbox
-        return ProcessSandbox()
-    try:
-        from sandbox.docker_backend import DockerSandbox
-    except ImportError as exc:
-        raise SandboxUnavailable(f"the docker backend is not available: {exc}") from None
-    return DockerSandbox.connect()
 
 
 def job_limits(settings: Settings, seconds: float, gpus: int) -> Limits:

@@ -147,7 +147,7 @@ def evaluate_candidate(job: dict) -> dict:
 
     from evaluators import fidelities
     from evaluators.proxies import compute_proxies
-    from evaluators.spec import TaskSpec
+    from wire.task import TaskSpec
     from evaluators.tasks import get_task
 
     torch.set_num_threads(1)
@@ -302,7 +302,7 @@ def run_task(task_name: str, quick: bool, workers: int) -> dict:
 
 def reanalyse(stored: dict) -> dict:
     """The analysis of stored candidates, recomputed (after a change to the analysis or the cheap score)."""
-    from evaluators.spec import TaskSpec
+    from wire.task import TaskSpec
 
     report = analyse(stored["task"], TaskSpec.model_validate(stored["spec"]), stored["candidates"])
     report["wall_seconds"] = stored["wall_seconds"]

@@ -31,7 +31,7 @@ from evaluators import fidelities  # noqa: E402
 from evaluators.baselines import baseline_source  # noqa: E402
 from evaluators.harness import evaluate  # noqa: E402
 from evaluators.tasks import get_task  # noqa: E402
-from sandbox.contract import EvalJob, Limits  # noqa: E402
+from wire.jobs import EvalJob, Limits  # noqa: E402
 
 
 def in_process(spec, source: str, fidelity: str) -> float:

@@ -1,6 +1,6 @@
 """Evaluators: tasks (data + contract), fidelities, cheap proxies, benchmarking, hashing, fitness, promotion.
 
-Owns `TaskSpec`. Code here runs on both sides of the sandbox wall.
+Code here runs on both sides of the sandbox wall (`TaskSpec` itself lives in `wire.task`).
 
 Inside the sandbox, with the candidate: `fidelities` (check, short, full), `contracts`
 (per-family contract checks), `proxies` (the proxy fidelity), `bench` (the bench fidelity),

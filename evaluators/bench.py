@@ -34,7 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from evaluators.tasks.base import Task
 
 BENCH_BATCH = 8       # samples per timed forward pass

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from evaluators.contracts import ContractViolation
-from evaluators.spec import Budget, TaskSpec
+from wire.task import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
 CURVE_POINTS = 20  # learning-curve samples recorded per training run

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from evaluators.fidelities import build, count_params
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from evaluators.tasks.base import Task
 
 HASH_SEED = 1234         # build seed, fixed so the hash does not depend on the job's seed

@@ -14,7 +14,7 @@ import numpy as np
 
 from evaluators.tasks import get_task
 from sandbox.base import Sandbox, write_job
-from sandbox.contract import EvalJob, EvalResult
+from wire.jobs import EvalJob, EvalResult
 
 TRAINING_FIDELITIES = ("short", "full")
 PREDICTIONS_MAX_BYTES = 64 * 1024 * 1024

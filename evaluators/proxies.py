@@ -33,7 +33,7 @@ import torch
 
 from evaluators.contracts import count_flops
 from evaluators.fidelities import Diverged, count_params
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from evaluators.tasks.base import Task
 
 PROXY_BATCH = 16          # samples in the batch the gradient and activation proxies see

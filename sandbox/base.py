@@ -15,7 +15,7 @@ from typing import IO, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from sandbox.contract import EvalJob, EvalResult, Status
+from wire.jobs import EvalJob, EvalResult, Status
 
 LOG_TAIL_BYTES = 16_384      # how much of stdout/stderr a result keeps
 REPORT_MAX_BYTES = 1_000_000  # a larger report.json is refused unread

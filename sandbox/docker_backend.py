@@ -34,7 +34,7 @@ import requests.exceptions
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from sandbox.base import SandboxUnavailable, TailBuffer, failure
-from sandbox.contract import EvalJob, EvalResult
+from wire.jobs import EvalJob, EvalResult
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
 from sandbox.process import alive, classify

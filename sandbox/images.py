@@ -43,7 +43,7 @@ def offline_plan() -> ImagePlan:
     mounts = {p: p for p in HOST_SYSTEM if Path(p).exists() and not Path(p).is_symlink()}
     mounts[str(base)] = str(base)
     mounts[str(venv)] = str(venv)
-    for package in ("sandbox", "evaluators"):
+    for package in ("sandbox", "evaluators", "wire"):
         mounts[str(PROJECT_ROOT / package)] = f"{IN_CONTAINER_ROOT}/{package}"
     return ImagePlan(tag=f"archlab-offline:{digest}", labels=facts, mounts=mounts, python=str(python))
 

@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 
 from sandbox.base import TailBuffer, failure, read_report, result_from_report
-from sandbox.contract import EvalJob, EvalResult
+from wire.jobs import EvalJob, EvalResult
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CGROUP_PIDS = Path("/sys/fs/cgroup/pids")

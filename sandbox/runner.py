@@ -1,7 +1,7 @@
 """The in-sandbox runner: loads one candidate, runs one fidelity, writes a report.
 
 Invoked as `python -m sandbox.runner JOB_JSON INPUTS_DIR OUT_DIR` by every backend (a child
-process or a container). It imports only `evaluators` and the standard library. Every fidelity
+process or a container). It imports only `evaluators`, `wire` and the standard library. Every fidelity
 runs `check` first; then `check` and `proxy` add the functional hash (`evaluators.funchash`),
 `proxy` the zero-cost proxies (`evaluators.proxies`), `bench` latency and memory
 (`evaluators.bench`), and `short`/`full` train. It writes `OUT_DIR/report.json` (status,
@@ -52,7 +52,7 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     from evaluators.bench import run_bench
     from evaluators.funchash import functional_hash
     from evaluators.proxies import compute_proxies
-    from evaluators.spec import TaskSpec
+    from wire.task import TaskSpec
     from evaluators.tasks import get_task
 
     out = Path(out_dir)

@@ -8,7 +8,7 @@ import pytest
 
 from evaluators.harness import evaluate
 from evaluators.tasks import get_task
-from sandbox.contract import EvalJob, Limits
+from wire.jobs import EvalJob, Limits
 from sandbox.process import ProcessSandbox
 
 _ids = itertools.count()

@@ -7,7 +7,7 @@ import types
 from pathlib import Path
 
 from evaluators.harness import evaluate
-from sandbox.contract import EvalJob, EvalResult, Limits
+from wire.jobs import EvalJob, EvalResult, Limits
 from sandbox.process import ProcessSandbox
 
 _ids = itertools.count()

@@ -13,7 +13,7 @@ from evaluators.baselines import BASELINES
 from evaluators.tasks import get_task
 from knowledge.embedders import HashingEmbedder
 from knowledge.store import KnowledgeStore
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 KEY = "sk-test-4f8a1c9e2b7d6a3f-never-log-me"
 SPEC = get_task("mqar").default_spec(seq_len=32, num_pairs=4, num_queries=4, short_steps=30)

@@ -8,7 +8,8 @@ from string import Template
 
 import pytest
 
-from agents.engine import EngineUnavailable, make_engine
+from agents.engine import EngineUnavailable
+from archlab.backends import make_engine
 from agents.events import Event
 from agents.llm.engine import UNUSABLE_MARK, unusable_module
 from agents.llm.errors import LLMConfigError

@@ -16,7 +16,7 @@ from agents.records import Candidate
 from archlab.settings import SettingsError, load_settings
 from evaluators.fitness import Objective
 from evaluators.tasks import get_task
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 from tests.runs_support import archlab, events, only_run
 
 SPEC = get_task("mqar").default_spec(short_steps=20, full_steps=200)

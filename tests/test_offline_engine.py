@@ -7,7 +7,7 @@ from evaluators.baselines import BASELINES
 from evaluators.static_check import static_problems
 from evaluators.tasks import get_task
 from knowledge.records import Finding
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 SPEC = get_task("mqar").default_spec()
 

@@ -7,6 +7,6 @@
 - `usage`: tokens and cost per role from a run's events;
 - `fake`: a strict loopback fake of the endpoint, for tests.
 
-Imports `knowledge`, `evaluators` and the sandbox contract, never `archlab` (settings arrive
+Imports `knowledge`, `evaluators` and `wire`, never `archlab` (settings arrive
 as an object).
 """

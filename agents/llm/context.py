@@ -11,7 +11,7 @@ import math
 import sys
 
 from agents.records import Candidate
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from evaluators.static_check import ALLOWED_IMPORTS
 from evaluators.tasks import get_task
 from knowledge.records import Finding

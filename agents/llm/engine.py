@@ -32,12 +32,12 @@ from agents.llm.client import LLMClient, MemoryEvents, clip
 from agents.llm.errors import LLMConfigError, UnexpectedModelBehavior
 from agents.llm.prompts import render, user_text
 from agents.records import Candidate, Plan, source_hash
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from knowledge.embedders import HashingEmbedder
 from knowledge.literature import Literature
 from knowledge.novelty import Earlier, NoveltyCheck
 from knowledge.records import Finding
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 if TYPE_CHECKING:
     from archlab.settings import LLMSettings

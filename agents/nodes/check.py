@@ -7,7 +7,7 @@ from __future__ import annotations
 from agents.lab import Lab
 from agents.records import Plan
 from agents.state import LoopState
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 from evaluators.static_check import static_problems
 from agents.nodes.review import gate
 

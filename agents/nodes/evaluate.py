@@ -22,7 +22,7 @@ from agents.lab import Lab
 from agents.nodes.review import gate
 from agents.records import Candidate
 from agents.state import LoopState
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 
 def make(lab: Lab):

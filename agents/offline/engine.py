@@ -20,9 +20,9 @@ from agents.engine import PlanContext
 from agents.offline.blocks import render, validate
 from agents.offline.changes import CHANGES, proposals
 from agents.records import Candidate, Plan
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 from knowledge.records import Finding
-from sandbox.contract import EvalResult
+from wire.jobs import EvalResult
 
 NOISE = 0.01  # accuracy differences below this are called "no clear change"
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluators.contracts import CHECKS
-from evaluators.spec import TaskSpec
+from wire.task import TaskSpec
 
 IGNORE = -100  # target value where no loss applies
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluators.spec import Budget, TaskSpec
+from wire.task import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
 CORPUS_BYTES = 800_000   # default corpus size: enough text for a small char-LM, minutes to train on

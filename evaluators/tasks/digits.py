@@ -20,7 +20,7 @@ import hashlib
 import numpy as np
 import torch
 
-from evaluators.spec import Budget, TaskSpec
+from wire.task import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
 NUM_IMAGES = 1797

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from evaluators.spec import Budget, TaskSpec
+from wire.task import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
 IGNORE = -100

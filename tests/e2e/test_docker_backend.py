@@ -9,7 +9,7 @@ import docker
 import pytest
 from docker.types import Mount
 
-from sandbox.contract import EvalJob, Limits
+from wire.jobs import EvalJob, Limits
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
 from tests.docker_support import docker_sandbox_or_skip
 from tests.hostile_cases import MODEL
@@ -173,7 +173,7 @@ CHILD = '''
 import sys, threading
 from evaluators.harness import evaluate
 from evaluators.tasks import get_task
-from sandbox.contract import EvalJob, Limits
+from wire.jobs import EvalJob, Limits
 from sandbox.docker_backend import DockerSandbox
 box = DockerSandbox.connect()
 spec = get_task("mqar").default_spec(seq_len=32, num_pairs=4, num_queries=4)

@@ -1,4 +1,4 @@
-"""The records that cross the sandbox wall: `EvalJob` in, `EvalResult` out.
+"""The job records that cross the sandbox wall: `EvalJob` in, `EvalResult` out.
 
 `EvalResult.status` is the whole story of a job: a timeout, an OOM or a crash is a value
 here with a message a coder can act on, never an exception the caller has to parse.
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from evaluators.spec import Fidelity, TaskSpec
+from wire.task import Fidelity, TaskSpec
 
 Status = Literal["ok", "invalid", "error", "timeout", "oom", "killed", "sandbox_error"]
 
