@@ -23,6 +23,8 @@ class PlanContext:
     candidates: list[Candidate]                    # everything evaluated or failed so far, baselines included
     findings: list[tuple[Finding, float]] = field(default_factory=list)  # nearest findings, with distance
     tried: set[str] = field(default_factory=set)   # genome / source hashes already proposed
+    slot: int = 0                                  # which of the round's concurrent proposals this is (0-based)
+    batch: int = 1                                 # how many the round proposes at once; siblings never see each other
 
 
 class ResearchEngine(Protocol):

@@ -1,10 +1,16 @@
-"""The services the graph's nodes share: task, engine, sandbox, knowledge store, recorder, limits, control.
+"""The services the graph's nodes share: task, engine, executor, knowledge store, recorder, limits, control.
 
 Built once per run by the application shell and closed over by the nodes; nothing here is
-global state.
+global state, and nothing here carries state from one node to the next (that is the
+checkpointed graph state's job). Several branches of a round call into one `Lab` from
+different threads: `run_job` runs a job id at most once at a time (a second caller waits for
+the first and reads its result), and `shared` serialises the writes that span candidates
+(the Pareto front).
 """
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,6 +42,7 @@ class LoopLimits:
     full_seeds: int = 3                # seeds per `full` evaluation (mean and confidence interval)
     random_pool: int = 0               # random architectures trained in round 0 as the "better than random" yardstick
     review_policy: str = "never"       # never | always | before-full | new-idea
+    batch: int = 1                     # candidates proposed and evaluated concurrently per round
     check_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=120))
     train_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=600))
 
@@ -56,6 +63,14 @@ class Lab:
     objective: Objective = field(default_factory=Objective)
     on_stage: Callable[[int, str], None] = lambda round, stage: None
     evaluator: Evaluator = evaluate
+    executor: object | None = None     # archlab.executors.Executor; None: jobs run one at a time in `sandbox`
+    shared: threading.RLock = field(default_factory=threading.RLock)
+    _jobs: dict[str, threading.Lock] = field(default_factory=dict)
+
+    @property
+    def parallelism(self) -> int:
+        """How many jobs can run at once."""
+        return getattr(self.executor, "workers", 1) if self.executor is not None else 1
 
     def stage(self, round: int, stage: str) -> None:
         """Called as a node starts: a requested stop is honoured here, before any work."""
@@ -69,6 +84,12 @@ class Lab:
         """
         job_id = f"{candidate.id}-{fidelity}-{attempt}" if seed_index == 0 else \
             f"{candidate.id}-{fidelity}-seed{seed_index}-{attempt}"
+        with self.shared:
+            gate = self._jobs.setdefault(job_id, threading.Lock())
+        with gate:      # two branches asking for one job (a shared parent's `full`): the second reads the first's
+            return self._run_job(candidate, fidelity, job_id, seed_index)
+
+    def _run_job(self, candidate: Candidate, fidelity: str, job_id: str, seed_index: int) -> EvalResult:
         jobdir = self.recorder.job_dir(candidate.id, job_id)
         finished = jobdir / "result.json"
         if finished.is_file():
@@ -82,13 +103,18 @@ class Lab:
                       task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index)
         self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
                          sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed)
-        result = self.evaluator(self.sandbox, job, jobdir)
+        if self.executor is not None:
+            result = self.executor.run(job, jobdir, self.evaluator)
+        else:
+            result = self.evaluator(self.sandbox, job, jobdir)
         result.environment.setdefault("seed", job.seed)
         if result.status == "sandbox_error":    # an infrastructure fault: stop, do not blame the candidate
             self.events.emit("sandbox_error", job_id=job_id, message=result.message)
             raise SandboxUnavailable(result.message)
         jobdir.mkdir(parents=True, exist_ok=True)
-        finished.write_text(result.model_dump_json())
+        partial = finished.with_suffix(".json.tmp")      # a kill mid-write must not leave a torn result behind
+        partial.write_text(result.model_dump_json())
+        os.replace(partial, finished)
         self.recorder.save_result(candidate.id, result)
         self._log_result(job_id, candidate, fidelity, result)
         return result

@@ -29,6 +29,7 @@ class Plan(BaseModel):
     parent_id: str
     genome: dict[str, Any] | None = None   # the offline engine's exact recipe, when it has one
     retrieved: list[str] = Field(default_factory=list)  # ids of findings the plan was grounded on
+    candidate_id: str = ""       # the candidate that implements it (set by the graph, not by the planner)
 
 
 class Candidate(BaseModel):

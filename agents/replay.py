@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from agents.engine import PlanContext
+from agents.event_types import FixAttempt, PlanMade
 from agents.events import Event
 from agents.records import Candidate, Plan
 from wire.task import TaskSpec
@@ -26,26 +27,25 @@ class ReplayEngine:
     name = "replay"
 
     def __init__(self, events: list[Event]):
-        self.plans = {e.payload["round"]: e.payload for e in events if e.type == "plan"}
-        self.codes = {e.payload["round"]: e.payload["source"] for e in events if e.type == "code"}
+        self.plans: dict[int, PlanMade] = {e.data.round: e.data for e in events if e.type == "plan"}
+        self.codes = {e.data.round: e.data.source for e in events if e.type == "code"}
         self.current_round = 0
-        self.fixes: dict[str, list[dict]] = defaultdict(list)
-        for e in events:
-            if e.type == "fix":
-                self.fixes[e.payload["candidate_id"]].append(e.payload)
-        self.analyses = {e.payload["candidate_id"]: e.payload["text"] for e in events if e.type == "analysis"}
+        self.fixes: dict[str, list[FixAttempt]] = defaultdict(list)
         self.findings: dict[str, list[Finding]] = defaultdict(list)
         for e in events:
-            if e.type == "finding":
-                record = {k: v for k, v in e.payload.items() if k != "round"}
-                self.findings[record["candidate_ids"][0]].append(Finding.model_validate(record))
+            if e.type == "fix":
+                self.fixes[e.data.candidate_id].append(e.data)
+            elif e.type == "finding":
+                finding = Finding.model_validate(e.data.model_dump(exclude={"round"}))
+                self.findings[finding.candidate_ids[0]].append(finding)
+        self.analyses = {e.data.candidate_id: e.data.text for e in events if e.type == "analysis"}
 
     def plan(self, context: PlanContext) -> Plan:
         recorded = self.plans.get(context.round)
         if recorded is None:
             raise ReplayDivergence(f"round {context.round}: the log has no plan")
         self.current_round = context.round
-        plan = Plan.model_validate({k: v for k, v in recorded.items() if k != "round"})
+        plan = Plan.model_validate(recorded.model_dump(exclude={"round"}))
         if plan.parent_id != context.parent.id:
             raise ReplayDivergence(f"round {context.round}: the log planned on parent {plan.parent_id}, "
                                    f"the replay chose {context.parent.id}")
@@ -58,13 +58,13 @@ class ReplayEngine:
 
     def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int):
         cid = failure.candidate_id
-        recorded = [f for f in self.fixes.get(cid, []) if f["attempt"] == attempt]
+        recorded = [f for f in self.fixes.get(cid, []) if f.attempt == attempt]
         if not recorded:
             raise ReplayDivergence(f"{cid}: the log has no fix attempt {attempt}")
         fix = recorded[0]
-        if fix.get("gave_up"):
+        if fix.gave_up:
             return None
-        return plan.model_copy(update={"detail": fix.get("detail", plan.detail)}), fix["source"]
+        return plan.model_copy(update={"detail": plan.detail if fix.detail is None else fix.detail}), fix.source
 
     def analyze(self, candidate: Candidate, parent, baselines):
         if candidate.id not in self.analyses:
@@ -79,13 +79,13 @@ class ReplayEvaluator:
     capabilities = frozenset()
 
     def __init__(self, events: list[Event]):
-        self.results = {e.payload["job_id"]: e.payload["result"] for e in events
-                        if e.type == "result" and "result" in e.payload}
+        self.results: dict[str, EvalResult] = {e.data.job_id: e.data.result for e in events
+                                               if e.type == "result" and e.data.result is not None}
 
     def __call__(self, sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
         if job.job_id not in self.results:
             raise ReplayDivergence(f"the replay ran job {job.job_id}, which the log never ran")
-        return EvalResult.model_validate(self.results[job.job_id])
+        return self.results[job.job_id].model_copy(deep=True)      # the caller may annotate its copy
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         return self(self, job, jobdir)

@@ -33,4 +33,21 @@ def make_sandbox(settings: Settings) -> Sandbox:
         from sandbox.docker_backend import DockerSandbox
     except ImportError as exc:
         raise SandboxUnavailable(f"the docker backend is not available: {exc}") from None
-    return DockerSandbox.connect()
+    return DockerSandbox.connect(image=settings.sandbox.image)
+
+
+def capacity(settings: Settings):
+    """Workers, threads per job and GPUs for this machine under these settings (`archlab.executors.capacity`)."""
+    from archlab.executors.capacity import plan_capacity
+    s = settings.sandbox
+    try:
+        return plan_capacity(settings.executor.workers, s.cpus, s.gpus, s.memory_mb, settings.executor.share_gpus)
+    except ValueError as exc:
+        from archlab.settings import SettingsError
+        raise SettingsError(str(exc)) from None
+
+
+def make_executor(settings: Settings, sandbox: Sandbox, on_event=lambda kind, **info: None):
+    """The configured executor over `sandbox`; a run's jobs all go through it."""
+    from archlab.executors.local import LocalExecutor
+    return LocalExecutor(sandbox, capacity(settings), warm=settings.executor.warm, on_event=on_event)

@@ -11,15 +11,17 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from archlab.runstore import RunNotFound, find_run, list_runs
-from archlab.settings import Settings, SettingsError, load_settings
+from archlab.runstore import RunNotFound, find_run, list_runs, override_settings, owner_alive, record_override
+
+if TYPE_CHECKING:     # settings import the tasks, and so torch: `runs`, `show`, `review` never load it
+    from archlab.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="archlab: an autonomous research lab for neural architectures.")
@@ -36,6 +38,7 @@ def fail(message: str, hint: str = "") -> None:
 
 
 def _settings(config: Optional[Path], **flags) -> Settings:
+    from archlab.settings import SettingsError, load_settings
     try:
         return load_settings(config, **flags)
     except SettingsError as exc:
@@ -53,16 +56,20 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
         keep_proxy: float = typer.Option(None, help="share of the proxy rung trained at short (loop.keep_proxy)"),
         promote: float = typer.Option(None, help="share of the short rung trained at full (loop.promote_fraction)"),
         random_pool: int = typer.Option(None, help="random architectures measured as the yardstick (loop.random_pool)"),
+        workers: int = typer.Option(None, help="jobs run at once (executor.workers; default: from cores and GPUs)"),
+        batch: int = typer.Option(None, help="candidates proposed per round (loop.batch; default: = workers)"),
         config: Path = typer.Option(None, help="a TOML settings file")):
     """Start a research run and drive it to the end of its round budget."""
     task_options = {"short_steps": short_steps} if short_steps is not None else None
     settings = _settings(config, task=task, rounds=rounds, seed=seed, runs_dir=runs_dir,
                          sandbox__backend=sandbox, llm__backend=llm, task_options=task_options,
-                         loop__keep_proxy=keep_proxy, loop__promote_fraction=promote, loop__random_pool=random_pool)
+                         loop__keep_proxy=keep_proxy, loop__promote_fraction=promote, loop__random_pool=random_pool,
+                         executor__workers=workers, loop__batch=batch)
     from archlab.session import start_run
     engine, box = _preflight(settings)          # refuse an unreachable engine or sandbox before anything starts
     run_id, run_dir = start_run(settings)
     console.print(f"run [bold]{run_id}[/] in {run_dir}")
+    _print_capacity(settings)
     _drive(settings, run_id, run_dir, resume=False, engine=engine, sandbox=box)
 
 
@@ -83,6 +90,7 @@ def _preflight(settings: Settings):
 
 
 def _run_settings(run_dir: Path) -> tuple[dict, Settings]:
+    from archlab.settings import Settings
     try:
         record = json.loads((run_dir / "run.json").read_text())
         return record, Settings(**record["settings"])
@@ -92,14 +100,25 @@ def _run_settings(run_dir: Path) -> tuple[dict, Settings]:
 
 @app.command()
 def resume(run: str = typer.Argument(..., help="run id, prefix or directory"),
-           runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
+           runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
+           config: Path = typer.Option(None, help="a TOML file whose \\[llm] and \\[sandbox] tables replace the run's "
+                                                   "(a moved endpoint, another image); nothing else may change")):
     """Continue a run from its last checkpoint (after a crash, a stop, or a review decision)."""
-    from archlab.session import owner_alive
     run_dir = _find(runs_dir, run)
     record, settings = _run_settings(run_dir)
     if owner_alive(run_dir):
         fail(f"run {record['run_id']} is already being driven by another process",
              f"`archlab stop {record['run_id']}` first, or wait for it")
+    if config is not None:
+        from archlab.settings import SettingsError
+        try:
+            settings, changed = override_settings(record, config)
+        except SettingsError as exc:
+            fail(str(exc), "fix the file and resume again; run.json is unchanged")
+        if changed:
+            record_override(run_dir, settings, changed, config)
+        console.print(f"settings from {config}: " + (", ".join(f"{k} = {v['to']!r}" for k, v in changed.items())
+                                                     or "nothing changed"))
     console.print(f"resuming run [bold]{record['run_id']}[/] in {run_dir}")
     _drive(settings, record["run_id"], run_dir, resume=True)
 
@@ -127,7 +146,6 @@ def review(run: str = typer.Argument(..., help="run id, prefix or directory"),
     """List what waits for review, or decide on it (approve, reject, edit)."""
     from agents.events import read_events
     from archlab.reviews import pending_reviews, write_decision
-    from archlab.session import owner_alive
     run_dir = _find(runs_dir, run)
     events, _ = read_events(run_dir / "events.jsonl")
     waiting = pending_reviews(run_dir, events)
@@ -206,13 +224,14 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
     from archlab.session import drive, open_lab
     from sandbox.base import SandboxUnavailable
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} rounds"),
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task("baselines", total=settings.rounds)
+        bar = progress.add_task("baselines", total=settings.rounds, count=f"0/{settings.rounds} rounds")
 
         def on_stage(round: int, stage: str) -> None:
-            progress.update(bar, completed=min(settings.rounds, max(0, round - 1)),
+            done = min(settings.rounds, max(0, round - 1))
+            progress.update(bar, completed=done, count=f"{done}/{settings.rounds} rounds",
                             description=f"round {round}/{settings.rounds} · {stage}" if round else f"round 0 · {stage}")
 
         def on_wait(pending: list[dict]) -> None:
@@ -222,6 +241,8 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
         try:
             with open_lab(settings, run_id, run_dir, on_stage, engine=engine, sandbox=sandbox) as lab, \
                     _graceful_stop(lab.control):
+                jobs = progress.add_task(_jobs_line([]), total=None, count=f"{lab.parallelism} worker(s)")
+                lab.executor.listeners.append(lambda running: progress.update(jobs, description=_jobs_line(running)))
                 outcome = drive(lab, resume=resume, poll_seconds=settings.review.poll_seconds, on_wait=on_wait)
         except SandboxUnavailable as exc:
             fail(f"the {settings.sandbox.backend} sandbox cannot run jobs: {exc}",
@@ -229,12 +250,29 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
         except EngineUnavailable as exc:
             fail(str(exc))
         if outcome == "finished":
-            progress.update(bar, completed=settings.rounds, description="done")
+            progress.update(bar, completed=settings.rounds, count=f"{settings.rounds}/{settings.rounds} rounds",
+                            description="done")
     _print_table(run_dir)
     _print_usage(run_dir)
     if outcome == "stopped":
         console.print(f"[yellow]stopped[/]; continue with `archlab resume {run_id}`")
     console.print(f"run written to [bold]{run_dir}[/]")
+
+
+def _print_capacity(settings: Settings) -> None:
+    from archlab.backends import capacity
+    from archlab.session import resolve_machine
+    batch = resolve_machine(settings).loop.batch
+    mode = "warm" if settings.executor.warm else "cold"
+    console.print(f"executor: {capacity(settings).describe()}, {mode} workers; {batch} candidate(s) per round")
+
+
+def _jobs_line(running) -> str:
+    """Every job holding a worker right now, for the progress display."""
+    import time as _time
+    if not running:
+        return "jobs: none running"
+    return "jobs: " + ", ".join(f"w{j.worker}:{j.job_id} {_time.time() - j.started:.0f}s" for j in running)
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 The replay runs the real graph in a fresh directory (`<run>/replays/<n>/`) with the `replay`
 engine and evaluator, answering reviews with the recorded decisions, then compares the
 decision events of both logs: parents chosen, plans, findings retrieved, job outcomes,
-promotions, reviews. `reexecute` instead re-runs every recorded evaluation in a sandbox and
-reports how each metric moved.
+promotions, reviews. Which event types are decisions, and which of their fields, is said by
+their payload models (`decides` in `agents.event_types`), not listed here. `reexecute`
+instead re-runs every recorded evaluation in a sandbox and reports how each metric moved.
 """
 from __future__ import annotations
 
@@ -14,22 +15,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents.event_types import decision_fields
 from agents.events import Event, read_events
 from agents.replay import ReplayDivergence, ReplayEngine, ReplayEvaluator
 from archlab.settings import Settings
-
-# the fields of each event type that make up a decision
-DECISIONS = {
-    "parents_selected": ("round", "parent_ids", "explore"),
-    "plan": ("round", "parent_id", "change", "detail"),
-    "retrieval": ("round", "finding_ids"),
-    "result": ("job_id", "status"),
-    "promotion": ("candidate_id", "promoted"),
-    "review_decision": ("candidate_id", "fidelity", "action"),
-    "analysis": ("candidate_id", "status"),
-    "run_finished": ("rounds",),
-}
-
 
 @dataclass
 class ReplayReport:
@@ -43,15 +32,18 @@ class ReplayReport:
 
 
 def decisions(events: list[Event]) -> list[tuple]:
-    """The run's decisions in order.
+    """The run's decisions in order: for each event type whose model names `decides` fields
+    (`agents.event_types`), the type and those fields' values.
 
     A node re-run after a crash logs its decisions again; every decision names its round,
     job or candidate, so an exact repeat is that re-run, not a new decision, and is dropped.
     """
     found, seen = [], set()
     for e in events:
-        if e.type in DECISIONS:
-            decision = (e.type, *(json.dumps(e.payload.get(f), sort_keys=True) for f in DECISIONS[e.type]))
+        fields = decision_fields(e.type)
+        if fields:
+            values = e.data.model_dump(include=set(fields))
+            decision = (e.type, *(json.dumps(values[f], sort_keys=True) for f in fields))
             if decision not in seen:
                 seen.add(decision)
                 found.append(decision)
@@ -70,7 +62,7 @@ def first_divergence(recorded: list[tuple], replayed: list[tuple]) -> str:
 
 def _show(decision: tuple) -> str:
     kind, *values = decision
-    fields = DECISIONS[kind]
+    fields = decision_fields(kind)
     return f"{kind}(" + ", ".join(f"{f}={v}" for f, v in zip(fields, values)) + ")"
 
 
@@ -83,19 +75,18 @@ def replay(run_dir: Path) -> ReplayReport:
     replays.mkdir(exist_ok=True)
     replay_dir = replays / str(len(list(replays.iterdir())) + 1)
     replay_dir.mkdir()
-    recorded_reviews = {(e.payload["candidate_id"], e.payload["fidelity"]): e.payload
-                        for e in events if e.type == "review_decision"}
+    recorded_reviews = {(e.data.candidate_id, e.data.fidelity): e.data for e in events if e.type == "review_decision"}
 
     def decide(request: dict) -> dict:
         key = (request["candidate_id"], request["fidelity"])
         if key not in recorded_reviews:
             raise ReplayDivergence(f"the replay asked for a review of {key[0]} before {key[1]}, which the log never did")
         recorded = recorded_reviews[key]
-        if recorded.get("edited_code") or recorded.get("edited_plan"):
+        if recorded.edited_code or recorded.edited_plan:
             path = run_dir / "reviews" / f"{key[0]}-{key[1]}.json"
             if path.is_file():
                 return json.loads(path.read_text())
-        return {"action": recorded["action"], "note": recorded.get("note", "")}
+        return {"action": recorded.action, "note": recorded.note}
 
     evaluator = ReplayEvaluator(events)
     divergence = ""
@@ -125,36 +116,34 @@ def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
     from evaluators.harness import evaluate
     from wire.jobs import EvalJob
     events, _ = read_events(run_dir / "events.jsonl")
-    started = {e.payload["job_id"]: e.payload for e in events if e.type == "job_started"}
+    started = {e.data.job_id: e.data for e in events if e.type == "job_started"}
     drifts, changed = [], []
-    spec = next(e.payload["spec"] for e in events if e.type in ("run_started", "run_resumed"))
+    spec = next(e.data.spec for e in events if e.type in ("run_started", "run_resumed"))
+    default_seed = json.loads((run_dir / "run.json").read_text())["settings"]["seed"]
     for e in events:
-        if e.type != "result" or "result" not in e.payload or e.payload["job_id"] not in started:
+        if e.type != "result" or e.data.result is None or e.data.job_id not in started:
             continue
-        job_id = e.payload["job_id"]
-        candidate_id = e.payload["candidate_id"]
-        source = _source_for(run_dir, events, candidate_id, started[job_id]["source_hash"])
-        recorded = e.payload["result"]
-        job = EvalJob(job_id=job_id, candidate_id=candidate_id, source=source, task=spec,
-                      fidelity=e.payload["fidelity"],
-                      seed=started[job_id].get("seed", json.loads((run_dir / "run.json").read_text())["settings"]["seed"]))
+        logged, recorded = e.data, e.data.result
+        job_started = started[logged.job_id]
+        source = _source_for(run_dir, events, logged.candidate_id, job_started.source_hash)
+        job = EvalJob(job_id=logged.job_id, candidate_id=logged.candidate_id, source=source, task=spec,
+                      fidelity=logged.fidelity, seed=default_seed if job_started.seed is None else job_started.seed)
         with tempfile.TemporaryDirectory(prefix="archlab-reexec-") as tmp:
             again = evaluate(sandbox, job, Path(tmp))
-        if again.status != recorded["status"]:
-            changed.append(f"{job_id}: {recorded['status']} -> {again.status}")
-        for metric, value in recorded["metrics"].items():
+        if again.status != recorded.status:
+            changed.append(f"{logged.job_id}: {recorded.status} -> {again.status}")
+        for metric, value in recorded.metrics.items():
             if metric in again.metrics and not metric.endswith("seconds"):
-                drifts.append(MetricDrift(job_id, metric, value, again.metrics[metric]))
+                drifts.append(MetricDrift(logged.job_id, metric, value, again.metrics[metric]))
     return drifts, changed
 
 
 def _source_for(run_dir: Path, events: list[Event], candidate_id: str, source_hash: str) -> str:
     from agents.records import source_hash as hash_of
     for e in events:
-        source = e.payload.get("source")
-        if e.type in ("code", "fix") and e.payload.get("candidate_id") == candidate_id and source \
-                and hash_of(source) == source_hash:
-            return source
+        if e.type in ("code", "fix") and e.data.candidate_id == candidate_id and e.data.source \
+                and hash_of(e.data.source) == source_hash:
+            return e.data.source
     path = run_dir / "candidates" / candidate_id / "candidate.py"
     return path.read_text()
 

@@ -5,10 +5,14 @@
     runs/<run-id>/candidates/<id>/  one directory per candidate (see agents.recorder)
     runs/<run-id>/checkpoints.sqlite  LangGraph checkpoints
     runs/<run-id>/knowledge/        the Chroma store (unless a shared one is configured)
+    runs/<run-id>/owner.pid         the pid of the process driving the run, while one does
+
+Reading a run never imports torch: `archlab runs`, `show` and `review` stay fast.
 """
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from agents.recorder import load_candidates
 from agents.records import Candidate
 
 RUN_SCHEMA_VERSION = 1
+OWNER_FILE = "owner.pid"
 
 
 def new_run_id() -> str:
@@ -38,6 +43,78 @@ def create_run(runs_dir: Path, record: dict) -> tuple[str, Path]:
     (run_dir / "run.json").write_text(json.dumps({"schema_version": RUN_SCHEMA_VERSION, "run_id": run_id,
                                                    **record}, indent=1, default=str))
     return run_id, run_dir
+
+
+# what `archlab resume --config` may change: where the model answers and where jobs run; the rest is the experiment
+RESUMABLE_TABLES = ("llm", "sandbox")
+
+
+def override_settings(record: dict, config: Path):
+    """The run's settings (from run.json `record`) with the `[llm]` and `[sandbox]` tables of `config` laid over
+    them, and what changed: `{"llm.base_url": {"from": ..., "to": ...}}`.
+
+    A table or top-level key other than those two, or a key those tables do not have, is a
+    `SettingsError` naming it; nothing is written. Values are validated as at `archlab run`.
+    """
+    import tomllib
+
+    from archlab.settings import Settings, SettingsError, load_settings
+    try:
+        values = tomllib.loads(Path(config).read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {config} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
+    others = [f"[{k}]" if isinstance(v, dict) else repr(k) for k, v in values.items() if k not in RESUMABLE_TABLES]
+    if others:
+        raise SettingsError(f"config file {config}: a resumed run may change only its [llm] and [sandbox] tables, "
+                            f"not {', '.join(others)}; start a new run (`archlab run --config`) to change those")
+    old = record["settings"]
+    merged = dict(old)
+    for table, table_values in values.items():
+        if not isinstance(table_values, dict):
+            raise SettingsError(f"config file {config}: '{table}' must be a table ([{table}])")
+        fields = Settings.model_fields[table].annotation.model_fields
+        unknown = [k for k in table_values if k not in fields]
+        if unknown:    # never echo the value: a misplaced key may be a secret
+            raise SettingsError(f"config file {config}: unknown setting {', '.join(f'{table}.{k}' for k in unknown)}"
+                                f"; [{table}] has {', '.join(fields)}")
+        merged[table] = {**old.get(table, {}), **table_values}
+    settings = load_settings(None, **merged)
+    new = json.loads(settings.model_dump_json())
+    changed = {f"{table}.{key}": {"from": old.get(table, {}).get(key), "to": value}
+               for table in values for key, value in new[table].items() if old.get(table, {}).get(key) != value}
+    return settings, changed
+
+
+def record_override(run_dir: Path, settings, changed: dict, config: Path) -> None:
+    """Log a `settings_overridden` event and write the new settings, with a note of the change, into run.json."""
+    from agents.events import EventLog
+    events = EventLog(run_dir / "events.jsonl")
+    try:
+        if events.repaired_bytes:
+            events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
+        events.emit("settings_overridden", config=str(config), changed=changed)
+    finally:
+        events.close()
+    path = run_dir / "run.json"
+    record = json.loads(path.read_text())
+    record["settings"] = json.loads(settings.model_dump_json())
+    record.setdefault("overrides", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": str(config),
+                                               "changed": changed})
+    scratch = path.with_name("run.json.tmp")
+    scratch.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(scratch, path)          # a crash leaves the old record or the new one, never half of one
+
+
+def owner_alive(run_dir: Path) -> bool:
+    """Whether a live process is driving this run (its pid is in `owner.pid`)."""
+    try:
+        pid = int((run_dir / OWNER_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 class RunNotFound(LookupError):

@@ -25,7 +25,7 @@ from agents.events import EventLog
 from agents.graph import build_graph
 from agents.lab import Lab, LoopLimits
 from agents.recorder import Recorder
-from archlab.backends import make_engine, make_sandbox
+from archlab.backends import capacity, make_engine, make_executor, make_sandbox
 from archlab.reviews import pending_reviews, read_decision
 from archlab.runstore import create_run
 from archlab.settings import Settings
@@ -42,7 +42,17 @@ OWNER_FILE = "owner.pid"
 
 def job_limits(settings: Settings, seconds: float, gpus: int) -> Limits:
     s = settings.sandbox
-    return Limits(wall_seconds=seconds, memory_mb=s.memory_mb, cpus=s.cpus, gpus=gpus, pids=s.pids)
+    cpus = s.cpus if s.cpus is not None else capacity(settings).cpus_per_job
+    return Limits(wall_seconds=seconds, memory_mb=s.memory_mb, cpus=cpus, gpus=gpus, pids=s.pids)
+
+
+def resolve_machine(settings: Settings) -> Settings:
+    """Settings with the batch size fixed (`loop.batch`, default: the workers this machine runs), so a run keeps
+    its batch when resumed elsewhere."""
+    if settings.loop.batch is not None:
+        return settings
+    loop = settings.loop.model_copy(update={"batch": capacity(settings).workers})
+    return settings.model_copy(update={"loop": loop})
 
 
 def make_objective(settings: Settings) -> Objective:
@@ -60,6 +70,7 @@ def task_spec(settings: Settings):
 def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[[int, str], None] = lambda r, s: None,
              engine=None, sandbox: Sandbox | None = None, evaluator=None) -> Iterator[Lab]:
     """The services of one run; `engine`, `sandbox` and `evaluator` override the settings (replay uses this)."""
+    settings = resolve_machine(settings)
     events = EventLog(run_dir / "events.jsonl")
     if events.repaired_bytes:
         events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
@@ -69,6 +80,7 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
                         keep_proxy=settings.loop.keep_proxy if settings.loop.proxy_rung else None,
                         promote_fraction=settings.loop.promote_fraction, full_seeds=settings.loop.full_seeds,
                         random_pool=settings.loop.random_pool, review_policy=settings.review.policy,
+                        batch=settings.loop.batch or 1,
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),
                         train_limits=job_limits(settings, settings.sandbox.train_seconds, settings.sandbox.gpus))
     budgets = Budgets(**settings.budget.model_dump())
@@ -81,14 +93,18 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
         lab.evaluator = evaluator
     if hasattr(lab.engine, "attach"):       # an engine that logs its own calls (openai) writes to this run's log
         lab.engine.attach(lab)
+    lab.executor = make_executor(settings, lab.sandbox, on_event=lambda kind, **info: events.emit(kind, **info))
+    lab.executor.prestart([limits.check_limits, limits.train_limits])   # warm workers start while the run sets up
     try:
         yield lab
     finally:
+        lab.executor.close()
         events.close()
 
 
 def start_run(settings: Settings) -> tuple[str, Path]:
     """Create the run directory and write the resolved settings; nothing runs yet."""
+    settings = resolve_machine(settings)
     record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": json.loads(settings.model_dump_json()),
               "versions": {"python": platform.python_version(), "torch": torch.__version__}}
     return create_run(settings.runs_dir, record)
@@ -123,7 +139,7 @@ def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | Non
         lab.events.emit("run_resumed" if resume else "run_started", run_id=lab.run_id, task=lab.spec.name,
                         rounds=lab.limits.rounds, engine=lab.engine.name, sandbox=lab.sandbox.name,
                         spec=lab.spec.model_dump())
-        payload = None if resume else {"round": 0, "tried": [], "reviewed": []}
+        payload = None if resume else {"round": 0, "tried": []}
         try:
             while True:
                 state = graph.invoke(payload, config, durability="sync")
@@ -145,15 +161,22 @@ def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | Non
 
 
 def _wait_for_decision(lab: Lab, interrupts, decide, poll_seconds: float, on_wait) -> Command:
-    request = dict(interrupts[0].value)
-    request["interrupt_id"] = interrupts[0].id
-    if not any(e.type == "review_waiting" and e.payload.get("interrupt_id") == request["interrupt_id"]
-               for e in lab.events.history):
-        lab.events.emit("review_waiting", **{k: v for k, v in request.items() if k != "source"})
+    """Wait until a person has decided on at least one of the waiting candidates; resume those decided.
+
+    Branches of a round can wait at the same time, each on its own interrupt; a branch whose
+    decision is not in yet interrupts again and keeps waiting."""
+    requests = []
+    for waiting in interrupts:
+        request = dict(waiting.value)
+        request["interrupt_id"] = waiting.id
+        requests.append(request)
+        if not any(e.type == "review_waiting" and e.payload.get("interrupt_id") == request["interrupt_id"]
+                   for e in lab.events.history):
+            lab.events.emit("review_waiting", **{k: v for k, v in request.items() if k != "source"})
     on_wait(pending_reviews(lab.run_dir, lab.events.history))
     while True:
-        decision = decide(request)
-        if decision is not None:
-            return Command(resume=decision)
+        decided = {r["interrupt_id"]: d for r in requests if (d := decide(r)) is not None}
+        if decided:
+            return Command(resume=decided)
         lab.control.safe_point()
         time.sleep(poll_seconds)

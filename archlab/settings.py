@@ -22,9 +22,19 @@ class SandboxSettings(BaseModel):
     check_seconds: float = Field(default=120, gt=0)     # wall-clock limit of a contract check
     train_seconds: float = Field(default=600, gt=0)     # wall-clock limit of one training job
     memory_mb: int = Field(default=4096, ge=256)        # memory limit per job
-    cpus: float = Field(default=2, gt=0)                # CPU threads / quota per job
+    cpus: float | None = Field(default=None, gt=0)      # CPU threads / quota per job; None: the cores split over the workers
     gpus: int = Field(default=0, ge=0)                  # GPUs per training job (docker backend)
     pids: int = Field(default=256, ge=16)               # process limit per job
+    image: str | None = None                            # docker: a prebuilt image (sandbox/Dockerfile); None: the offline image
+
+
+class ExecutorSettings(BaseModel):
+    """Where and how many evaluation jobs run at once (`archlab.executors`)."""
+
+    backend: Literal["local"] = "local"                 # local: a pool of sandbox workers on this machine
+    workers: int | None = Field(default=None, ge=1, le=256)  # jobs at once; None: from the cores, CPUs per job and GPUs
+    warm: bool = True                                   # start each worker (interpreter, torch imported) before its job
+    share_gpus: bool = False                            # let concurrent jobs share a GPU (off: one job per GPU)
 
 
 class Price(BaseModel):
@@ -95,6 +105,7 @@ class LoopSettings(BaseModel):
     promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of the short rung trained at `full` (0: none)
     full_seeds: int = Field(default=3, ge=3, le=20)     # seeds per `full` evaluation: mean and 95% interval need >= 3
     random_pool: int = Field(default=0, ge=0, le=64)    # random architectures trained in round 0: "better than random"
+    batch: int | None = Field(default=None, ge=1, le=64)  # candidates proposed and evaluated per round; None: = workers
 
 
 COST_METRICS = ("params", "flops", "flops_per_token", "activation_bytes", "latency_ms_median", "latency_ms_p90",
@@ -148,6 +159,7 @@ class Settings(BaseSettings):
     runs_dir: Path = Path("runs")                       # where run directories go
     task_options: dict[str, int | float | str] = Field(default_factory=dict)  # e.g. {short_steps = 200}
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)

@@ -70,7 +70,7 @@ class DockerSandbox:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise SandboxUnavailable(f"cannot reach the Docker Engine ({exc}); start dockerd (`sudo dockerd &` or "
                                      "`sudo systemctl start docker`) or set DOCKER_HOST") from None
-        plan = image_plan(image or os.environ.get("ARCHLAB_SANDBOX__IMAGE"))
+        plan = image_plan(image)
         try:
             ensure_image(client, plan)
         except docker.errors.ImageNotFound:

@@ -115,9 +115,9 @@ def test_cost_limits_make_candidates_infeasible_and_keep_them_from_being_parents
     for c in (small, large):
         objective.apply(c, limit)
     assert (small.feasible, large.feasible) == (True, False) and "params" in large.violations[0]
-    assert [c.id for c in scored([small, large])] == ["small"]            # the better one breaks the limit
+    assert [c.id for c in scored([small, large], limit)] == ["small"]     # the better one breaks the limit
     objective.apply(large, Objective(metric="accuracy"))
-    assert [c.id for c in scored([small, large])] == ["large", "small"]
+    assert [c.id for c in scored([small, large], Objective(metric="accuracy"))] == ["large", "small"]
 
 
 def test_the_pareto_front_is_written_per_task_and_notices_changes(tmp_path):

@@ -8,7 +8,9 @@ prose: a fenced block (the one defining `build_model` when there are several), a
 module, or a module after a line of preamble.
 
 Both return `(value, problem)`: `problem` is "" on success and otherwise one sentence the
-model can act on (it is sent back verbatim). Nothing here raises on bad input.
+model can act on (it is sent back verbatim). An object that does not parse is reported with
+`json`'s complaint, the line and column in the answer, the text there, and a hint for the
+usual causes (thousands separators, NaN, single quotes). Nothing here raises on bad input.
 """
 from __future__ import annotations
 
@@ -100,11 +102,13 @@ def read_json(text: str, model: type[T], finish_reason: str = "stop") -> tuple[T
     if not text.strip():
         return None, "the answer was empty"
     parsed: list[Any] = []
-    for candidate in _json_candidates(text):
+    broken: list[str] = []                       # why each object-looking span failed to parse, with where
+    for start, candidate in _json_candidates(text):
         try:
             parsed.append(json.loads(candidate))
-        except ValueError:
-            continue
+        except ValueError as exc:
+            if candidate.lstrip()[:1] in "{[":
+                broken.append(_where(text, start, candidate, exc))
     errors = []
     for value in parsed:
         if isinstance(value, list) and len(value) == 1:
@@ -120,6 +124,8 @@ def read_json(text: str, model: type[T], finish_reason: str = "stop") -> tuple[T
         return None, f"the JSON does not match the required fields: {errors[0]}"
     if finish_reason == "length" or (text.count("{") > text.count("}")):
         return None, "the JSON was cut off before it ended; answer with a shorter, complete object"
+    if broken:
+        return None, f"the JSON object is not valid JSON: {broken[0]}"
     if REFUSAL.search(text):
         return None, f"the answer declines the task ({_snippet(text)}); this is benign architecture research, please answer"
     return None, "no JSON object was found in the answer"
@@ -181,14 +187,34 @@ def _parses(source: str) -> bool:
     return True
 
 
-def _json_candidates(text: str) -> list[str]:
-    found = [text.strip()]
-    found += [body for lang, body in FENCE.findall(text) if lang.lower() in ("", "json")]
+def _json_candidates(text: str) -> list[tuple[int, str]]:
+    """(offset in `text`, span) of everything that may be the JSON answer, most likely first."""
+    stripped = text.strip()
+    found = [(text.index(stripped), stripped)]
+    found += [(m.start(2), m.group(2)) for m in FENCE.finditer(text) if m.group(1).lower() in ("", "json")]
     found += _balanced_objects(text)
     return found
 
 
-def _balanced_objects(text: str, limit: int = 5) -> list[str]:
+def _where(text: str, start: int, candidate: str, exc: ValueError) -> str:
+    """`json`'s complaint placed in the whole answer: line, column, the text around it, and a hint."""
+    if not isinstance(exc, json.JSONDecodeError):
+        return str(exc)
+    at = start + exc.pos
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    near = " ".join(text[max(0, at - 30):at + 20].split())
+    hint = ""
+    if re.search(r"\d,\d{3}", text[max(0, at - 12):at + 8]):
+        hint = "; write numbers as plain JSON numbers, without thousands separators (78848, not 78,848)"
+    elif re.search(r"[+-]?\b(?:nan|inf|infinity)\b", text[max(0, at - 8):at + 12], re.IGNORECASE):
+        hint = "; JSON has no NaN or Infinity: leave such a value out"
+    elif text[at:at + 1] == "'" or text[at:at + 1].isalpha():
+        hint = "; JSON needs double quotes around every key and string"
+    return f"{exc.msg} at line {line}, column {column} of the answer (near `{near}`){hint}"
+
+
+def _balanced_objects(text: str, limit: int = 5) -> list[tuple[int, str]]:
     """Top-level `{...}` spans, skipping braces inside JSON strings."""
     spans, depth, start, in_string, escaped = [], 0, -1, False, False
     for i, ch in enumerate(text):
@@ -209,7 +235,7 @@ def _balanced_objects(text: str, limit: int = 5) -> list[str]:
         elif ch == "}" and depth > 0:
             depth -= 1
             if depth == 0:
-                spans.append(text[start:i + 1])
+                spans.append((start, text[start:i + 1]))
                 if len(spans) >= limit:
                     break
     return spans

@@ -1,4 +1,4 @@
-"""One chat call to an OpenAI-compatible endpoint: retries, a concurrency limit, usage and cost, and events.
+"""One chat call to an OpenAI-compatible endpoint: retries, structured-output fallback, usage and cost, events.
 
 Built on the official `openai` client with its own retries switched off (`max_retries=0`):
 the retry loop lives here so that every attempt is an event, the waits are settings, and a
@@ -7,15 +7,24 @@ server's Retry-After is honoured up to `max_backoff_seconds`.
 What it guarantees:
 - Re-sent, with backoff: 429 (Retry-After / Retry-After-Ms honoured), 408, 409, 5xx, timeouts,
   refused or dropped connections, and bodies that are not a chat completion (bad JSON,
-  bad UTF-8). After `max_retries` re-sends: `LLMUnavailable`.
-- Not re-sent: 401/403 (key), 404 (model or URL), other 4xx: `LLMConfigError`. With
-  `structured_outputs = "auto"`, a 400/422 to a request carrying `response_format` turns
-  structured outputs off for that model and the request is sent again without it.
-- At most `max_concurrency` requests in flight (a `BoundedSemaphore`), whoever calls.
-- Events: `llm_request` and `llm_response` (tokens, `cost_usd`, `priced`) or `llm_error`
-  (kind, status, whether it will be retried, the wait) per attempt, with role, model and
-  attempt. Texts are kept up to `LOGGED_CHARS`. The API key never appears: it is not part of
-  any payload, and error texts are scrubbed of it before they are logged or raised.
+  bad UTF-8, no `choices` list). After `max_retries` re-sends: `LLMUnavailable`.
+- Not re-sent: 401/403 (key), 404 (model or URL), other 4xx: `LLMConfigError`.
+- Structured outputs (`llm.structured_outputs`): `on` always sends `json_schema`; `off` never
+  sends a `response_format`; `auto` steps down `json_schema` -> `json_object` (with the schema
+  attached, which llama.cpp servers turn into a grammar) -> plain text whenever a request
+  carrying `response_format` gets an error answer (any status but 401/403/404/408/409/429:
+  llama-cpp-python answers 500 to `json_schema`), and sends it again at once. The step that
+  works is remembered per model, logged as a `structured_outputs_fallback` event, and
+  restored from those events when a run is resumed (`restore_formats`).
+- Every answer of any shape becomes a `Reply` (see `agents.llm.completion`), never an
+  exception: content parts, tool calls, reasoning-only answers, refusals, no choices.
+- At most `max_concurrency` requests in flight (a `BoundedSemaphore`), whoever calls; the
+  client is shared by threads and keeps no per-call state on itself.
+- Events: `llm_request` (with `prompt_chars` and the `response_format` sent) and
+  `llm_response` (tokens, `cost_usd`, `priced`) or `llm_error` (kind, status, whether it will
+  be retried, the wait) per attempt, with role, model and attempt. Texts are kept up to
+  `LOGGED_CHARS`. The API key never appears: it is not part of any payload, and error texts
+  are scrubbed of it before they are logged or raised.
 
 What it does not do: judge the answer. An empty, refused or malformed answer is returned as
 a `Reply`; the engine decides whether to send it back.
@@ -28,12 +37,12 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 import openai
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
+from agents.llm.completion import read_completion
 from agents.llm.errors import LLMConfigError, LLMUnavailable
 
 if TYPE_CHECKING:
@@ -42,6 +51,9 @@ if TYPE_CHECKING:
 LOGGED_CHARS = 100_000          # characters of one prompt or answer kept in an event
 CHARS_PER_TOKEN = 4             # for estimating usage when the server reports none
 RETRY_STATUSES = {408, 409, 429}
+NOT_ABOUT_FORMAT = {401, 403, 404, 408, 409, 429}   # error answers that never mean "response_format refused"
+FORMATS = ("json_schema", "json_object", "text")  # the structured-output steps, strictest first
+ROLES = ("planner", "coder", "analyst")
 # schema keywords some strict structured-output implementations refuse; pydantic still checks them on arrival
 UNSUPPORTED_KEYWORDS = ("default", "title", "minLength", "maxLength", "minItems", "maxItems")
 
@@ -62,7 +74,7 @@ class MemoryEvents:
 
 @dataclass
 class Reply:
-    text: str                   # the answer (the refusal text when the model refused)
+    text: str                   # the answer (the refusal text when the model refused); always a str
     model: str
     finish_reason: str
     refused: bool
@@ -70,11 +82,13 @@ class Reply:
     output_tokens: int
     cost_usd: float
     call_id: str
+    note: str = ""              # what was unusual about the answer's shape, for the model ("" when nothing)
+    reasoning: str = ""         # reasoning the server returned apart from the answer
 
 
 def clean_text(text: str) -> str:
     """Valid UTF-8 without NULs: lone surrogates and undecodable bytes become '?'."""
-    return text.encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
+    return str(text).encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
 
 
 def clip(text: str, limit: int = LOGGED_CHARS) -> str:
@@ -142,6 +156,16 @@ def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
+def response_format(kind: str, schema: type[BaseModel]) -> dict[str, Any] | None:
+    """The `response_format` of one structured-output step; None for plain text."""
+    if kind == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": strict_schema(schema),
+                                                        "strict": True}}
+    if kind == "json_object":       # `schema` is llama.cpp's extension (a grammar); other servers ignore it
+        return {"type": "json_object", "schema": strict_schema(schema)}
+    return None
+
+
 class LLMClient:
     def __init__(self, llm: "LLMSettings", api_key: str, events: EventSink, seed: int | None = None,
                  http_client: Any = None, sleep: Callable[[float], None] = time.sleep):
@@ -155,9 +179,9 @@ class LLMClient:
         self._openai = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=llm.timeout_seconds,
                                      max_retries=0, http_client=http_client)
         self._slots = threading.BoundedSemaphore(llm.max_concurrency)
-        self._emit_lock = threading.Lock()
+        self._lock = threading.Lock()               # guards the event sink and `_formats`
         self._ids = itertools.count(1)
-        self.structured_refused: set[str] = set()   # models whose endpoint refused response_format
+        self._formats: dict[str, int] = {}          # model -> index in FORMATS of the step that its endpoint takes
 
     def __repr__(self) -> str:                       # never the key
         return f"LLMClient(base_url={self.base_url!r})"
@@ -169,17 +193,48 @@ class LLMClient:
         return {"planner": self.llm.planner_model, "coder": self.llm.coder_model,
                 "analyst": self.llm.analyst_model}[role]
 
+    def settings_for(self, model: str) -> str:
+        """The settings that name `model`: 'llm.planner_model, llm.coder_model'."""
+        return ", ".join(f"llm.{role}_model" for role in ROLES if self.model_for(role) == model)
+
     def scrub(self, text: str) -> str:
         text = clean_text(text)
         return text.replace(self._secret, "[api key]") if self._secret else text
 
     def emit(self, type: str, **payload: Any) -> None:
-        with self._emit_lock:
+        with self._lock:
             self.events.emit(type, **payload)
+
+    # --- structured outputs -------------------------------------------------------------------
+    def format_for(self, model: str) -> str:
+        """The structured-output step this model's requests carry now: json_schema, json_object or text."""
+        if self.llm.structured_outputs == "off":
+            return "text"
+        if self.llm.structured_outputs == "on":
+            return "json_schema"
+        with self._lock:
+            return FORMATS[self._formats.get(model, 0)]
+
+    def restore_formats(self, events: Iterable[Any]) -> None:
+        """Take up the fallbacks an earlier session of this run logged (`structured_outputs_fallback` events)."""
+        for event in events:
+            if getattr(event, "type", None) != "structured_outputs_fallback":
+                continue
+            model, to = event.payload.get("model"), event.payload.get("to")
+            if isinstance(model, str) and to in FORMATS:
+                with self._lock:
+                    self._formats[model] = max(self._formats.get(model, 0), FORMATS.index(to))
+
+    def _step_down(self, model: str, used: str) -> str:
+        """The next step after `used` for this model; concurrent failures of the same step move it once."""
+        with self._lock:
+            level = max(self._formats.get(model, 0), FORMATS.index(used) + 1)
+            self._formats[model] = min(level, len(FORMATS) - 1)
+            return FORMATS[self._formats[model]]
 
     # --- the call ---------------------------------------------------------------------------
     def chat(self, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None = None,
-             purpose: str = "") -> Reply:
+             purpose: str = "", max_tokens: int | None = None) -> Reply:
         """One answer from the role's model, after as many re-sends as the settings allow."""
         model = self.model_for(role)
         call_id = f"{role}-{next(self._ids)}"
@@ -187,11 +242,12 @@ class LLMClient:
         attempt = 0
         while True:
             attempt += 1
-            structured = schema is not None and self._structured(model)
-            params = self._params(model, messages, schema if structured else None)
+            sent = self.format_for(model) if schema is not None else "text"
+            params = self._params(model, messages, response_format(sent, schema) if schema else None, max_tokens)
             self.emit("llm_request", role=role, model=model, call_id=call_id, attempt=attempt, purpose=purpose,
-                      structured=structured, messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))}
-                                                       for m in messages])
+                      structured=sent != "text", response_format=sent,
+                      prompt_chars=sum(len(m["content"]) for m in messages),
+                      messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))} for m in messages])
             started = time.monotonic()
             try:
                 with self._slots:
@@ -203,13 +259,16 @@ class LLMClient:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = self._describe(exc)
-                if structured and status in (400, 422) and self.llm.structured_outputs == "auto":
-                    self.structured_refused.add(model)
+                if sent != "text" and self.llm.structured_outputs == "auto" and status not in NOT_ABOUT_FORMAT:
+                    to = self._step_down(model, sent)
                     self._error(role, model, call_id, attempt, "structured_outputs_refused", status, message, True, 0.0)
+                    self.emit("structured_outputs_fallback", role=role, model=model, call_id=call_id, status=status,
+                              to=to, message=clip(self.scrub(message), 500), **{"from": sent})
                     continue
                 if status not in RETRY_STATUSES and status < 500:
                     self._error(role, model, call_id, attempt, "refused", status, message, False, None)
-                    raise LLMConfigError(self._refusal_message(role, model, status, message, structured)) from None
+                    raise LLMConfigError(self._refusal_message(role, model, status, message, sent),
+                                         status=status) from None
                 kind = "rate_limit" if status == 429 else "server"
                 wait_hint = retry_after_seconds(exc.response.headers)
             except openai.APITimeoutError:
@@ -225,53 +284,60 @@ class LLMClient:
                 raise LLMUnavailable(
                     f"the {role} model {model!r} at {self.base_url} failed {attempt} times (last: {kind}"
                     f"{f' {status}' if status else ''}: {self.scrub(message)[:300]}); check that the server is up "
-                    f"and reachable, or raise llm.max_retries / llm.timeout_seconds, then `archlab resume RUN`")
+                    f"and reachable (llm.base_url), or raise llm.max_retries / llm.timeout_seconds"
+                    f"{self._format_hint(sent)}, then `archlab resume RUN`", status=status)
             retries += 1
             self.sleep(wait)
 
-    def _structured(self, model: str) -> bool:
-        if self.llm.structured_outputs == "off":
-            return False
-        return self.llm.structured_outputs == "on" or model not in self.structured_refused
+    def list_models(self) -> list[str]:
+        """The model ids the endpoint lists (`GET /models`); the openai client's errors pass through."""
+        with self._slots:
+            page = self._openai.models.list()
+        return [str(getattr(m, "id", "")) for m in getattr(page, "data", None) or [] if getattr(m, "id", None)]
 
-    def _params(self, model: str, messages: list[dict[str, str]], schema: type[BaseModel] | None) -> dict[str, Any]:
+    def _format_hint(self, sent: str) -> str:
+        if sent == "text":
+            return ""
+        if self.llm.structured_outputs == "on":
+            return (f"; the request carried response_format {sent} because llm.structured_outputs = 'on': "
+                    f"if the server does not support it, set llm.structured_outputs = 'auto' or 'off'")
+        return f"; it carried response_format {sent} (llm.structured_outputs = 'off' sends none)"
+
+    def _params(self, model: str, messages: list[dict[str, str]], format: dict[str, Any] | None,
+                max_tokens: int | None) -> dict[str, Any]:
         params: dict[str, Any] = {"model": model, "messages": messages}
         if self.llm.temperature is not None:
             params["temperature"] = self.llm.temperature
-        if self.llm.max_output_tokens is not None:
-            params["max_tokens"] = self.llm.max_output_tokens
+        if max_tokens is not None or self.llm.max_output_tokens is not None:
+            params["max_tokens"] = max_tokens if max_tokens is not None else self.llm.max_output_tokens
         if self.seed is not None:
             params["seed"] = self.seed
-        if schema is not None:
-            params["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": schema.__name__, "schema": strict_schema(schema), "strict": True}}
+        if format is not None:
+            params["response_format"] = format
         return params
 
     def _reply(self, response: Any, messages: list[dict[str, str]], role: str, model: str, call_id: str, attempt: int,
                seconds: float) -> Reply | None:
-        if not isinstance(response, ChatCompletion) or not response.choices:
+        answered = read_completion(response)
+        if answered is None:
             return None
-        choice = response.choices[0]
-        message = choice.message
-        if message is None:
-            return None
-        refusal = self.scrub(message.refusal or "")
-        text = self.scrub(message.content or "") or refusal
-        usage = response.usage
-        estimated = usage is None or usage.prompt_tokens is None
-        if estimated:
-            input_tokens = sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN
-            output_tokens = len(text) // CHARS_PER_TOKEN
-        else:
-            input_tokens, output_tokens = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+        refusal = self.scrub(answered.refusal)
+        text = self.scrub(answered.text) or refusal
+        estimated = answered.input_tokens is None
+        input_tokens = (sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN if estimated
+                        else answered.input_tokens)
+        output_tokens = (answered.output_tokens if answered.output_tokens is not None
+                         else len(text + answered.reasoning) // CHARS_PER_TOKEN)
         cost, priced = self.pricing.cost(model, input_tokens, output_tokens)
-        finish = str(choice.finish_reason or "")
-        self.emit("llm_response", role=role, model=model, served_by=str(response.model or ""), call_id=call_id,
-                  attempt=attempt, text=clip(text), finish_reason=finish, refused=bool(refusal),
+        note = self.scrub(answered.note)
+        self.emit("llm_response", role=role, model=model, served_by=self.scrub(answered.served_by), call_id=call_id,
+                  attempt=attempt, text=clip(text), finish_reason=answered.finish_reason, refused=bool(refusal),
                   input_tokens=input_tokens, output_tokens=output_tokens, usage_estimated=estimated,
-                  cost_usd=cost, priced=priced, seconds=round(seconds, 3))
-        return Reply(text=text, model=model, finish_reason=finish, refused=bool(refusal), input_tokens=input_tokens,
-                     output_tokens=output_tokens, cost_usd=cost, call_id=call_id)
+                  cost_usd=cost, priced=priced, seconds=round(seconds, 3), note=note,
+                  reasoning_chars=len(answered.reasoning))
+        return Reply(text=text, model=model, finish_reason=answered.finish_reason, refused=bool(refusal),
+                     input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost, call_id=call_id,
+                     note=note, reasoning=self.scrub(answered.reasoning))
 
     def _wait(self, retries: int, hint: float | None) -> float:
         if hint is not None:
@@ -293,12 +359,13 @@ class LLMClient:
         cause = exc.__cause__
         return self.scrub(f"{exc.message}" + (f" ({type(cause).__name__}: {cause})" if cause else ""))
 
-    def _refusal_message(self, role: str, model: str, status: int, message: str, structured: bool) -> str:
+    def _refusal_message(self, role: str, model: str, status: int, message: str, sent: str) -> str:
         where = f"the endpoint {self.base_url} answered {status} to the {role} model {model!r}: {message[:300]}"
         if status in (401, 403):
             return f"{where}; check the key in the variable named by llm.api_key_env ({self.llm.api_key_env})"
         if status == 404:
-            return f"{where}; check llm.{role}_model and llm.base_url (it usually ends in /v1)"
-        if structured:
-            return f"{where}; the endpoint may not support structured outputs: set llm.structured_outputs = 'auto' or 'off'"
-        return f"{where}; check the llm settings"
+            return f"{where}; check {self.settings_for(model) or f'llm.{role}_model'} and llm.base_url (it usually ends in /v1)"
+        if sent != "text":
+            return (f"{where}; the endpoint may not support structured outputs (response_format {sent}): "
+                    f"set llm.structured_outputs = 'auto' or 'off'")
+        return f"{where}; check the llm settings (llm.max_output_tokens, llm.temperature, the model names)"

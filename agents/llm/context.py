@@ -4,14 +4,20 @@ Task description and contract from the task and spec; candidates, parents and ba
 short lines with their measured numbers; the measured comparison of a candidate with its
 parent and the baselines (also the analyst's fallback when its model's answers are unusable).
 Everything is clipped so a prompt stays a prompt.
+
+Numbers are printed as valid JSON numbers (`78848`, `-0.050`, `0.8`): no thousands
+separators, no leading `+`, no `%`, no `nan`. Models copy numbers from the prompt into their
+JSON evidence, and a separator there makes the whole answer unparseable.
 """
 from __future__ import annotations
 
 import math
 import sys
 
+from agents import scoring
 from agents.records import Candidate
 from wire.task import TaskSpec
+from evaluators.fitness import Objective
 from evaluators.static_check import ALLOWED_IMPORTS
 from evaluators.tasks import get_task
 from knowledge.records import Finding
@@ -19,12 +25,21 @@ from knowledge.records import Finding
 NOISE = 0.01            # accuracy differences below this are called noise (as the offline analyst does)
 SOURCE_CHARS = 20_000   # characters of a parent module shown in a prompt
 KEY_METRICS = ("accuracy", "heldout_loss", "params")
+LABELS = {"heldout_loss": "held-out loss"}
 
 
-def task_description(spec: TaskSpec) -> str:
+def run_objective(objective: Objective | None, task: str) -> Objective:
+    """The run's objective; a caller without one (a bare engine) gets the task's own metric, higher is better."""
+    return objective if objective is not None else Objective(metric=get_task(task).metric)
+
+
+def task_description(spec: TaskSpec, objective: Objective | None = None) -> str:
     task = get_task(spec.name)
     doc = sys.modules[type(task).__module__].__doc__ or ""
-    return f"{doc.strip()}\n\nQuality metric: {task.metric} (higher is better), measured on held-out data.".strip()
+    objective = run_objective(objective, spec.name)
+    direction = "higher" if objective.higher_is_better else "lower"
+    return (f"{doc.strip()}\n\nQuality metric: {objective.metric} ({direction} is better), "
+            f"measured on held-out data.").strip()
 
 
 def task_summary(spec: TaskSpec) -> str:
@@ -32,38 +47,47 @@ def task_summary(spec: TaskSpec) -> str:
     return " ".join(task_description(spec).split("\n\n", 1)[0].split())
 
 
-def contract(spec: TaskSpec) -> str:
+def contract(spec: TaskSpec, coder: bool = True) -> str:
+    """The task contract; the planner's copy (`coder=False`) leaves out what only the coder needs."""
     budget = spec.budgets.get("short")
     training = (f"The `short` evaluation trains {budget.steps} steps at batch size {budget.batch_size}, lr {budget.lr:g} "
                 f"(AdamW, warmup), the same for every candidate." if budget else "")
+    rules = (f"The model maps token ids `[B, T]` (torch.long) to logits `[B, T, V]` (V = spec.vocab_size = "
+             f"{spec.vocab_size}; T <= spec.seq_len = {spec.seq_len}). It must be causal (the output at position t may "
+             f"depend only on positions <= t), must not mix samples across the batch, and must have at most "
+             f"spec.max_params = {spec.max_params} parameters.")
+    if not coder:
+        return f"{rules} {training}".strip()
     imports = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
     return (f"A candidate is one self-contained Python module defining a top-level `build_model(spec)` that returns a "
-            f"`torch.nn.Module`. The model maps token ids `[B, T]` (torch.long) to logits `[B, T, V]` "
-            f"(V = spec.vocab_size = {spec.vocab_size}; T <= spec.seq_len = {spec.seq_len}). It must be causal "
-            f"(the output at position t may depend only on positions <= t), must not mix samples across the batch, "
-            f"and must have at most spec.max_params = {spec.max_params:,} parameters. Read shapes from `spec` "
-            f"(spec.vocab_size, spec.seq_len, spec.max_params) rather than hard-coding them. Imports allowed: {imports}; "
-            f"no files, network, processes, exec/eval. {training}")
+            f"`torch.nn.Module`. {rules} Read shapes from `spec` (spec.vocab_size, spec.seq_len, spec.max_params) "
+            f"rather than hard-coding them. Imports allowed: {imports}; no files, network, processes, exec/eval. "
+            f"{training}").strip()
 
 
 def number(value: float | None, pattern: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """A number as JSON writes it: '-' when missing or not finite; 'int' for whole numbers, never with separators."""
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "-"
-    return format(value, ",.0f" if pattern == "int" else pattern)
+    if pattern == "int":
+        return str(int(round(value)))
+    return format(value, pattern)
 
 
-def metrics_line(candidate: Candidate) -> str:
+def metrics_line(candidate: Candidate, objective: Objective | None = None) -> str:
     result = candidate.evaluations.get("short")
     if result is not None and result.ok:
-        extra = {k: v for k, v in result.metrics.items() if k not in KEY_METRICS}
-        line = (f"accuracy {number(candidate.metric('accuracy'))}, held-out loss {number(candidate.metric('heldout_loss'))}, "
-                f"params {number(candidate.metric('params'), 'int')}")
+        metric = run_objective(objective, candidate.task).metric
+        shown = [metric] + [k for k in KEY_METRICS if k != metric]        # the objective's metric first
+        extra = {k: v for k, v in result.metrics.items() if k not in shown}
+        line = ", ".join(f"{k if k == metric else LABELS.get(k, k)} "
+                         f"{number(candidate.metric(k), 'int' if k == 'params' else '.3f')}" for k in shown)
         if extra:
-            line += "; " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(extra.items())[:8])
+            line += "; " + ", ".join(f"{k} {number(v, '.4g')}" for k, v in sorted(extra.items())[:8])
         full = candidate.evaluations.get("full")
-        if full is not None and full.ok and "accuracy_ci_low" in full.metrics:
-            line += (f"; full: accuracy {number(full.metrics.get('accuracy'))} (95% interval "
-                     f"{number(full.metrics['accuracy_ci_low'])} to {number(full.metrics['accuracy_ci_high'])}, "
+        if full is not None and full.ok and f"{metric}_ci_low" in full.metrics:
+            line += (f"; full: {metric} {number(full.metrics.get(metric))} (95 percent interval "
+                     f"{number(full.metrics[f'{metric}_ci_low'])} to {number(full.metrics[f'{metric}_ci_high'])}, "
                      f"{int(full.metrics.get('seeds', 0))} seeds)")
         return line
     if candidate.status == "screened":
@@ -79,13 +103,23 @@ def first_line(text: str, limit: int = 300) -> str:
     return (lines[0] if lines else "")[:limit]
 
 
-def candidate_line(c: Candidate) -> str:
+def candidate_line(c: Candidate, objective: Objective | None = None) -> str:
     parent = c.parent_ids[0] if c.parent_ids else "scratch"
-    return f"- {c.id} from {parent} [{c.change or '-'}] {c.title}: {metrics_line(c)}"
+    return f"- {c.id} from {parent} [{c.change or '-'}] {c.title}: {metrics_line(c, objective)}"
 
 
-def baselines_text(candidates: list[Candidate]) -> str:
-    lines = [f"- {c.id} ({c.title}): {metrics_line(c)}" for c in candidates if c.status == "baseline"]
+def best_first(candidates: list[Candidate], objective: Objective | None) -> list[Candidate]:
+    """Scored candidates best first by the objective (`agents.scoring`), then the unscored in their order."""
+    if not candidates:
+        return []
+    ranked = [s.candidate for s in scoring.ranked(candidates, run_objective(objective, candidates[0].task))]
+    ids = {c.id for c in ranked}
+    return ranked + [c for c in candidates if c.id not in ids]
+
+
+def baselines_text(candidates: list[Candidate], objective: Objective | None = None) -> str:
+    baselines = best_first([c for c in candidates if c.status == "baseline"], objective)
+    lines = [f"- {c.id} ({c.title}): {metrics_line(c, objective)}" for c in baselines]
     return "\n".join(lines) or "(none)"
 
 
@@ -95,7 +129,7 @@ def findings_text(findings: list[tuple[Finding, float]]) -> str:
 
 
 def principles_text(principles: list) -> str:
-    lines = [f"- [{p.id}] {p.principle} (from \"{p.title}\", {p.year})" for p, _ in principles]
+    lines = [f"- [{p.id}] {p.principle}" for p, _ in principles]
     return "\n".join(lines) or "(no literature base attached)"
 
 
@@ -104,9 +138,10 @@ def failures_text(candidates: list[Candidate], limit: int = 5) -> str:
     return "\n".join(candidate_line(c) for c in failed) or "(none)"
 
 
-def tried_text(candidates: list[Candidate], limit: int = 25) -> str:
-    tried = [c for c in candidates if c.status not in ("baseline", "reference")][-limit:]
-    return "\n".join(candidate_line(c) for c in tried) or "(nothing yet: this is the first proposal)"
+def tried_text(candidates: list[Candidate], limit: int = 25, objective: Objective | None = None) -> str:
+    """Every proposal so far, best first by the objective, then those without a score; at most `limit`."""
+    tried = best_first([c for c in candidates if c.status not in ("baseline", "reference")], objective)[:limit]
+    return "\n".join(candidate_line(c, objective) for c in tried) or "(nothing yet: this is the first proposal)"
 
 
 def clip_source(source: str, limit: int = SOURCE_CHARS) -> str:
@@ -129,12 +164,14 @@ def measured(candidate: Candidate, parent: Candidate | None,
         d_acc = acc - p_acc
         evidence.update(parent_accuracy=p_acc, delta_accuracy=d_acc)
         trend = "improved" if d_acc > NOISE else "hurt" if d_acc < -NOISE else "did not clearly change"
-        line = f"Against its parent {parent.id} (accuracy {number(p_acc)}): {d_acc:+.3f}, the change {trend} accuracy"
+        line = (f"Against its parent {parent.id} (accuracy {number(p_acc)}): accuracy change {number(d_acc)}, "
+                f"the change {trend} accuracy")
         if loss is not None and p_loss is not None:
             evidence["delta_loss"] = loss - p_loss
             line += f"; held-out loss {number(p_loss)} -> {number(loss)}"
         if params and p_params:
-            line += f"; parameters {number(p_params, 'int')} -> {number(params, 'int')} ({(params - p_params) / p_params:+.1%})"
+            line += (f"; parameters {number(p_params, 'int')} -> {number(params, 'int')} "
+                     f"(ratio {number(params / p_params, '.3f')})")
         parts.append(line + ".")
     scored = [(b.metric("accuracy"), b.id) for b in baselines if b.metric("accuracy") is not None]
     if scored and acc is not None:

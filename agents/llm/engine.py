@@ -7,8 +7,9 @@
 - coder: gets the plan and the parent's module, answers a whole module in a ```python block.
   A module identical to an evaluated candidate's (the parent's, usually) is sent back the
   same bounded number of times.
-- fixer: the coder again, with the failed check's message and log tail; returns the new
-  module, or None (the graph records that it gave up).
+- fixer: the coder again, with the contract, the plan, the failed check's message and log
+  tail, the failing module and the parent's; returns the new module, or None (the graph
+  records that it gave up).
 - analyst: gets the measured comparison with parent and baselines; answers an
   `AnalysisAnswer`. Its findings carry the measured numbers as evidence, never only the model's.
 
@@ -17,7 +18,16 @@ with the problem named, up to `repair_attempts` times per call. Then: plan raise
 `UnexpectedModelBehavior` (the run stops, resumable); code returns a module whose
 `build_model` raises with the reason (the check rejects it, the fix loop gets one more
 chance); fix returns None; analyze falls back to the measured comparison. Endpoint faults are
-`agents.llm.client`'s business.
+`agents.llm.client`'s business. Every answer is classified in an `llm_answer` event (`used`,
+`unusable` with the problem, or `duplicate`), so a log shows what became of each one.
+
+Stateless across calls and threads: everything a call needs comes from its arguments (the
+plan, the parent and candidate records, the failed result, the spec) or, when an older
+caller leaves them out, from the run it is attached to (its records and spec); nothing of
+one call is kept on `self`, so a fresh engine after `archlab resume` behaves like the old
+one, and candidates of a round can be drafted from several threads at once. The structured-
+output step that works per model is the client's, re-derived from the event log on attach.
+`preflight()` checks key, endpoint and models with one cheap request before any job.
 """
 from __future__ import annotations
 
@@ -25,11 +35,13 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+import openai
+
 from agents.engine import EngineUnavailable, PlanContext
 from agents.llm import context as ctx
 from agents.llm.answers import AnalysisAnswer, PlanAnswer, read_json, read_module
-from agents.llm.client import LLMClient, MemoryEvents, clip
-from agents.llm.errors import LLMConfigError, UnexpectedModelBehavior
+from agents.llm.client import ROLES, LLMClient, MemoryEvents, Reply, clip
+from agents.llm.errors import LLMConfigError, LLMUnavailable, UnexpectedModelBehavior
 from agents.llm.prompts import render, user_text
 from agents.records import Candidate, Plan, source_hash
 from wire.task import TaskSpec
@@ -41,6 +53,7 @@ from wire.jobs import EvalResult
 
 if TYPE_CHECKING:
     from archlab.settings import LLMSettings
+    from evaluators.fitness import Objective
 
 ECHO_CHARS = 12_000          # characters of a rejected answer echoed back to the model
 LOG_TAIL_CHARS = 3_000       # characters of a failed check's log shown to the fixer
@@ -67,8 +80,8 @@ class OpenAIEngine:
         self.client = LLMClient(llm, api_key, MemoryEvents(), seed=seed, http_client=http_client, sleep=sleep)
         self.novelty = NoveltyCheck(HashingEmbedder(), llm.novelty_threshold)
         self.literature: Literature | None = None
-        self._context: PlanContext | None = None      # the latest plan's context, for the coder's duplicate check
-        self._coding: tuple[Candidate, TaskSpec] | None = None
+        self.run: Any = None            # the attached run (records, spec, events): read, never written per call
+        self.objective: "Objective | None" = None      # the run's, from attach; None: the task's own metric
 
     @classmethod
     def from_settings(cls, settings: Any, seed: int, http_client: Any = None) -> "OpenAIEngine":
@@ -83,27 +96,92 @@ class OpenAIEngine:
         return cls(llm, seed, key, http_client=http_client)
 
     def attach(self, lab: Any) -> None:
-        """Log to the run's event log and use its knowledge store (embedder, literature)."""
+        """Log to the run's event log, use its knowledge store, and take up what earlier sessions learned.
+
+        The structured-output fallbacks an earlier session logged are restored from the log,
+        so a resumed run does not probe `json_schema` again where it was refused.
+        """
         buffered = self.client.events
         self.client.events = lab.events
         if isinstance(buffered, MemoryEvents):
             for type, payload in buffered.events:
                 lab.events.emit(type, **payload)
+        self.client.restore_formats(getattr(lab.events, "history", []))
         self.novelty = NoveltyCheck(lab.store.embedder, self.llm.novelty_threshold)
         self.literature = Literature(lab.store)
+        self.run = lab
+
+    # --- preflight -----------------------------------------------------------------------
+    def preflight(self) -> None:
+        """One cheap look at the endpoint before the first job: the key, reachability, each distinct model.
+
+        `GET /models` first (no tokens); a model it does not list gets a 1-token chat, since
+        some servers (llama.cpp, Ollama tags) serve names they do not list. Raises
+        `LLMConfigError` for a refused key or an unknown model, `LLMUnavailable` for an
+        endpoint that cannot be reached, each naming the setting to fix.
+        """
+        client = self.client
+        models = list(dict.fromkeys(client.model_for(role) for role in ROLES))
+        listed: list[str] | None = None
+        try:
+            listed = client.list_models()
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise LLMConfigError(self._key_message(exc.status_code, client._describe(exc)),
+                                 status=exc.status_code) from None
+        except openai.APIStatusError:
+            listed = None                       # no model list here (404/405/5xx): the chat probe decides
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise LLMUnavailable(self._unreachable_message(client._describe(exc))) from None
+        except ValueError:                      # a body that is not a model list
+            listed = None
+        probed, warnings = [], []
+        for model in models:
+            if listed is not None and model in listed:
+                continue
+            role = next(r for r in ROLES if client.model_for(r) == model)
+            probed.append(model)
+            try:
+                client.chat(role, [{"role": "user", "content": "Reply with OK."}], purpose="preflight", max_tokens=1)
+            except LLMConfigError as exc:
+                if exc.status in (401, 403):
+                    raise LLMConfigError(self._key_message(exc.status, str(exc)), status=exc.status) from None
+                if exc.status == 404:
+                    known = f"; it lists {', '.join(repr(m) for m in listed[:12])}" if listed else ""
+                    raise LLMConfigError(
+                        f"the endpoint {client.base_url} does not serve the model {model!r} named by "
+                        f"{client.settings_for(model)}{known}; set it to a model the server has "
+                        f"(or fix llm.base_url)", status=404) from None
+                warnings.append(f"{model}: {exc}")   # e.g. a 400 about max_tokens: the real call will tell
+            except LLMUnavailable as exc:
+                if exc.status is None:
+                    raise LLMUnavailable(self._unreachable_message(str(exc))) from None
+                raise
+        client.emit("llm_preflight", base_url=client.base_url, models=models,
+                    listed=None if listed is None else listed[:50], probed=probed, warnings=warnings)
+
+    def _key_message(self, status: int | None, detail: str) -> str:
+        return (f"the endpoint {self.client.base_url} refused the API key ({status}: {detail[:200]}); put a valid "
+                f"key in the variable named by llm.api_key_env ({self.llm.api_key_env})")
+
+    def _unreachable_message(self, detail: str) -> str:
+        return (f"the endpoint at llm.base_url = {self.client.base_url} cannot be reached ({detail[:300]}); start the "
+                f"server or fix llm.base_url (an OpenAI-compatible URL usually ends in /v1)")
+        self.objective = lab.objective                    # what the prompts rank and print candidates by
 
     # --- planner -------------------------------------------------------------------------
     def plan(self, context: PlanContext) -> Plan:
-        self._context = context
         parent, spec = context.parent, context.spec
         principles = self._principles(f"{ctx.task_summary(spec)} Changes to {parent.title}. {parent.analysis}",
                                       context.round)
-        messages = render("planner", task=spec.name, task_description=ctx.task_description(spec),
-                          contract=ctx.contract(spec), parent_id=parent.id, parent_title=parent.title,
-                          parent_metrics=ctx.metrics_line(parent), parent_analysis=parent.analysis or "(none yet)",
-                          parent_source=ctx.clip_source(parent.source), baselines=ctx.baselines_text(context.candidates),
+        objective = self.objective
+        messages = render("planner", task=spec.name, task_description=ctx.task_description(spec, objective),
+                          contract=ctx.contract(spec, coder=False), parent_id=parent.id, parent_title=parent.title,
+                          parent_metrics=ctx.metrics_line(parent, objective),
+                          parent_analysis=parent.analysis or "(none yet)", parent_source=ctx.clip_source(parent.source),
+                          baselines=ctx.baselines_text(context.candidates, objective),
                           findings=ctx.findings_text(context.findings), principles=ctx.principles_text(principles),
-                          failures=ctx.failures_text(context.candidates), tried=ctx.tried_text(context.candidates),
+                          failures=ctx.failures_text(context.candidates),
+                          tried=ctx.tried_text(context.candidates, objective=objective),
                           round=context.round)
         earlier = [Earlier(c.id, proposal_text(c.title, c.motivation)) for c in context.candidates
                    if c.status != "baseline"]
@@ -113,7 +191,8 @@ class OpenAIEngine:
             answer, problem = read_json(reply.text, PlanAnswer, reply.finish_reason)
             if answer is None:
                 repairs += 1
-                self._unusable("planner", reply.call_id, problem, repairs)
+                problem = with_note(problem, reply)
+                self._unusable("planner", reply, "plan", problem, repairs)
                 if repairs > self.llm.repair_attempts:
                     raise UnexpectedModelBehavior(
                         f"the planner model {self.llm.planner_model!r} gave no usable plan in {repairs} answers "
@@ -131,11 +210,13 @@ class OpenAIEngine:
                                  nearest_id=verdict.nearest.id, similarity=round(verdict.similarity, 4),
                                  threshold=self.llm.novelty_threshold, kept=kept)
                 if not kept:
+                    self._classified(reply, "plan", "duplicate", f"too close to {verdict.nearest.id}")
                     messages = self._follow_up(messages, reply.text, user_text(
                         "novelty", similarity=f"{verdict.similarity:.3f}", threshold=f"{self.llm.novelty_threshold:g}",
                         nearest_id=verdict.nearest.id, nearest_text=verdict.nearest.text))
                     continue
                 note = f" (close to {verdict.nearest.id}, kept after {self.llm.novelty_retries} retries)"
+            self._classified(reply, "plan", "used", note.strip(" ()"))
             title = answer.title.removeprefix(f"{parent.id}:").strip() or answer.title
             return Plan(title=f"{parent.id}: {title}", motivation=answer.hypothesis, change=answer.change_kind,
                         detail=answer.change + note, expected=answer.expected_effect, parent_id=parent.id,
@@ -150,36 +231,62 @@ class OpenAIEngine:
         return found
 
     # --- coder and fixer -----------------------------------------------------------------
-    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str:
-        self._coding = (parent, spec)
+    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec, *,
+             candidates: list[Candidate] | None = None) -> str:
+        """The new module. `candidates` (default: the attached run's records) are the modules a copy is checked against."""
         messages = render("coder", contract=ctx.contract(spec), title=plan.title, motivation=plan.motivation,
                           change=plan.change, detail=plan.detail, expected=plan.expected, parent_id=parent.id,
                           parent_source=ctx.clip_source(parent.source))
-        evaluated = {c.source_hash: c.id for c in (self._context.candidates if self._context else [parent])}
+        evaluated = {c.source_hash: c.id for c in (candidates if candidates is not None else self._records())
+                     if c.source_hash}
         evaluated.setdefault(parent.source_hash, parent.id)
         source, problem, _ = self._module(messages, "code", plan, evaluated=evaluated)
         if source is None:
             return unusable_module(f"the coder model {self.llm.coder_model!r} gave no usable module: {problem}")
         return source
 
-    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int) -> tuple[Plan, str] | None:
+    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int, *, parent: Candidate | None = None,
+            spec: TaskSpec | None = None, candidates: list[Candidate] | None = None) -> tuple[Plan, str] | None:
+        """A repaired (plan, module), or None to give up.
+
+        `parent` and `spec` should be passed; when they are not (an older caller), they are
+        read from the attached run: the parent's record by `plan.parent_id`, the run's spec.
+        """
+        parent = parent if parent is not None else self._record(plan.parent_id)
+        spec = spec if spec is not None else getattr(self.run, "spec", None)
         if source.startswith(UNUSABLE_MARK):           # nothing to repair: ask for the module again
-            if self._coding is None:
+            if parent is None or spec is None:
+                self.client.emit("fix_skipped", attempt=attempt, parent_id=plan.parent_id,
+                                 reason="the stand-in module needs the parent and the spec to be written again")
                 return None
-            fresh = self.code(plan, *self._coding)
+            fresh = self.code(plan, parent, spec, candidates=candidates)
             return None if fresh.startswith(UNUSABLE_MARK) else (plan, fresh)
-        spec = self._coding[1] if self._coding else None
-        system = render("coder", contract=ctx.contract(spec) if spec else "", title="", motivation="", change="",
-                        detail="", expected="", parent_id="", parent_source="")[0]
+        system = render("coder", contract=ctx.contract(spec) if spec else "(the task contract was not given)",
+                        title="", motivation="", change="", detail="", expected="", parent_id="", parent_source="")[0]
         fixer = render("fixer", attempt=attempt, status=failure.status, message=failure.message or "(no message)",
                        log_tail=failure.log_tail[-LOG_TAIL_CHARS:] or "(empty)", source=ctx.clip_source(source),
-                       title=plan.title)
+                       title=plan.title, change=plan.change or "-", detail=plan.detail or "-",
+                       parent_id=parent.id if parent else plan.parent_id or "(unknown)",
+                       parent_source=ctx.clip_source(parent.source) if parent else "# (the parent was not available)")
         fixed, problem, reply_text = self._module([system, *fixer], f"fix {attempt}", plan,
                                                   failing_hash=source_hash(source))
         if fixed is None:
             return None
         note = fix_note(reply_text) or f"repaired after {failure.status}"
         return plan.model_copy(update={"detail": f"{plan.detail}; fix {attempt}: {note}"}), fixed
+
+    def _records(self) -> list[Candidate]:
+        recorder = getattr(self.run, "recorder", None)
+        return recorder.load_all() if recorder is not None else []
+
+    def _record(self, candidate_id: str) -> Candidate | None:
+        recorder = getattr(self.run, "recorder", None)
+        if recorder is None or not candidate_id:
+            return None
+        try:
+            return recorder.load(candidate_id)
+        except (OSError, ValueError):
+            return None
 
     def _module(self, messages: list[dict[str, str]], purpose: str, plan: Plan,
                 evaluated: dict[str, str] | None = None, failing_hash: str = "") -> tuple[str | None, str, str]:
@@ -192,7 +299,8 @@ class OpenAIEngine:
                 source, problem = None, "the module is unchanged from the one that failed; change what the error points at"
             if source is None:
                 repairs += 1
-                self._unusable("coder", reply.call_id, problem, repairs)
+                problem = with_note(problem, reply)
+                self._unusable("coder", reply, purpose, problem, repairs)
                 if repairs > self.llm.repair_attempts:
                     return None, problem, reply.text
                 messages = self._follow_up(messages, reply.text, user_text(
@@ -205,9 +313,11 @@ class OpenAIEngine:
                 self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id,
                                  duplicate_of=duplicate.nearest.id, kept=kept)
                 if not kept:
+                    self._classified(reply, purpose, "duplicate", f"the module of {duplicate.nearest.id}")
                     messages = self._follow_up(messages, reply.text, user_text(
                         "duplicate_code", candidate_id=duplicate.nearest.id, title=plan.title))
                     continue
+            self._classified(reply, purpose, "used")
             return source, "", reply.text
 
     # --- analyst -------------------------------------------------------------------------
@@ -220,17 +330,20 @@ class OpenAIEngine:
                    if failed and last else "")
         messages = render("analyst", noise=ctx.NOISE, task=candidate.task, candidate_id=candidate.id,
                           status=candidate.status, title=candidate.title, motivation=candidate.motivation or "-",
-                          change=candidate.change or "-", metrics=ctx.metrics_line(candidate), failure=failure,
-                          parent=f"{parent.id}: {ctx.metrics_line(parent)}" if parent else "(none)",
-                          baselines=ctx.baselines_text(baselines), comparison=comparison)
+                          change=candidate.change or "-", metrics=ctx.metrics_line(candidate, self.objective),
+                          failure=failure,
+                          parent=f"{parent.id}: {ctx.metrics_line(parent, self.objective)}" if parent else "(none)",
+                          baselines=ctx.baselines_text(baselines, self.objective), comparison=comparison)
         repairs = 0
         while True:
             reply = self.client.chat("analyst", messages, AnalysisAnswer, purpose="analyze")
             answer, problem = read_json(reply.text, AnalysisAnswer, reply.finish_reason)
             if answer is not None:
+                self._classified(reply, "analyze", "used")
                 break
             repairs += 1
-            self._unusable("analyst", reply.call_id, problem, repairs)
+            problem = with_note(problem, reply)
+            self._unusable("analyst", reply, "analyze", problem, repairs)
             if repairs > self.llm.repair_attempts:
                 text = f"{comparison} (The analyst model's answers could not be used: {problem}.)"
                 kind = "failure" if failed else "insight"
@@ -253,10 +366,22 @@ class OpenAIEngine:
         return [*messages, {"role": "assistant", "content": clip(answer, ECHO_CHARS) or "(empty)"},
                 {"role": "user", "content": request}]
 
-    def _unusable(self, role: str, call_id: str, problem: str, count: int) -> None:
-        self.client.emit("llm_error", role=role, model=self.client.model_for(role), call_id=call_id, attempt=count,
-                         kind="unusable_answer", status=None, message=problem,
+    def _unusable(self, role: str, reply: Reply, purpose: str, problem: str, count: int) -> None:
+        self.client.emit("llm_error", role=role, model=self.client.model_for(role), call_id=reply.call_id,
+                         attempt=count, kind="unusable_answer", status=None, message=problem,
                          will_retry=count <= self.llm.repair_attempts, retry_in=0.0)
+        self._classified(reply, purpose, "unusable", problem)
+
+    def _classified(self, reply: Reply, purpose: str, verdict: str, detail: str = "") -> None:
+        """What became of one answer: used, unusable (with the problem sent back) or duplicate."""
+        self.client.emit("llm_answer", call_id=reply.call_id, role=reply.call_id.rsplit("-", 1)[0], purpose=purpose,
+                         verdict=verdict, detail=detail, finish_reason=reply.finish_reason,
+                         input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
+
+
+def with_note(problem: str, reply: Reply) -> str:
+    """The reader's problem, with what was odd about the answer's shape when that explains it."""
+    return f"{problem} ({reply.note})" if reply.note and reply.note not in problem else problem
 
 
 def proposal_text(title: str, hypothesis: str) -> str:

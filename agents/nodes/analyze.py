@@ -1,12 +1,16 @@
-"""analyze: the analyst compares the candidate with its parent and the baselines; findings are remembered.
+"""analyze: once every branch of the round is done, the analyst compares each candidate with its parent and
+the baselines, in candidate-id order; findings are remembered.
 
 A candidate that never passed `check` is marked failed and analysed too: a negative result
-is a finding.
+is a finding. The fixed order makes the analyses, the findings and what the next round
+retrieves independent of the order in which the round's jobs finished. A round in which no
+branch found anything new to propose ends the run.
 """
 from __future__ import annotations
 
 from agents.lab import Lab
 from agents.state import LoopState
+from langgraph.graph import END
 from knowledge.records import Finding
 
 
@@ -14,28 +18,43 @@ def make(lab: Lab):
     def analyze(state: LoopState) -> LoopState:
         round = state["round"]
         lab.stage(round, "analyze")
-        candidate = lab.recorder.load(state["candidate_id"])
-        if candidate.status not in ("evaluated", "failed", "rejected", "screened"):
-            candidate.status = "failed"     # never got past check
-        parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
-        baselines = [c for c in lab.recorder.load_all() if c.status == "baseline"]
-        if candidate.status in ("rejected", "screened"):   # a person's decision, or the cheap score's, is the analysis
-            text = candidate.analysis
-            findings = [Finding(id=f"{lab.run_id}-{candidate.id}-{candidate.status}", text=f"{candidate.change}: {text}",
-                                kind="failure", task=candidate.task, candidate_ids=[candidate.id],
-                                change=candidate.change)]
-        else:
-            text, findings = lab.engine.analyze(candidate, parent, baselines)
-            text = " ".join([text, *measured_verdicts(candidate)])
-        candidate.analysis = text
-        lab.recorder.save(candidate)
-        lab.events.emit("analysis", round=round, candidate_id=candidate.id, status=candidate.status, text=text)
-        lab.stage(round, "remember")
-        for finding in findings:
-            stored = lab.store.add(finding)
-            lab.events.emit("finding", round=round, **stored.model_dump())
+        exhausted = set(state.get("exhausted", []))
+        for candidate_id in sorted(state.get("batch", [])):
+            if candidate_id not in exhausted:
+                analyze_one(lab, candidate_id, round)
+        if state.get("batch") and exhausted >= set(state["batch"]):
+            reason = "nothing new to propose: every change to every possible parent has been tried"
+            lab.events.emit("search_exhausted", round=round, reason=reason)
+            return {"finished": reason}
         return {}
     return analyze
+
+
+def route_after_analyze(state: LoopState) -> str:
+    return END if state.get("finished") else "select"
+
+
+def analyze_one(lab: Lab, candidate_id: str, round: int) -> None:
+    candidate = lab.recorder.load(candidate_id)
+    if candidate.status not in ("evaluated", "failed", "rejected", "screened"):
+        candidate.status = "failed"     # never got past check
+    parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
+    baselines = [c for c in lab.recorder.load_all() if c.status == "baseline"]
+    if candidate.status in ("rejected", "screened"):   # a person's decision, or the cheap score's, is the analysis
+        text = candidate.analysis
+        findings = [Finding(id=f"{lab.run_id}-{candidate.id}-{candidate.status}", text=f"{candidate.change}: {text}",
+                            kind="failure", task=candidate.task, candidate_ids=[candidate.id],
+                            change=candidate.change)]
+    else:
+        text, findings = lab.engine.analyze(candidate, parent, baselines)
+        text = " ".join([text, *measured_verdicts(candidate)])
+    candidate.analysis = text
+    lab.recorder.save(candidate)
+    lab.events.emit("analysis", round=round, candidate_id=candidate.id, status=candidate.status, text=text)
+    lab.stage(round, "remember")
+    for finding in findings:
+        stored = lab.store.add(finding)
+        lab.events.emit("finding", round=round, **stored.model_dump())
 
 
 def measured_verdicts(candidate) -> list[str]:

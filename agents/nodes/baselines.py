@@ -5,9 +5,13 @@ have real scores and the proxy rung has peers. With `random_pool` > 0, that many
 architectures of the offline engine's search space (`agents.offline.blocks.random_genomes`,
 drawn from the run's seed) are measured the same way, and at `full` too when the run
 promotes to `full`: they are the yardstick of "better than the average random
-architecture", never parents.
+architecture", never parents. They are measured side by side, as many at once as the
+executor has workers, and their `baseline` / `random_reference` events are logged in a fixed
+order once all are done.
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 from agents.lab import Lab
 from agents.nodes.evaluate import settle, train_seeds
@@ -20,34 +24,44 @@ from evaluators.baselines import BASELINES
 
 def make(lab: Lab):
     def baselines(state: LoopState) -> LoopState:
-        tried = list(state.get("tried", []))
+        jobs, tried = [], []
         for name, (genome, source) in BASELINES.items():
-            cid = f"b-{name.split('_')[0]}"
-            lab.stage(0, f"baseline {name}")
-            candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"baseline: {name}",
-                                  motivation="reference architecture", change="baseline", source=source,
-                                  origin="baseline", status="baseline", genome=genome)
-            measure(lab, candidate, full=False)
-            result = candidate.evaluations["short"]
-            lab.events.emit("baseline", candidate_id=cid, status=result.status, metrics=result.metrics)
+            candidate = Candidate(id=f"b-{name.split('_')[0]}", run_id=lab.run_id, task=lab.spec.name,
+                                  title=f"baseline: {name}", motivation="reference architecture", change="baseline",
+                                  source=source, origin="baseline", status="baseline", genome=genome)
+            jobs.append((candidate, f"baseline {name}", False))
             tried += [genome_hash(genome), candidate.source_hash]
         references = random_references(lab)
         for cid, genome in references:
-            lab.stage(0, f"random reference {cid}")
             candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"random: {genome['mixer']}",
                                   motivation="a random architecture of the search space, the yardstick",
                                   change="random", source=render(genome, title="A random architecture."),
                                   origin="random", status="reference", genome=genome)
-            measure(lab, candidate, full=lab.limits.promote_fraction > 0)
-            result = candidate.evaluations.get("full") or candidate.evaluations["short"]
-            lab.events.emit("random_reference", candidate_id=cid, genome=genome, status=result.status,
-                            fidelity=result.fidelity, metrics=result.metrics)
+            jobs.append((candidate, f"random reference {cid}", lab.limits.promote_fraction > 0))
+        # measured side by side, as many at once as the executor has workers; logged in a fixed order
+        with ThreadPoolExecutor(max_workers=max(1, lab.parallelism)) as pool:
+            futures = [pool.submit(measure_one, lab, candidate, stage, full) for candidate, stage, full in jobs]
+            for (candidate, _, _), future in zip(jobs, futures):
+                future.result()
+        for candidate, _, _ in jobs:
+            if candidate.status == "baseline":
+                result = candidate.evaluations["short"]
+                lab.events.emit("baseline", candidate_id=candidate.id, status=result.status, metrics=result.metrics)
+            else:
+                result = candidate.evaluations.get("full") or candidate.evaluations["short"]
+                lab.events.emit("random_reference", candidate_id=candidate.id, genome=candidate.genome,
+                                status=result.status, fidelity=result.fidelity, metrics=result.metrics)
         if references:                  # the baselines measured before the yardstick existed
             for candidate in lab.recorder.load_all():
                 if candidate.status == "baseline":
                     settle(lab, candidate, 0)
         return {"round": 0, "tried": tried}
     return baselines
+
+
+def measure_one(lab: Lab, candidate: Candidate, stage: str, full: bool) -> None:
+    lab.stage(0, stage)
+    measure(lab, candidate, full)
 
 
 def measure(lab: Lab, candidate: Candidate, full: bool) -> None:

@@ -1,19 +1,23 @@
 """check: a static look, then the contract in the sandbox; failures go to `fix`, a bounded number of times.
 
-A candidate that passes goes to the `proxy` rung (`agents.nodes.evaluate`).
+A module that computes exactly what its parent computes (the same functional hash) did not
+implement the planned change: it goes back to the coder with that message, before any
+training, like any other failed check. A candidate that passes goes to the `proxy` rung
+(`agents.nodes.evaluate`).
 """
 from __future__ import annotations
 
 from agents.lab import Lab
 from agents.records import Plan
-from agents.state import LoopState
-from wire.jobs import EvalResult
-from evaluators.static_check import static_problems
 from agents.nodes.review import gate
+from agents.state import CandidateState
+from evaluators.static_check import static_problems
+from langgraph.graph import END
+from wire.jobs import EvalResult
 
 
 def make_check(lab: Lab):
-    def check(state: LoopState) -> LoopState:
+    def check(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "check")
         candidate = lab.recorder.load(state["candidate_id"])
@@ -27,6 +31,8 @@ def make_check(lab: Lab):
                             status=result.status, metrics={}, message=result.message, timings={})
         else:
             result = lab.run_job(candidate, "check", attempt)
+            if result.ok:
+                result = refuse_parent_twin(lab, candidate, result, round)
         candidate.evaluations["check"] = result
         candidate.status = "checked" if result.ok else "proposed"
         lab.recorder.save(candidate)
@@ -35,7 +41,7 @@ def make_check(lab: Lab):
 
 
 def make_fix(lab: Lab):
-    def fix(state: LoopState) -> LoopState:
+    def fix(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "fix")
         candidate = lab.recorder.load(state["candidate_id"])
@@ -52,18 +58,35 @@ def make_fix(lab: Lab):
         lab.recorder.save(candidate)
         lab.events.emit("fix", round=round, candidate_id=candidate.id, attempt=attempt, gave_up=False,
                         detail=plan.detail, source_hash=candidate.source_hash, source=source)
-        return {"fix_attempts": attempt, "plan": plan.model_dump(), "tried": list(state.get("tried", [])) + [candidate.source_hash]}
+        return {"fix_attempts": attempt, "plan": plan.model_dump(), "tried": [candidate.source_hash]}
     return fix
 
 
 def route_after_check(lab: Lab):
-    def route(state: LoopState) -> str:
+    def route(state: CandidateState) -> str:
         if state.get("check_status") == "ok":
             return gate(lab, state)
         if state.get("check_status") == "gave_up" or state.get("fix_attempts", 0) >= lab.limits.max_fix_attempts:
-            return "analyze"
+            return END
         return "fix"
     return route
+
+
+def refuse_parent_twin(lab: Lab, candidate, result: EvalResult, round: int) -> EvalResult:
+    """The check result, turned into a failure the coder can act on when the module is a functional twin of its parent."""
+    digest = result.environment.get("functional_hash")
+    if not digest or not candidate.parent_ids:
+        return result
+    parent = lab.recorder.load(candidate.parent_ids[0])
+    parent_check = parent.evaluations.get("check")
+    if parent_check is None or parent_check.environment.get("functional_hash") != digest:
+        return result
+    lab.events.emit("parent_twin", round=round, candidate_id=candidate.id, parent_id=parent.id, functional_hash=digest)
+    return result.model_copy(update={
+        "status": "invalid",
+        "message": (f"the module computes exactly the same function as its parent {parent.id} (same outputs on fixed "
+                    f"inputs and the same parameter count), so the planned change '{candidate.change}' is not "
+                    "implemented; change the computation itself, not only names, comments or formatting")})
 
 
 def first_rung(lab: Lab) -> str:

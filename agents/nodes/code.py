@@ -1,31 +1,27 @@
-"""code: the coder writes the plan as a whole candidate module."""
+"""code: the coder writes the plan as a whole candidate module (the id was fixed by `select`)."""
 from __future__ import annotations
 
 from agents.lab import Lab
 from agents.offline.engine import genome_hash
 from agents.records import Candidate, Plan
-from agents.state import LoopState
-
-
-def candidate_id(round: int) -> str:
-    return f"c{round:03d}"
+from agents.state import CandidateState
 
 
 def make(lab: Lab):
-    def code(state: LoopState) -> LoopState:
+    def code(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "code")
         plan = Plan.model_validate(state["plan"])
         parent = lab.recorder.load(plan.parent_id)
         source = lab.engine.code(plan, parent, lab.spec)
-        candidate = Candidate(id=candidate_id(round), run_id=lab.run_id, parent_ids=[plan.parent_id],
+        candidate = Candidate(id=state["candidate_id"], run_id=lab.run_id, parent_ids=[plan.parent_id],
                               task=lab.spec.name, title=plan.title, motivation=plan.motivation, change=plan.change,
                               source=source, origin=lab.engine.name, genome=plan.genome)
         lab.recorder.save(candidate)
         lab.events.emit("code", round=round, candidate_id=candidate.id, parent_id=plan.parent_id,
                         source_hash=candidate.source_hash, source=source)
-        tried = list(state.get("tried", [])) + [candidate.source_hash]
+        tried = [candidate.source_hash]
         if plan.genome:
             tried.append(genome_hash(plan.genome))
-        return {"candidate_id": candidate.id, "tried": tried}
+        return {"tried": tried}
     return code

@@ -14,6 +14,10 @@ are brought up to date (`agents.objective`).
 
 A candidate whose function was already trained (same functional hash) reuses that result,
 logged as a `cache_hit`, instead of training again.
+
+The candidates of one round are evaluated at the same time; each is ranked, and looks for a
+twin, among the run as it stood when the round started plus itself — never among its
+siblings — so a decision does not depend on which sibling's job finished first.
 """
 from __future__ import annotations
 
@@ -21,17 +25,19 @@ from agents import objective, screening, seeds
 from agents.lab import Lab
 from agents.nodes.review import gate
 from agents.records import Candidate
-from agents.state import LoopState
+from agents.state import CandidateState
 from wire.jobs import EvalResult
 
 
 def make(lab: Lab):
-    def evaluate(state: LoopState) -> LoopState:
+    def evaluate(state: CandidateState) -> CandidateState:
         round = state["round"]
         fidelity = state.get("pending") or "short"
         lab.stage(round, f"evaluate ({fidelity})")
         candidate = lab.recorder.load(state["candidate_id"])
-        result = reuse_twin(lab, candidate, fidelity, round)
+        siblings = set(state.get("batch", [])) - {candidate.id}
+        peers = lambda: [c for c in lab.recorder.load_all() if c.id not in siblings]  # noqa: E731
+        result = reuse_twin(lab, candidate, fidelity, round, peers())
         if result is None:
             result = train_seeds(lab, candidate, fidelity) if fidelity == "full" else lab.run_job(candidate, fidelity)
         candidate.evaluations[fidelity] = result
@@ -44,9 +50,9 @@ def make(lab: Lab):
         settle(lab, candidate, round)
         pending = None
         if fidelity == "proxy":
-            pending = after_proxy(lab, candidate, result, round)
+            pending = after_proxy(lab, candidate, result, round, peers())
         elif fidelity == "short" and result.ok and lab.limits.promote_fraction > 0:
-            decision = screening.rung_decision(lab.recorder.load_all(), candidate.id, "short",
+            decision = screening.rung_decision(peers(), candidate.id, "short",
                                                lab.limits.promote_fraction, lab.spec, lab.objective.metric,
                                                lab.objective.higher_is_better)
             lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
@@ -57,13 +63,14 @@ def make(lab: Lab):
     return evaluate
 
 
-def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int) -> str | None:
+def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int,
+                peers: list[Candidate]) -> str | None:
     """Where a candidate goes after its proxy job: `short`, or nowhere (screened)."""
     if not result.ok:       # the proxies themselves failed on it (a check passed): do not judge it by them
         lab.events.emit("promotion", round=round, candidate_id=candidate.id, rung="proxy", to="short", promoted=True,
                         reason=f"proxies unavailable ({result.status}); trained without screening")
         return "short"
-    decision = screening.rung_decision(lab.recorder.load_all(), candidate.id, "proxy", lab.limits.keep_proxy,
+    decision = screening.rung_decision(peers, candidate.id, "proxy", lab.limits.keep_proxy,
                                        lab.spec, lab.objective.metric, lab.objective.higher_is_better)
     event = decision.as_event(candidate.id)
     if decision.target == "prior":          # the score has not been fitted on this run yet: screen nobody on priors
@@ -109,6 +116,11 @@ def judge_against_parent(lab: Lab, candidate: Candidate, round: int) -> None:
 
 def settle(lab: Lab, candidate: Candidate, round: int) -> None:
     """Fitness, improvement over random, the Pareto front: brought up to date after a new result."""
+    with lab.shared:        # the front spans candidates that other branches are settling too
+        _settle(lab, candidate, round)
+
+
+def _settle(lab: Lab, candidate: Candidate, round: int) -> None:
     others = [c for c in lab.recorder.load_all() if c.id != candidate.id]
     objective.apply(candidate, lab.objective)
     set_over_random(lab, candidate, [c for c in others if c.status == "reference"])
@@ -136,9 +148,10 @@ def report_tau(lab: Lab, round: int) -> None:
     lab.events.emit("cheap_score", round=round, **report)
 
 
-def reuse_twin(lab: Lab, candidate: Candidate, fidelity: str, round: int) -> EvalResult | None:
-    """The earlier result of a functional twin at this fidelity, copied to this candidate; None if none."""
-    twin = functional_twin(lab, candidate, fidelity)
+def reuse_twin(lab: Lab, candidate: Candidate, fidelity: str, round: int,
+               peers: list[Candidate]) -> EvalResult | None:
+    """The earlier result of a functional twin among `peers` at this fidelity, copied to this candidate; None if none."""
+    twin = functional_twin(candidate, fidelity, peers)
     if twin is None:
         return None
     lab.events.emit("cache_hit", round=round, candidate_id=candidate.id, twin_id=twin.id, fidelity=fidelity,
@@ -149,7 +162,7 @@ def reuse_twin(lab: Lab, candidate: Candidate, fidelity: str, round: int) -> Eva
                                                          "candidate_id": candidate.id})
 
 
-def functional_twin(lab: Lab, candidate: Candidate, fidelity: str) -> Candidate | None:
+def functional_twin(candidate: Candidate, fidelity: str, peers: list[Candidate]) -> Candidate | None:
     """An earlier candidate with the same functional hash (same outputs on fixed inputs, same parameter count)
     that already has an `ok` result at this fidelity, or None."""
     check = candidate.evaluations.get("check")
@@ -157,7 +170,7 @@ def functional_twin(lab: Lab, candidate: Candidate, fidelity: str) -> Candidate 
     if not digest:
         return None
     candidate.functional_hash = digest
-    for other in lab.recorder.load_all():
+    for other in peers:
         other_check = other.evaluations.get("check")
         if other.id != candidate.id and other_check is not None \
                 and other_check.environment.get("functional_hash") == digest \
@@ -167,6 +180,6 @@ def functional_twin(lab: Lab, candidate: Candidate, fidelity: str) -> Candidate 
 
 
 def route_after_evaluate(lab: Lab):
-    def route(state: LoopState) -> str:
+    def route(state: CandidateState) -> str:
         return gate(lab, state)
     return route

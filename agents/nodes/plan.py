@@ -1,38 +1,56 @@
-"""plan: retrieve the nearest findings, then ask the planner for a hypothesis and one change."""
+"""plan: retrieve the nearest findings, then ask the planner for a hypothesis and one change.
+
+If nothing new can be proposed for the branch's parent, the next best parents are tried; a
+branch with nothing left to propose ends without a candidate (`no_proposal`, logged with the
+reason), and a round in which every branch ends so finishes the run cleanly.
+"""
 from __future__ import annotations
 
 from agents.engine import PlanContext
 from agents.lab import Lab
 from agents.nodes.select import scored
 from agents.offline.engine import NoProposal
-from agents.state import LoopState
+from agents.state import CandidateState
+from langgraph.graph import END
 
 
 def make(lab: Lab):
-    def plan(state: LoopState) -> LoopState:
+    def plan(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "plan")
-        candidates = lab.recorder.load_all()
+        siblings = set(state.get("batch", [])) - {state["candidate_id"]}
+        candidates = [c for c in lab.recorder.load_all() if c.id not in siblings]
         by_id = {c.id: c for c in candidates}
         # the chosen parent first; if nothing new can be proposed for it, the next best
-        order = [by_id[state["parent_id"]]] + [c for c in scored(candidates) if c.id != state["parent_id"]]
+        order = [by_id[state["parent_id"]]] + [c for c in scored(candidates, lab.objective)
+                                               if c.id != state["parent_id"]]
+        tried = set(state.get("seen", [])) | set(state.get("tried", []))
         for parent in order:
             query = f"{lab.spec.name}: changes to {parent.title}. {parent.analysis}"
             findings = lab.store.nearest(query, k=lab.limits.findings_k, task=lab.spec.name)
-            lab.events.emit("retrieval", round=round, query=query[:500],
+            lab.events.emit("retrieval", round=round, candidate_id=state["candidate_id"], query=query[:500],
                             finding_ids=[f.id for f, _ in findings],
                             distances=[round_to(d) for _, d in findings])
             context = PlanContext(spec=lab.spec, round=round, parent=parent, candidates=candidates,
-                                  findings=findings, tried=set(state.get("tried", [])))
+                                  findings=findings, tried=tried, slot=state.get("slot", 0),
+                                  batch=len(state.get("batch", [])) or 1)
             try:
                 proposal = lab.engine.plan(context)
             except NoProposal as exc:
-                lab.events.emit("no_proposal", round=round, parent_id=parent.id, reason=str(exc))
+                lab.events.emit("no_proposal", round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
+                                reason=str(exc))
                 continue
+            proposal = proposal.model_copy(update={"candidate_id": state["candidate_id"]})
             lab.events.emit("plan", round=round, **proposal.model_dump())
-            return {"plan": proposal.model_dump(), "parent_id": parent.id}
-        raise NoProposal("no candidate has an untried change left; raise the search space or stop the run")
+            return {"plan": proposal.model_dump(), "parent_id": parent.id, "check_status": ""}
+        reason = "no candidate has an untried change left"
+        lab.events.emit("branch_exhausted", round=round, candidate_id=state["candidate_id"], reason=reason)
+        return {"plan": None, "check_status": "no_proposal", "exhausted": [state["candidate_id"]]}
     return plan
+
+
+def route_after_plan(state: CandidateState) -> str:
+    return END if state.get("check_status") == "no_proposal" else "code"
 
 
 def round_to(value: float) -> float:

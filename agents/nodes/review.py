@@ -2,8 +2,10 @@
 
 Policies: `never`; `always` (before a candidate's first training job); `before-full`
 (before a `full` evaluation); `new-idea` (before training a kind of change this run has not
-tried yet). The decision — approve, reject, or edit (the plan's words or the code) with a
-note — resumes the graph and is recorded as an event.
+tried yet; the round's other candidates do not count, as they run at the same time). Each
+branch waits for its own review: while one candidate waits, its siblings' jobs go on. The
+decision — approve, reject, or edit (the plan's words or the code) with a note — resumes
+that branch and is recorded as an event.
 """
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from langgraph.types import interrupt
 
 from agents.lab import Lab
 from agents.records import Plan
-from agents.state import LoopState
+from agents.state import CandidateState
+from langgraph.graph import END
 
 ACTIONS = ("approve", "reject", "edit")
 
 
-def needs_review(lab: Lab, state: LoopState) -> bool:
+def needs_review(lab: Lab, state: CandidateState) -> bool:
     pending = state.get("pending")
     key = f"{state.get('candidate_id')}:{pending}"
     if pending is None or key in state.get("reviewed", []):
@@ -28,20 +31,21 @@ def needs_review(lab: Lab, state: LoopState) -> bool:
         return pending == "full"
     if policy == "new-idea" and pending == "short":
         change = (state.get("plan") or {}).get("change")
-        earlier = [c for c in lab.recorder.load_all() if c.id != state.get("candidate_id") and c.change == change]
+        same_round = set(state.get("batch", []))       # siblings run concurrently: what they try is not "earlier"
+        earlier = [c for c in lab.recorder.load_all() if c.id not in same_round and c.change == change]
         return not earlier
     return False
 
 
-def gate(lab: Lab, state: LoopState) -> str:
+def gate(lab: Lab, state: CandidateState) -> str:
     """Where a candidate with a pending evaluation goes next."""
     if state.get("pending") is None:
-        return "analyze"
+        return END
     return "review" if needs_review(lab, state) else "evaluate"
 
 
 def make(lab: Lab):
-    def review(state: LoopState) -> LoopState:
+    def review(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "review")
         candidate = lab.recorder.load(state["candidate_id"])
@@ -62,7 +66,7 @@ def make(lab: Lab):
             candidate.analysis = f"Rejected by a reviewer before {pending} evaluation: {note}".strip()
             lab.recorder.save(candidate)
             return {"pending": None, "reviewed": reviewed}
-        update: LoopState = {"reviewed": reviewed}
+        update: CandidateState = {"reviewed": reviewed}
         if action == "edit" and decision.get("plan"):
             plan = Plan.model_validate({**(state.get("plan") or {}), **decision["plan"]})
             candidate.title, candidate.motivation = plan.title, plan.motivation
@@ -80,7 +84,7 @@ def make(lab: Lab):
 
 
 def route_after_review(lab: Lab):
-    def route(state: LoopState) -> str:
+    def route(state: CandidateState) -> str:
         if state.get("check_status") == "edited":
             return "check"                          # edited code is checked before anything trains it
         return gate(lab, state)

@@ -1,27 +1,33 @@
-"""select: start the next round and choose its parent — the best so far, or, with some probability, any."""
+"""select: start the next round, choose a parent for each of its `batch` candidates, and fan out.
+
+Each parent is the best so far or, with some probability, one of the better half. The round's
+candidate ids are fixed here, so every branch knows its siblings (and keeps them out of its
+decisions) and a resumed run numbers on where it stopped.
+"""
 from __future__ import annotations
 
 import random
 
+from agents import scoring
 from agents.lab import Lab
 from agents.records import Candidate
 from agents.state import LoopState
+from evaluators.fitness import Objective
+from langgraph.graph import END
+from langgraph.types import Send
 
 
-def rank_key(candidate: Candidate) -> tuple[float, float]:
-    """Higher accuracy first, then lower held-out loss."""
-    return (candidate.metric("accuracy") or 0.0, -(candidate.metric("heldout_loss") or float("inf")))
+def rank_key(candidate: Candidate, objective: Objective) -> tuple:
+    """Sort key (reverse=True: best first) by the run's objective: `agents.scoring.sort_key`."""
+    return scoring.sort_key(candidate, objective)
 
 
-PARENTS = ("baseline", "evaluated")      # random references and screened candidates are never parents
+PARENTS = scoring.PARENTS               # random references and screened candidates are never parents
 
 
-def scored(candidates: list[Candidate]) -> list[Candidate]:
-    """Possible parents, best first; those breaking a cost limit of the objective only when nothing else is left."""
-    pool = sorted((c for c in candidates if c.status in PARENTS and c.metric("accuracy") is not None),
-                  key=rank_key, reverse=True)
-    feasible = [c for c in pool if c.feasible is not False]
-    return feasible or pool
+def scored(candidates: list[Candidate], objective: Objective) -> list[Candidate]:
+    """Possible parents, best first by the objective; those breaking a cost limit only when nothing else is left."""
+    return scoring.parents(candidates, objective)
 
 
 def make(lab: Lab):
@@ -34,18 +40,37 @@ def make(lab: Lab):
         if exhausted:
             lab.events.emit("budget_exhausted", round=round, reason=exhausted)
             return {"finished": exhausted}
-        pool = scored(lab.recorder.load_all())
-        rng = random.Random(f"{lab.seed}:select:{round}")
-        explore = rng.random() < lab.limits.explore and len(pool) > 1
-        # exploring picks among the better half, not the floor: a recall-less baseline is rarely worth a round
-        parent = rng.choice(pool[1:max(2, (len(pool) + 1) // 2)]) if explore else pool[0]
+        candidates = lab.recorder.load_all()
+        pool = scored(candidates, lab.objective)
+        parents, explored = [], []
+        for slot in range(lab.limits.batch):
+            # slot 0 keeps the seed stream a one-candidate round always had
+            rng = random.Random(f"{lab.seed}:select:{round}" + (f":{slot}" if slot else ""))
+            explore = rng.random() < lab.limits.explore and len(pool) > 1
+            # exploring picks among the better half, not the floor: a recall-less baseline is rarely worth a round
+            parents.append(rng.choice(pool[1:max(2, (len(pool) + 1) // 2)]) if explore else pool[0])
+            explored.append(explore)
+        batch = candidate_ids(candidates, lab.limits.batch)
         lab.events.emit("round_started", round=round)
-        lab.events.emit("parents_selected", round=round, parent_ids=[parent.id], explore=explore,
-                        ranking=[c.id for c in pool[:5]])
-        return {"round": round, "parent_id": parent.id, "plan": None, "candidate_id": None, "fix_attempts": 0,
-                "check_status": "", "pending": None, "finished": ""}
+        lab.events.emit("parents_selected", round=round, parent_ids=[p.id for p in parents], explore=any(explored),
+                        candidate_ids=batch, ranking=[c.id for c in pool[:5]])
+        return {"round": round, "batch": batch, "parents": [p.id for p in parents], "finished": ""}
     return select
 
 
-def route_after_select(state: LoopState) -> str:
-    return "__end__" if state.get("finished") else "plan"
+def candidate_ids(candidates: list[Candidate], count: int) -> list[str]:
+    """The next `count` proposal ids (c001, c002, ...), numbered on from the proposals already on disk."""
+    numbers = [int(c.id[1:]) for c in candidates if c.id[:1] == "c" and c.id[1:].isdigit()]
+    first = max(numbers, default=0) + 1
+    return [f"c{n:03d}" for n in range(first, first + count)]
+
+
+def route_after_select(state: LoopState):
+    """One `Send` per candidate of the round into the `candidate` subgraph, or the end."""
+    if state.get("finished"):
+        return END
+    seen = list(state.get("tried", []))
+    return [Send("candidate", {"round": state["round"], "slot": slot, "batch": state["batch"], "seen": seen,
+                               "parent_id": parent_id, "candidate_id": cid, "plan": None, "fix_attempts": 0,
+                               "check_status": "", "pending": None, "reviewed": []})
+            for slot, (cid, parent_id) in enumerate(zip(state["batch"], state["parents"]))]

@@ -8,23 +8,31 @@
 - fixer: repairs the failures it understands (over the parameter budget, non-finite
   outputs); gives up on the rest, so the failure is recorded as a finding.
 - analyst: compares the candidate's measured numbers with its parent and the baselines.
+
+"Better" is the run's objective (`agents.scoring`: its metric and direction, at the most
+expensive fidelity both sides finished), set by `attach(lab)`; an engine built on its own
+scores by the default `Objective()`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 
+from agents import scoring
 from agents.engine import PlanContext
+from agents.objective import merged_metrics
 from agents.offline.blocks import render, validate
 from agents.offline.changes import CHANGES, proposals
 from agents.records import Candidate, Plan
+from evaluators.fitness import Objective
 from wire.task import TaskSpec
 from knowledge.records import Finding
 from wire.jobs import EvalResult
 
-NOISE = 0.01  # accuracy differences below this are called "no clear change"
+NOISE = 0.01  # differences of the objective's metric below this are called "no clear change"
 
 # prior weight of each kind of change, from the reading list: recall lives in the sequence mixer
 # and short convolutions (H3, Based) and mixer choice (Zoology) move it most; norms and FFN
@@ -40,8 +48,13 @@ def genome_hash(genome: dict) -> str:
 class OfflineEngine:
     name = "offline"
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, objective: Objective | None = None):
         self.seed = seed
+        self.objective = objective or Objective()
+
+    def attach(self, lab) -> None:
+        """Score by the run's objective."""
+        self.objective = lab.objective
 
     # --- planner -------------------------------------------------------------------------
     def change_weights(self, context: PlanContext) -> dict[str, float]:
@@ -54,9 +67,10 @@ class OfflineEngine:
             if candidate.status == "failed":
                 weights[candidate.change] *= 0.5
             elif parent is not None:
-                delta = _delta(candidate, parent, "accuracy")
-                if delta is not None:
-                    weights[candidate.change] *= 1.5 if delta > NOISE else (0.7 if delta < -NOISE else 0.9)
+                compared = scoring.compare(candidate, parent, self.objective)
+                if compared is not None:
+                    gain = compared.gain
+                    weights[candidate.change] *= 1.5 if gain > NOISE else (0.7 if gain < -NOISE else 0.9)
         for finding, distance in context.findings:
             kind = finding.change
             if kind not in weights:
@@ -65,9 +79,17 @@ class OfflineEngine:
             if finding.kind == "failure":
                 weights[kind] *= 1.0 - 0.3 * closeness
             else:
-                delta = finding.evidence.get("delta_accuracy", 0.0)
-                weights[kind] *= 1.0 + closeness * (0.5 if delta > NOISE else -0.3 if delta < -NOISE else 0.0)
+                gain = self._evidence_gain(finding.evidence)
+                weights[kind] *= 1.0 + closeness * (0.5 if gain > NOISE else -0.3 if gain < -NOISE else 0.0)
         return weights
+
+    def _evidence_gain(self, evidence: dict[str, float]) -> float:
+        """A finding's measured change of the objective's metric (`delta_<metric>`), oriented (> 0: better);
+        0 when the finding did not measure that metric."""
+        delta = evidence.get(f"delta_{self.objective.metric}")
+        if delta is None:
+            return 0.0
+        return delta if self.objective.higher_is_better else -delta
 
     def plan(self, context: PlanContext) -> Plan:
         rng = random.Random(f"{self.seed}:{context.round}:{context.parent.id}")
@@ -76,9 +98,13 @@ class OfflineEngine:
         if not options:
             raise NoProposal(f"every change to {context.parent.id} has been tried")
         weights = self.change_weights(context)
-        kinds = sorted({p.change for p in options})
-        kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
-        choice = rng.choice([p for p in options if p.change == kind])
+        # the round's slot k takes the k-th of draws without replacement, so concurrent siblings on one parent
+        # propose different changes without seeing each other (slot 0 draws exactly what a lone candidate would)
+        for _ in range(context.slot % len(options) + 1):
+            kinds = sorted({p.change for p in options})
+            kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+            choice = rng.choice([p for p in options if p.change == kind])
+            options = [p for p in options if p is not choice]
         return Plan(title=f"{context.parent.id}: {choice.detail}", motivation=choice.motivation, change=choice.change,
                     detail=choice.detail, expected=choice.expected, parent_id=context.parent.id,
                     genome=choice.genome, retrieved=[f.id for f, _ in context.findings])
@@ -113,26 +139,35 @@ class OfflineEngine:
             finding = Finding(id=f"{candidate.run_id}-{candidate.id}-failure", text=text, kind="failure",
                               task=candidate.task, candidate_ids=[candidate.id], change=candidate.change)
             return text, [finding]
-        acc, loss = candidate.metric("accuracy"), candidate.metric("heldout_loss")
-        params = candidate.metric("params")
+        objective, metric = self.objective, self.objective.metric
+        short = candidate.evaluations.get("short")
+        evidence = {k: float(v) for k, v in (short.metrics.items() if short is not None and short.ok else ())
+                    if isinstance(v, (int, float)) and math.isfinite(v)}
         parts = [f"{candidate.id} applies '{candidate.change}' ({_detail(candidate)})."]
-        evidence = {"accuracy": acc or 0.0, "heldout_loss": loss or 0.0, "params": params or 0.0}
-        verdict = "insight"
-        if parent is not None and parent.metric("accuracy") is not None:
-            p_acc, p_loss, p_params = parent.metric("accuracy"), parent.metric("heldout_loss"), parent.metric("params")
-            d_acc = acc - p_acc
-            evidence.update(delta_accuracy=d_acc, delta_loss=loss - p_loss, parent_accuracy=p_acc)
-            trend = "improved" if d_acc > NOISE else "hurt" if d_acc < -NOISE else "did not clearly change"
-            parts.append(f"Against its parent {parent.id}, MQAR accuracy went from {p_acc:.3f} to {acc:.3f} "
-                         f"({d_acc:+.3f}): the change {trend} recall. Held-out loss {p_loss:.3f} -> {loss:.3f}; "
-                         f"parameters {int(p_params):,} -> {int(params):,} ({(params - p_params) / p_params:+.1%}).")
-        scored = [(b.metric("accuracy"), b.id) for b in baselines if b.metric("accuracy") is not None]
-        if scored:
-            beaten = [bid for a, bid in scored if acc > a + NOISE]
-            parts.append(f"It beats {len(beaten)} of {len(scored)} baselines"
+        measured = [f"{v:.3f} at {f}" for f in ("short", "full")
+                    if (v := candidate.metric(metric, f)) is not None and math.isfinite(v)]
+        if measured:
+            parts.append(f"Measured {metric}: {', '.join(measured)} "
+                         f"({'higher' if objective.higher_is_better else 'lower'} is better).")
+        compared = scoring.compare(candidate, parent, objective) if parent is not None else None
+        if compared is not None:
+            evidence.update({k: v for k, v in ((f"delta_{metric}", compared.delta), (f"parent_{metric}", compared.other))
+                             if math.isfinite(v)})
+            trend = "improved" if compared.gain > NOISE else "hurt" if compared.gain < -NOISE else "did not clearly change"
+            line = (f"Against its parent {parent.id}, {metric} at {compared.fidelity} went from {compared.other:.3f} to "
+                    f"{compared.value:.3f} ({compared.delta:+.3f}): the change {trend} {metric}")
+            mine, theirs = merged_metrics(candidate), merged_metrics(parent)
+            costs = [f"{cost} {theirs[cost]:,.0f} -> {mine[cost]:,.0f} ({(mine[cost] - theirs[cost]) / theirs[cost]:+.1%})"
+                     for cost in objective.costs if mine.get(cost) and theirs.get(cost)]
+            parts.append(line + (f"; {', '.join(costs)}." if costs else "."))
+        against = [(b.id, scoring.compare(candidate, b, objective)) for b in baselines]
+        against = [(bid, c) for bid, c in against if c is not None]
+        if against:
+            beaten = [bid for bid, c in against if c.gain > NOISE]
+            parts.append(f"It beats {len(beaten)} of {len(against)} baselines"
                          + (f" ({', '.join(beaten)})." if beaten else "."))
         text = " ".join(parts)
-        finding = Finding(id=f"{candidate.run_id}-{candidate.id}-insight", text=text, kind=verdict,
+        finding = Finding(id=f"{candidate.run_id}-{candidate.id}-insight", text=text, kind="insight",
                           task=candidate.task, candidate_ids=[candidate.id], evidence=evidence,
                           change=candidate.change)
         return text, [finding]
@@ -140,11 +175,6 @@ class OfflineEngine:
 
 class NoProposal(RuntimeError):
     """The planner has nothing new to propose for this parent."""
-
-
-def _delta(candidate: Candidate, parent: Candidate, metric: str) -> float | None:
-    a, b = candidate.metric(metric), parent.metric(metric)
-    return None if a is None or b is None else a - b
 
 
 def _last_result(candidate: Candidate) -> EvalResult | None:

@@ -1,0 +1,505 @@
+"""The payload of every event type: one pydantic model per type, registered by the type's name.
+
+`EventLog.emit(type, **payload)` validates the payload against the model registered for
+`type` before the line is written, and `read_events` validates every line it reads, so the
+log holds only payloads these models describe. An unknown type or a bad payload is a
+programming error and raises `EventSchemaError`, naming the type and the field.
+`Event.data` is the payload as its model instance (`event.data.job_id`).
+
+Adding an event type is a change here and nowhere else: a `@event("name")` line and a
+`Payload` subclass with the fields the emit call passes, in the section it belongs to:
+
+    @event("batch_started")
+    class BatchStarted(Payload): round: int; size: int
+
+Set `decides = ("field", ...)` on the model when replay must see that event come out the
+same (`archlab.replay.decisions` reads it; nothing else lists decisions). A field that
+legitimately carries an open-ended mapping (metrics, settings) is typed as a dict, never
+the whole payload. `tests/test_event_types.py` scans the source tree for `.emit("...")`
+calls and fails while one names a type, or a keyword, that no model here has.
+
+What it does not do: check values against the run (that a job id exists, say), or version
+the records nested in payloads (`EvalResult`, `TaskSpec`, `Plan`, `Finding`), which keep their
+own `schema_version`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from agents.records import CandidateStatus, Plan
+from knowledge.records import Finding
+from wire.jobs import EvalResult, Status
+from wire.task import Fidelity, TaskSpec
+
+
+class EventSchemaError(TypeError):
+    """An event whose type has no model, or whose payload does not fit its model: a bug in the code that emits it
+    (or a log written by another archlab). Not a `ValueError`, so no handler of bad input swallows it."""
+
+    def __init__(self, event_type: str, problems: list[str], where: str = ""):
+        self.event_type, self.problems = event_type, problems
+        at = f" ({where})" if where else ""
+        super().__init__(f"event {event_type!r}{at}: " + "; ".join(problems)
+                         + " - fix the emit call or its model in agents/event_types.py")
+
+
+# a measured number; JSON has no NaN, so a NaN is written as null and read back as NaN
+Real = Annotated[float, BeforeValidator(lambda v: math.nan if v is None else v)]
+
+
+class Payload(BaseModel):
+    """Base of every payload model: a fixed shape (no unknown fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+    decides: ClassVar[tuple[str, ...]] = ()      # the fields replay compares; () = not a decision
+
+
+EVENT_TYPES: dict[str, type[Payload]] = {}       # event type name -> its payload model
+
+
+def event(*names: str):
+    """Register the decorated model as the payload of the event types `names`."""
+    def register(model: type[Payload]) -> type[Payload]:
+        unknown = [f for f in model.decides if f not in model.model_fields]
+        if unknown:
+            raise TypeError(f"{model.__name__}.decides names {unknown}, which are not fields")
+        for name in names:
+            if name in EVENT_TYPES:
+                raise TypeError(f"event type {name!r} is registered twice ({EVENT_TYPES[name].__name__}, "
+                                f"{model.__name__})")
+            EVENT_TYPES[name] = model
+        return model
+    return register
+
+
+# --- the run ----------------------------------------------------------------------------------
+@event("run_started", "run_resumed")
+class RunStarted(Payload):
+    run_id: str
+    task: str
+    rounds: int
+    engine: str
+    sandbox: str
+    spec: TaskSpec
+
+
+@event("run_stopped")
+class RunStopped(Payload):
+    reason: str
+
+
+@event("run_failed")
+class RunFailed(Payload):
+    error: str
+
+
+@event("run_finished")
+class RunFinished(Payload):
+    decides = ("rounds",)
+    rounds: int
+    reason: str
+
+
+@event("budget_exhausted")
+class BudgetExhausted(Payload):
+    round: int
+    reason: str
+
+
+@event("log_repaired")
+class LogRepaired(Payload):
+    dropped_bytes: int
+
+
+@event("log_upgraded")
+class LogUpgraded(Payload):
+    """Older lines of this log were read through an upgrade step (`agents.events.UPGRADES`)."""
+    step: str                   # e.g. "upgrade_v1_to_v2"
+    from_version: int
+    to_version: int
+    events: int                 # how many lines went through it
+    changes: dict[str, int]     # what it changed -> how many times
+
+
+# --- a round: select, plan, code, check, fix, review, analyze ---------------------------------
+@event("round_started")
+class RoundStarted(Payload):
+    round: int
+
+
+@event("parents_selected")
+class ParentsSelected(Payload):
+    """The round's batch: one parent per candidate id (a one-candidate round of older logs has no ids)."""
+    decides = ("round", "parent_ids", "candidate_ids", "explore")
+    round: int
+    parent_ids: list[str]
+    explore: bool                       # whether any branch of the round explored
+    ranking: list[str]
+    candidate_ids: list[str] = Field(default_factory=list)
+
+
+@event("retrieval")
+class Retrieval(Payload):
+    decides = ("round", "candidate_id", "finding_ids")
+    round: int
+    candidate_id: str = ""              # the branch that retrieved ("" in one-candidate logs)
+    query: str
+    finding_ids: list[str]
+    distances: list[Real]
+
+
+@event("no_proposal")
+class NoProposalFound(Payload):
+    round: int
+    parent_id: str
+    reason: str
+    candidate_id: str = ""
+
+
+@event("branch_exhausted")
+class BranchExhausted(Payload):
+    """A branch of the round found nothing new to propose for any parent; it ends without a candidate."""
+    decides = ("round", "candidate_id")
+    round: int
+    candidate_id: str
+    reason: str
+
+
+@event("search_exhausted")
+class SearchExhausted(Payload):
+    """Every branch of a round found nothing new: the run ends cleanly."""
+    decides = ("round",)
+    round: int
+    reason: str
+
+
+@event("parent_twin")
+class ParentTwin(Payload):
+    """A module computing exactly what its parent computes: sent back to the coder before any training."""
+    decides = ("candidate_id", "parent_id")
+    round: int
+    candidate_id: str
+    parent_id: str
+    functional_hash: str
+
+
+@event("worker_replaced")
+class WorkerReplaced(Payload):
+    """A warm worker died (or never became ready) before it took its job; the job ran on a fresh one."""
+    worker: int                         # the executor slot
+    job_id: str = ""
+    reason: str = ""
+
+
+@event("plan")
+class PlanMade(Payload, Plan):
+    """The `Plan` record, and the round it was made in."""
+    decides = ("round", "candidate_id", "parent_id", "change", "detail")
+    round: int
+
+
+@event("code")
+class CodeWritten(Payload):
+    round: int
+    candidate_id: str
+    parent_id: str
+    source_hash: str
+    source: str
+
+
+@event("fix")
+class FixAttempt(Payload):
+    round: int
+    candidate_id: str
+    attempt: int
+    gave_up: bool
+    detail: str | None = None           # the rest is None when the fixer gave up
+    source_hash: str | None = None
+    source: str | None = None
+
+
+@event("review_waiting")
+class ReviewWaiting(Payload):
+    """The review interrupt's request (less the source): what the person is asked to decide."""
+    candidate_id: str
+    round: int
+    fidelity: Fidelity
+    policy: str
+    plan: dict[str, Any] | None         # a `Plan` dump, as the graph state holds it
+    parent_id: str
+    metrics: dict[str, dict[str, Real]]  # fidelity -> that evaluation's metrics
+    interrupt_id: str
+
+
+@event("review_decision")
+class ReviewDecision(Payload):
+    decides = ("candidate_id", "fidelity", "action")
+    round: int
+    candidate_id: str
+    fidelity: Fidelity
+    action: Literal["approve", "reject", "edit"]
+    note: str
+    edited_code: bool
+    edited_plan: bool
+
+
+@event("analysis")
+class Analysis(Payload):
+    decides = ("candidate_id", "status")
+    round: int
+    candidate_id: str
+    status: CandidateStatus
+    text: str
+
+
+@event("finding")
+class FindingStored(Payload, Finding):
+    """The `Finding` record as the store kept it, and the round it was learned in."""
+    round: int
+
+
+# --- jobs -------------------------------------------------------------------------------------
+@event("job_started")
+class JobStarted(Payload):
+    job_id: str
+    candidate_id: str
+    fidelity: Fidelity
+    sandbox: str
+    source_hash: str
+    seed: int | None                    # None only in logs from before seeds were recorded
+
+
+@event("job_reused")
+class JobReused(Payload):
+    job_id: str
+    candidate_id: str
+    fidelity: Fidelity
+
+
+@event("sandbox_error")
+class SandboxError(Payload):
+    job_id: str
+    message: str
+
+
+@event("result")
+class JobResult(Payload):
+    """A job's outcome. A static check ran nothing in the sandbox: it has no GPUs and no full record."""
+    decides = ("job_id", "status")
+    job_id: str
+    candidate_id: str
+    fidelity: Fidelity
+    status: Status
+    metrics: dict[str, Real]
+    message: str
+    timings: dict[str, Real]
+    gpus: int = 0                       # GPUs the job held (for the GPU-hour budget)
+    result: EvalResult | None = None    # the whole record, log tail clipped; what replay answers the job with
+
+
+# --- scoring: rungs, seeds, the front, the cheap score ----------------------------------------
+@event("promotion")
+class Promotion(Payload):
+    """A rung decision. Unranked promotions (proxies unavailable) carry only the verdict and a reason."""
+    decides = ("candidate_id", "rung", "promoted")
+    round: int
+    candidate_id: str
+    rung: Literal["proxy", "short"]     # the rung just finished
+    to: Literal["short", "full"]
+    promoted: bool
+    rank: int | None = None             # 1 = best
+    pool: int | None = None
+    keep: int | None = None
+    score: Real | None = None
+    target: str | None = None           # the fidelity the cheap score was fitted against, or "prior"
+    weights: dict[str, Real] | None = None
+    reason: str = ""                    # why it was promoted regardless of rank
+
+
+@event("comparison")
+class Comparison(Payload):
+    """Child against parent at `full`, over seeds (`agents.seeds.verdict`)."""
+    round: int
+    candidate_id: str
+    parent_id: str
+    metric: str
+    delta: Real
+    low: Real
+    high: Real
+    better: bool
+    worse: bool
+    verdict: str
+    child_seeds: int
+    parent_seeds: int
+
+
+@event("pareto_front")
+class ParetoFront(Payload):
+    round: int
+    task: str
+    ids: list[str]
+
+
+@event("cheap_score")
+class CheapScoreReport(Payload):
+    """`agents.screening.tau_report`: how well the cheap score ranks against the expensive fidelity."""
+    round: int
+    target: str
+    n: int
+    tau: Real | None
+    tau_loo: Real | None
+    signal_taus: dict[str, Real]
+    weights: dict[str, Real]
+    fitted: bool | None = None          # only once there were enough candidates to compute tau
+
+
+@event("cache_hit")
+class CacheHit(Payload):
+    round: int
+    candidate_id: str
+    twin_id: str
+    fidelity: Fidelity
+    functional_hash: str
+
+
+@event("baseline")
+class Baseline(Payload):
+    candidate_id: str
+    status: Status
+    metrics: dict[str, Real]
+
+
+@event("random_reference")
+class RandomReference(Payload):
+    candidate_id: str
+    genome: dict[str, Any]
+    status: Status
+    fidelity: Fidelity
+    metrics: dict[str, Real]
+
+
+@event("random_reference_skipped")
+class RandomReferenceSkipped(Payload):
+    reason: str
+
+
+# --- the LLM ----------------------------------------------------------------------------------
+class ChatMessage(Payload):
+    role: str
+    content: str
+
+
+@event("llm_request")
+class LLMRequest(Payload):
+    role: str
+    model: str
+    call_id: str
+    attempt: int
+    purpose: str
+    structured: bool
+    messages: list[ChatMessage]
+
+
+@event("llm_response")
+class LLMResponse(Payload):
+    role: str
+    model: str
+    served_by: str
+    call_id: str
+    attempt: int
+    text: str
+    finish_reason: str
+    refused: bool
+    input_tokens: int
+    output_tokens: int
+    usage_estimated: bool
+    cost_usd: float
+    priced: bool
+    seconds: float
+
+
+@event("llm_error")
+class LLMError(Payload):
+    role: str
+    model: str
+    call_id: str
+    attempt: int
+    kind: str                           # rate_limit | server | timeout | connection | bad_response | refused | ...
+    status: int | None
+    message: str
+    will_retry: bool
+    retry_in: float | None
+
+
+@event("novelty_rejected")
+class NoveltyRejected(Payload):
+    round: int
+    parent_id: str
+    title: str
+    nearest_id: str
+    similarity: Real
+    threshold: float
+    kept: bool
+
+
+@event("principles_retrieved")
+class PrinciplesRetrieved(Payload):
+    round: int
+    ids: list[str]
+    distances: list[Real]
+
+
+@event("duplicate_code")
+class DuplicateCode(Payload):
+    purpose: str
+    call_id: str
+    duplicate_of: str
+    kept: bool
+
+
+# --- reading the registry ---------------------------------------------------------------------
+def payload_model(type: str) -> type[Payload]:
+    model = EVENT_TYPES.get(type)
+    if model is None:
+        raise EventSchemaError(type, ["no payload model is registered for this type; add `@event(...)` and a "
+                                      "`Payload` subclass (see the module docstring)"])
+    return model
+
+
+def validate_payload(type: str, payload: dict[str, Any], where: str = "") -> Payload:
+    """The payload as its model instance; `EventSchemaError` naming each bad field if it does not fit."""
+    model = payload_model(type)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise EventSchemaError(type, [_problem(e) for e in exc.errors()], where) from None
+
+
+def _problem(error: dict) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "(payload)"
+    if error["type"] == "missing":
+        return f"field {field!r} is missing"
+    if error["type"] == "extra_forbidden":
+        return f"field {field!r} is not part of the model"
+    return f"field {field!r}: {error['msg']} (got {error.get('input')!r:.80})"
+
+
+def decision_fields(type: str) -> tuple[str, ...]:
+    """The fields replay compares for this event type; () for types that are not decisions (or unknown)."""
+    model = EVENT_TYPES.get(type)
+    return model.decides if model is not None else ()
+
+
+def decision_types() -> dict[str, tuple[str, ...]]:
+    return {name: model.decides for name, model in EVENT_TYPES.items() if model.decides}
+
+
+def event_line_adapter() -> TypeAdapter:
+    """One log line (`{"type": ..., "payload": ...}`) as a discriminated union over every registered type:
+    for JSON Schema (`.json_schema()`) and for readers that validate whole lines at once."""
+    lines = [create_model(f"{model.__name__}Line_{name}", type=(Literal[name], ...), payload=(model, ...))
+             for name, model in EVENT_TYPES.items()]
+    return TypeAdapter(Annotated[Union[tuple(lines)], Field(discriminator="type")])

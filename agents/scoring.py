@@ -1,0 +1,135 @@
+"""Scoring: the one place that says which candidate is better, by the run's `Objective`.
+
+Everything that ranks candidates reads this module: parent choice (`agents.nodes.select`),
+the run's best (`archlab runs` / `show`), what the agents are shown (`agents.llm.context`,
+`agents.offline.engine`). No other module names a metric; they pass the run's objective in.
+
+- A candidate's **score** is the objective's metric at the most expensive training fidelity
+  it finished ok (`full`, the mean over seeds, else `short`), oriented so that higher is
+  better (`quality`), with its feasibility under the objective's cost limits
+  (`evaluators.fitness.fitness` over the merged metrics of every fidelity).
+- **Order** (`sort_key`): feasible before infeasible, then `full` before `short` (a result of
+  the higher rung beats one of the lower, as successive halving's incumbent does), then quality.
+  Ties keep the callers' order (the records' id order).
+- **Parents** (`parents`): baselines and evaluated proposals, best first; those over a cost
+  limit only when nothing else is left. Random references and screened candidates never are.
+- **Best** (`best`): the best-scored proposal or baseline, labelled with its origin; random
+  references only when asked (`references=True`): they are the yardstick, not a result.
+- **Comparison** (`compare`): two candidates at the most expensive fidelity both finished,
+  as the raw difference and the oriented gain.
+
+What it does not do: load records (callers pass the list they read once), fit the cheap
+score of the proxy rung (`agents.screening`), or keep the Pareto front (`agents.objective`).
+Host side, numbers only; no torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from agents.objective import merged_metrics
+from agents.records import Candidate
+from evaluators.fitness import Objective, fitness
+
+FIDELITIES = ("full", "short")            # the training fidelities a quality is read at, most expensive first
+PARENTS = ("baseline", "evaluated")       # statuses that can be parents
+RESULTS = ("baseline", "evaluated")       # statuses that can be the run's best (references on request)
+ORIGINS = {"baseline": "baseline", "reference": "random reference"}   # any other status: "proposal"
+
+
+@dataclass(frozen=True)
+class Score:
+    candidate: Candidate
+    fidelity: str                 # where the value was measured: "full" | "short"
+    value: float                  # the objective's metric, in its own units (the mean over seeds at `full`)
+    quality: float                # oriented: higher is better; -inf for a non-finite value
+    feasible: bool                # within every cost limit of the objective
+    violations: tuple[str, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        return origin(self.candidate)
+
+    def key(self) -> tuple[bool, int, float]:
+        return (self.feasible, FIDELITIES[::-1].index(self.fidelity), self.quality)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    fidelity: str                 # the most expensive fidelity both finished
+    value: float                  # the candidate's metric there
+    other: float                  # the other's metric there
+    delta: float                  # value - other, in the metric's units
+    gain: float                   # delta oriented: > 0 means the candidate is better
+
+
+def origin(candidate: Candidate) -> str:
+    """"proposal", "baseline" or "random reference"."""
+    return ORIGINS.get(candidate.status, "proposal")
+
+
+def _measured(candidate: Candidate, metric: str, fidelity: str) -> float | None:
+    result = candidate.evaluations.get(fidelity)
+    if result is None or not result.ok or metric not in result.metrics:
+        return None
+    return float(result.metrics[metric])
+
+
+def _oriented(value: float, objective: Objective) -> float:
+    quality = value if objective.higher_is_better else -value
+    return quality if math.isfinite(quality) else -math.inf
+
+
+def score(candidate: Candidate, objective: Objective) -> Score | None:
+    """The candidate's score, or None when no training fidelity measured the objective's metric."""
+    for fidelity in FIDELITIES:
+        value = _measured(candidate, objective.metric, fidelity)
+        if value is None:
+            continue
+        verdict = fitness(merged_metrics(candidate) | {objective.metric: value}, objective)
+        return Score(candidate, fidelity, value, _oriented(value, objective), verdict.feasible, verdict.violations)
+    return None
+
+
+def quality(candidate: Candidate, objective: Objective) -> float | None:
+    """The oriented quality (higher is better) at the candidate's most expensive fidelity, or None."""
+    found = score(candidate, objective)
+    return None if found is None else found.quality
+
+
+def sort_key(candidate: Candidate, objective: Objective) -> tuple[bool, int, float]:
+    """Sort with `reverse=True` for best first; a candidate without a score sorts last."""
+    found = score(candidate, objective)
+    return (False, -1, -math.inf) if found is None else found.key()
+
+
+def ranked(candidates: Iterable[Candidate], objective: Objective,
+           statuses: tuple[str, ...] | None = None) -> list[Score]:
+    """The scored candidates (of `statuses`, or all), best first."""
+    scores = [s for s in (score(c, objective) for c in candidates if statuses is None or c.status in statuses)
+              if s is not None]
+    return sorted(scores, key=Score.key, reverse=True)
+
+
+def parents(candidates: Iterable[Candidate], objective: Objective) -> list[Candidate]:
+    """Possible parents, best first; those over a cost limit only when nothing else is left."""
+    pool = ranked(candidates, objective, PARENTS)
+    feasible = [s.candidate for s in pool if s.feasible]
+    return feasible or [s.candidate for s in pool]
+
+
+def best(candidates: Iterable[Candidate], objective: Objective, references: bool = False) -> Score | None:
+    """The run's best proposal or baseline (or random reference, with `references`), None if nothing is scored."""
+    pool = ranked(candidates, objective, RESULTS + (("reference",) if references else ()))
+    return pool[0] if pool else None
+
+
+def compare(candidate: Candidate, other: Candidate, objective: Objective) -> Comparison | None:
+    """`candidate` against `other` at the most expensive fidelity both measured, or None if they share none."""
+    for fidelity in FIDELITIES:
+        a, b = _measured(candidate, objective.metric, fidelity), _measured(other, objective.metric, fidelity)
+        if a is not None and b is not None:
+            gain = _oriented(a, objective) - _oriented(b, objective)     # -inf when only the candidate diverged
+            return Comparison(fidelity, a, b, a - b, 0.0 if math.isnan(gain) else gain)
+    return None
