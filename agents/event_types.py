@@ -13,10 +13,16 @@ Adding an event type is a change here and nowhere else: a `@event("name")` line 
     class BatchStarted(Payload): round: int; size: int
 
 Set `decides = ("field", ...)` on the model when replay must see that event come out the
-same (`archlab.replay.decisions` reads it; nothing else lists decisions). A field that
+same (`archlab.replay.decisions` reads it; nothing else lists decisions); decisions that carry
+a `candidate_id` are compared per candidate, since a round's branches interleave. A field that
 legitimately carries an open-ended mapping (metrics, settings) is typed as a dict, never
-the whole payload. `tests/test_event_types.py` scans the source tree for `.emit("...")`
-calls and fails while one names a type, or a keyword, that no model here has.
+the whole payload; a key that is a Python keyword gets `Field(alias="from")` (lines are
+written by alias). `tests/test_event_types.py` scans the source tree for `.emit("...")` (and
+`on_event("...")`) calls and fails while one names a type, or a keyword, that no model here has.
+
+Changing a model so that lines already written no longer fit it (a new required field, a
+renamed or retyped one) also needs an upgrade step (`agents.events.UPGRADES`) and a bump of
+`agents.events.SCHEMA_VERSION`; a new field with a default does not.
 
 What it does not do: check values against the run (that a job id exists, say), or version
 the records nested in payloads (`EvalResult`, `TaskSpec`, `Plan`, `Finding`), which keep their
@@ -55,6 +61,9 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     decides: ClassVar[tuple[str, ...]] = ()      # the fields replay compares; () = not a decision
+    # the field naming the branch (candidate) an event belongs to: branches run concurrently, so replay
+    # compares their decisions branch by branch; a model without this field belongs to the run
+    branch_field: ClassVar[str] = "candidate_id"
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}       # event type name -> its payload model
@@ -101,6 +110,13 @@ class RunFinished(Payload):
     decides = ("rounds",)
     rounds: int
     reason: str
+
+
+@event("settings_overridden")
+class SettingsOverridden(Payload):
+    """`archlab resume --config`: settings of a stopped run changed before it goes on."""
+    config: str                         # the TOML file
+    changed: dict[str, dict[str, Any]]  # "table.key" -> {"from": old value, "to": new value}
 
 
 @event("budget_exhausted")

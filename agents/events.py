@@ -60,14 +60,16 @@ def upgrade_v1_to_v2(type: str, payload: dict[str, Any]) -> tuple[dict[str, Any]
       0 GPUs and no record (replay never answers a job with it);
     - `job_started` from before seeds were recorded had no `seed`: None (unknown);
     - `run_finished` from before finishing reasons had no `reason`: "";
-    - `promotion` from before the proxy rung had no `rung`: the rung below `to`.
+    - `promotion` from before the proxy rung had no `rung`: the rung below `to`;
+    - a v1 round had one candidate, `c<round>` (`c001`): `parents_selected.candidate_ids` and the
+      `candidate_id` of `retrieval`, `no_proposal` and `plan` name it.
     """
     out, changes = dict(payload), []
 
-    def fill(name: str, value: Any) -> None:
+    def fill(name: str, value: Any, shown: str = "") -> None:
         if name not in out:
             out[name] = value
-            changes.append(f"{type}.{name} filled with {value!r}")
+            changes.append(f"{type}.{name} filled with {shown or repr(value)}")
 
     if type == "result":
         fill("gpus", 0)
@@ -78,6 +80,10 @@ def upgrade_v1_to_v2(type: str, payload: dict[str, Any]) -> tuple[dict[str, Any]
         fill("reason", "")
     elif type == "promotion":
         fill("rung", {"full": "short", "short": "proxy"}.get(out.get("to"), "short"))
+    elif type == "parents_selected" and isinstance(out.get("round"), int):
+        fill("candidate_ids", [f"c{out['round']:03d}"], "[c<round>]")
+    elif type in ("retrieval", "no_proposal", "plan") and isinstance(out.get("round"), int):
+        fill("candidate_id", f"c{out['round']:03d}", "c<round>")
     return out, changes
 
 
@@ -108,7 +114,8 @@ def read_log(path: Path) -> LogRead:
             where = f"{path.name} line {number}, seq {event.seq}"
             payload = _upgrade(event, read.upgraded, where)
             data = validate_payload(event.type, payload, where)
-            event = event.model_copy(update={"schema_version": SCHEMA_VERSION, "payload": data.model_dump(by_alias=True)})
+            event = event.model_copy(update={"schema_version": SCHEMA_VERSION,
+                                             "payload": data.model_dump(by_alias=True)})
             event._data = data
             read.events.append(event)
             read.valid_end += len(line)

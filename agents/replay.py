@@ -1,7 +1,9 @@
 """The `replay` backend: LLM answers and evaluation results served from a recorded run's log.
 
-`ReplayEngine` answers plan / code / fix / analyze with what the log recorded for that round;
-`ReplayEvaluator` answers each job with its recorded result. If the graph asks for something
+`ReplayEngine` answers plan / code / fix / analyze with what the log recorded for that
+candidate (a round's branches are told apart by their slot in the round's batch, as
+`parents_selected` recorded it), and raises `NoProposal` again where the log found nothing
+new for a parent; `ReplayEvaluator` answers each job with its recorded result. If the graph asks for something
 the log does not hold (a different parent, an unknown job), the replay has diverged and
 `ReplayDivergence` says where.
 """
@@ -13,6 +15,7 @@ from pathlib import Path
 from agents.engine import PlanContext
 from agents.event_types import FixAttempt, PlanMade
 from agents.events import Event
+from agents.offline.engine import NoProposal
 from agents.records import Candidate, Plan
 from wire.task import TaskSpec
 from knowledge.records import Finding
@@ -27,34 +30,53 @@ class ReplayEngine:
     name = "replay"
 
     def __init__(self, events: list[Event]):
-        self.plans: dict[int, PlanMade] = {e.data.round: e.data for e in events if e.type == "plan"}
-        self.codes = {e.data.round: e.data.source for e in events if e.type == "code"}
-        self.current_round = 0
+        # a node re-run after a crash logs the same event again: the first of each is the one served
+        self.batches: dict[int, list[str]] = {}      # round -> its candidate ids, in slot order
+        self.plans: dict[tuple[int, str], PlanMade] = {}     # (round, candidate id; "" in one-candidate logs)
+        self.no_proposals: dict[tuple[int, str, str], str] = {}  # (round, candidate id, parent id) -> reason
+        self.codes: dict[str, str] = {}                      # candidate id -> its module
         self.fixes: dict[str, list[FixAttempt]] = defaultdict(list)
         self.findings: dict[str, list[Finding]] = defaultdict(list)
+        self.analyses: dict[str, str] = {}
         for e in events:
-            if e.type == "fix":
-                self.fixes[e.data.candidate_id].append(e.data)
+            data = e.data
+            if e.type == "parents_selected":
+                self.batches.setdefault(data.round, data.candidate_ids)
+            elif e.type == "plan":
+                self.plans.setdefault((data.round, data.candidate_id), data)
+            elif e.type == "no_proposal":
+                self.no_proposals.setdefault((data.round, data.candidate_id, data.parent_id), data.reason)
+            elif e.type == "code":
+                self.codes.setdefault(data.candidate_id, data.source)
+            elif e.type == "fix":
+                self.fixes[data.candidate_id].append(data)
             elif e.type == "finding":
-                finding = Finding.model_validate(e.data.model_dump(exclude={"round"}))
+                finding = Finding.model_validate(data.model_dump(exclude={"round"}))
                 self.findings[finding.candidate_ids[0]].append(finding)
-        self.analyses = {e.data.candidate_id: e.data.text for e in events if e.type == "analysis"}
+            elif e.type == "analysis":
+                self.analyses.setdefault(data.candidate_id, data.text)
 
     def plan(self, context: PlanContext) -> Plan:
-        recorded = self.plans.get(context.round)
+        batch = self.batches.get(context.round) or []
+        cid = batch[context.slot] if context.slot < len(batch) else ""
+        where = f"round {context.round}" + (f" ({cid})" if cid else "")
+        reason = self.no_proposals.get((context.round, cid, context.parent.id))
+        if reason is not None:
+            raise NoProposal(reason)
+        recorded = self.plans.get((context.round, cid))
         if recorded is None:
-            raise ReplayDivergence(f"round {context.round}: the log has no plan")
-        self.current_round = context.round
+            raise ReplayDivergence(f"{where}: the log has no plan")
         plan = Plan.model_validate(recorded.model_dump(exclude={"round"}))
         if plan.parent_id != context.parent.id:
-            raise ReplayDivergence(f"round {context.round}: the log planned on parent {plan.parent_id}, "
+            raise ReplayDivergence(f"{where}: the log planned on parent {plan.parent_id}, "
                                    f"the replay chose {context.parent.id}")
         return plan
 
     def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str:
-        if self.current_round not in self.codes:
-            raise ReplayDivergence(f"round {self.current_round}: the log has no code")
-        return self.codes[self.current_round]
+        if plan.candidate_id not in self.codes:       # the plan node names the candidate the plan is for
+            raise ReplayDivergence(f"{plan.candidate_id or 'a candidate'}: the log has no code for the plan "
+                                   f"{plan.title!r}")
+        return self.codes[plan.candidate_id]
 
     def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int):
         cid = failure.candidate_id

@@ -9,8 +9,9 @@ the run's best (`archlab runs` / `show`), what the agents are shown (`agents.llm
   better (`quality`), with its feasibility under the objective's cost limits
   (`evaluators.fitness.fitness` over the merged metrics of every fidelity).
 - **Order** (`sort_key`): feasible before infeasible, then `full` before `short` (a result of
-  the higher rung beats one of the lower, as successive halving's incumbent does), then quality.
-  Ties keep the callers' order (the records' id order).
+  the higher rung beats one of the lower, as successive halving's incumbent does), then quality,
+  then the lower held-out loss at that fidelity (every task reports it: tiny runs often tie on
+  accuracy). Remaining ties keep the callers' order (the records' id order).
 - **Parents** (`parents`): baselines and evaluated proposals, best first; those over a cost
   limit only when nothing else is left. Random references and screened candidates never are.
 - **Best** (`best`): the best-scored proposal or baseline, labelled with its origin; random
@@ -35,6 +36,7 @@ from evaluators.fitness import Objective, fitness
 FIDELITIES = ("full", "short")            # the training fidelities a quality is read at, most expensive first
 PARENTS = ("baseline", "evaluated")       # statuses that can be parents
 RESULTS = ("baseline", "evaluated")       # statuses that can be the run's best (references on request)
+TIEBREAK = "heldout_loss"                 # lower breaks ties of the objective's metric; every task reports it
 ORIGINS = {"baseline": "baseline", "reference": "random reference"}   # any other status: "proposal"
 
 
@@ -46,13 +48,14 @@ class Score:
     quality: float                # oriented: higher is better; -inf for a non-finite value
     feasible: bool                # within every cost limit of the objective
     violations: tuple[str, ...] = ()
+    tiebreak: float = -math.inf   # minus the held-out loss at `fidelity`
 
     @property
     def origin(self) -> str:
         return origin(self.candidate)
 
-    def key(self) -> tuple[bool, int, float]:
-        return (self.feasible, FIDELITIES[::-1].index(self.fidelity), self.quality)
+    def key(self) -> tuple[bool, int, float, float]:
+        return (self.feasible, FIDELITIES[::-1].index(self.fidelity), self.quality, self.tiebreak)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def score(candidate: Candidate, objective: Objective) -> Score | None:
         if value is None:
             continue
         verdict = fitness(merged_metrics(candidate) | {objective.metric: value}, objective)
-        return Score(candidate, fidelity, value, _oriented(value, objective), verdict.feasible, verdict.violations)
+        loss = _measured(candidate, TIEBREAK, fidelity)
+        tiebreak = -loss if loss is not None and math.isfinite(loss) else -math.inf
+        return Score(candidate, fidelity, value, _oriented(value, objective), verdict.feasible, verdict.violations,
+                     tiebreak)
     return None
 
 
@@ -98,10 +104,10 @@ def quality(candidate: Candidate, objective: Objective) -> float | None:
     return None if found is None else found.quality
 
 
-def sort_key(candidate: Candidate, objective: Objective) -> tuple[bool, int, float]:
+def sort_key(candidate: Candidate, objective: Objective) -> tuple[bool, int, float, float]:
     """Sort with `reverse=True` for best first; a candidate without a score sorts last."""
     found = score(candidate, objective)
-    return (False, -1, -math.inf) if found is None else found.key()
+    return (False, -1, -math.inf, -math.inf) if found is None else found.key()
 
 
 def ranked(candidates: Iterable[Candidate], objective: Objective,

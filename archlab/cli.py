@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,9 +32,9 @@ errors = Console(stderr=True)
 
 
 def fail(message: str, hint: str = "") -> None:
-    errors.print(f"[bold red]error:[/] {message}")
+    errors.print(f"[bold red]error:[/] {escape(message)}")       # plain text: "[llm]" is a table, not markup
     if hint:
-        errors.print(f"[yellow]next:[/] {hint}")
+        errors.print(f"[yellow]next:[/] {escape(hint)}")
     raise typer.Exit(2)
 
 
@@ -84,6 +85,8 @@ def _preflight(settings: Settings):
         fail(f"the {settings.sandbox.backend} sandbox cannot run jobs: {exc}", "start the engine or use --sandbox process")
     try:
         engine = make_engine(settings.llm.backend, settings.seed, settings)
+        if hasattr(engine, "preflight"):
+            engine.preflight()          # one cheap request: a wrong key, model or URL is found before any job
     except EngineUnavailable as exc:
         fail(str(exc), "check the [llm] settings, or use --llm offline")
     return engine, box
@@ -299,12 +302,13 @@ def _find(runs_dir: Path, run: str) -> Path:
 
 @app.command()
 def runs(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
-    """List runs with their best candidate."""
-    table = Table("run", "task", "state", "candidates", "best", "accuracy")
+    """List runs with their best candidate by each run's objective."""
+    table = Table("run", "task", "state", "candidates", "best", "quality")
     for summary in list_runs(runs_dir):
         best = summary.best
         table.add_row(summary.run_id, summary.task, summary.state, str(summary.candidates),
-                      best.id if best else "-", f"{best.metric('accuracy'):.3f}" if best else "-")
+                      f"{best.candidate.id} ({best.origin})" if best else "-",
+                      f"{summary.objective.metric} {best.value:.3f} ({best.fidelity})" if best else "-")
     console.print(table)
 
 
@@ -341,11 +345,23 @@ def _fmt(value: float | None, pattern: str) -> str:
 
 
 def _print_table(run_dir: Path) -> None:
+    """The candidates best first by the run's objective (`agents.scoring`), then those without a score."""
+    from agents import scoring
     from agents.recorder import load_candidates
-    candidates = load_candidates(run_dir)
+    from archlab.runstore import run_objective
+    try:
+        objective = run_objective(json.loads((run_dir / "run.json").read_text()))
+    except (KeyError, ValueError) as exc:
+        fail(f"{run_dir}/run.json cannot be loaded: {exc}", "the run directory is damaged or from another version")
+    loaded = load_candidates(run_dir)
+    ranked = {s.candidate.id: s for s in scoring.ranked(loaded, objective)}
+    candidates = [s.candidate for s in ranked.values()] + [c for c in loaded if c.id not in ranked]
+    metric = objective.metric
     with_full = any(c.evaluations.get("full") is not None for c in candidates)
     with_random = any(c.over_random for c in candidates)
-    columns = ["id", "parent", "change", "accuracy", "loss", "params", "status"]
+    shown = [metric] + [m for m in ("accuracy", "heldout_loss") if m != metric]     # the objective's metric first
+    columns = ["id", "parent", "change", *(m if m == metric else {"heldout_loss": "loss"}.get(m, m) for m in shown),
+               "params", "status"]
     columns += ["full (95% CI)", "vs parent"] if with_full else []
     columns += ["vs random"] if with_random else []
     table = Table(*columns, title=f"candidates of {run_dir.name}")
@@ -353,11 +369,11 @@ def _print_table(run_dir: Path) -> None:
     for c in candidates:
         change = c.title.split(": ", 1)[-1] if c.parent_ids else c.change
         params = c.metric("params") or c.metric("params", "check") or c.metric("params", "proxy")
-        row = [c.id, ", ".join(c.parent_ids) or "-", change, _fmt(c.metric("accuracy"), ".3f"),
-               _fmt(c.metric("heldout_loss"), ".3f"), _fmt(params, ",.0f"),
-               c.status + ("" if c.feasible is not False else " (over a limit)")]
+        feasible = ranked[c.id].feasible if c.id in ranked else c.feasible is not False
+        row = [c.id, ", ".join(c.parent_ids) or "-", change, *(_fmt(c.metric(m), ".3f") for m in shown),
+               _fmt(params, ",.0f"), c.status + ("" if feasible else " (over a limit)")]
         if with_full:
-            mean, low, high = (c.metric(k, "full") for k in ("accuracy", "accuracy_ci_low", "accuracy_ci_high"))
+            mean, low, high = (c.metric(k, "full") for k in (metric, f"{metric}_ci_low", f"{metric}_ci_high"))
             row.append("-" if mean is None else f"{mean:.3f} [{_fmt(low, '.3f')}, {_fmt(high, '.3f')}]")
             row.append(f"{c.comparison['delta']:+.3f} {c.comparison['verdict']}" if c.comparison else "-")
         if with_random:
@@ -365,7 +381,24 @@ def _print_table(run_dir: Path) -> None:
             row.append(f"{over['delta']:+.3f} ({over['z']:+.1f} sd, {over['fidelity']})" if over else "-")
         table.add_row(*row)
     console.print(table)
+    _print_best(loaded, objective)
     _print_screening(run_dir)
+
+
+def _print_best(candidates, objective) -> None:
+    """The run's best proposal or baseline by its objective, and a random reference that does better, if one does."""
+    from agents import scoring
+    direction = "higher" if objective.higher_is_better else "lower"
+    best = scoring.best(candidates, objective)
+    if best is None:
+        console.print(f"best: none yet (no candidate has {objective.metric} at short or full)")
+        return
+    console.print(f"best: {best.candidate.id} ({best.origin}), {objective.metric} {best.value:.3f} at {best.fidelity} "
+                  f"({direction} is better)" + ("" if best.feasible else f"; over a limit: {'; '.join(best.violations)}"))
+    overall = scoring.best(candidates, objective, references=True)
+    if overall is not None and overall.candidate.id != best.candidate.id:
+        console.print(f"a {overall.origin} does better: {overall.candidate.id}, {objective.metric} {overall.value:.3f} "
+                      f"at {overall.fidelity}; no proposal or baseline has beaten it yet")
 
 
 def _print_screening(run_dir: Path) -> None:
@@ -402,7 +435,7 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
           seed: int = typer.Option(0, help="training seed"),
           short_steps: int = typer.Option(None, help="training steps of the short fidelity")):
     """Evaluate one hand-written candidate and print its EvalResult as JSON (exit 0 whatever its status)."""
-    from archlab.backends import make_sandbox
+    from archlab.backends import make_executor, make_sandbox
     from archlab.session import job_limits
     from evaluators.harness import evaluate
     from evaluators.tasks import get_task
@@ -412,7 +445,9 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
     if fidelity not in ("check", "proxy", "short", "full", "bench"):
         fail(f"unknown fidelity {fidelity!r}; use check, proxy, short, full or bench")
     task_options = {"short_steps": short_steps} if short_steps is not None else None
-    settings = _settings(None, task=task, seed=seed, sandbox__backend=sandbox, task_options=task_options)
+    # one job, through the executor a run uses (warm worker, same limits), so a hand score is a loop score
+    settings = _settings(None, task=task, seed=seed, sandbox__backend=sandbox, task_options=task_options,
+                         executor__workers=1)
     if not file.is_file():
         fail(f"{file} is not a file")
     try:
@@ -424,9 +459,12 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
     job = EvalJob(job_id=f"eval-{fidelity}", candidate_id=file.stem, source=source, task=spec, fidelity=fidelity,
                   limits=job_limits(settings, seconds, settings.sandbox.gpus if fidelity != "check" else 0), seed=seed)
     try:
-        box = make_sandbox(settings)
-        with tempfile.TemporaryDirectory(prefix="archlab-eval-") as tmp:
-            result = evaluate(box, job, Path(tmp))
+        executor = make_executor(settings, make_sandbox(settings))
+        try:
+            with tempfile.TemporaryDirectory(prefix="archlab-eval-") as tmp:
+                result = executor.run(job, Path(tmp), evaluate)
+        finally:
+            executor.close()
     except SandboxUnavailable as exc:
         fail(f"the {sandbox} sandbox cannot run jobs: {exc}", "start the engine or use --sandbox process")
     print(result.model_dump_json(indent=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tarfile
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,22 +33,28 @@ class ReplayReport:
 
 
 def decisions(events: list[Event]) -> list[tuple]:
-    """The run's decisions in order: for each event type whose model names `decides` fields
+    """The run's decisions: for each event type whose model names `decides` fields
     (`agents.event_types`), the type and those fields' values.
 
+    The branches of a round run concurrently, so decisions of different candidates interleave
+    in the log however the jobs finished: each candidate's decisions (those whose model has
+    the `branch_field`, `candidate_id`) are kept in log order and compared candidate by
+    candidate; the run's own decisions (no candidate) come first, in log order.
     A node re-run after a crash logs its decisions again; every decision names its round,
     job or candidate, so an exact repeat is that re-run, not a new decision, and is dropped.
     """
-    found, seen = [], set()
+    streams: dict[str, list[tuple]] = defaultdict(list)
+    seen = set()
     for e in events:
         fields = decision_fields(e.type)
         if fields:
-            values = e.data.model_dump(include=set(fields))
+            data = e.data
+            values = data.model_dump(include=set(fields))
             decision = (e.type, *(json.dumps(values[f], sort_keys=True) for f in fields))
             if decision not in seen:
                 seen.add(decision)
-                found.append(decision)
-    return found
+                streams[str(getattr(data, data.branch_field, "") or "")].append(decision)
+    return [decision for branch in sorted(streams) for decision in streams[branch]]
 
 
 def first_divergence(recorded: list[tuple], replayed: list[tuple]) -> str:
@@ -70,7 +77,12 @@ def replay(run_dir: Path) -> ReplayReport:
     from archlab.session import drive, open_lab
     record = json.loads((run_dir / "run.json").read_text())
     events, _ = read_events(run_dir / "events.jsonl")
-    settings = Settings(**{**record["settings"], "knowledge": {**record["settings"].get("knowledge", {}), "path": None}})
+    recorded_settings = record["settings"]
+    overrides = {"knowledge": {**recorded_settings.get("knowledge", {}), "path": None}}
+    batches = [len(e.data.candidate_ids) for e in events if e.type == "parents_selected"]
+    if batches:     # the batch the run had (its setting may say "one per worker", and this machine may have others)
+        overrides["loop"] = {**recorded_settings.get("loop", {}), "batch": max(batches)}
+    settings = Settings(**{**recorded_settings, **overrides})
     replays = run_dir / "replays"
     replays.mkdir(exist_ok=True)
     replay_dir = replays / str(len(list(replays.iterdir())) + 1)

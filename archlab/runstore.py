@@ -18,9 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agents import scoring
 from agents.events import read_events
 from agents.recorder import load_candidates
-from agents.records import Candidate
+from evaluators.fitness import Objective
 
 RUN_SCHEMA_VERSION = 1
 OWNER_FILE = "owner.pid"
@@ -31,6 +32,9 @@ def new_run_id() -> str:
 
 
 def create_run(runs_dir: Path, record: dict) -> tuple[str, Path]:
+    # the objective resolved once, here (the task's metric needs the task registry, and so torch), so that
+    # reading the run later (`archlab runs`, `show`) needs neither
+    objective = run_objective(record).model_dump(mode="json")
     runs_dir.mkdir(parents=True, exist_ok=True)
     while True:
         run_id = new_run_id()
@@ -41,7 +45,7 @@ def create_run(runs_dir: Path, record: dict) -> tuple[str, Path]:
         except FileExistsError:
             continue
     (run_dir / "run.json").write_text(json.dumps({"schema_version": RUN_SCHEMA_VERSION, "run_id": run_id,
-                                                   **record}, indent=1, default=str))
+                                                   **record, "objective": objective}, indent=1, default=str))
     return run_id, run_dir
 
 
@@ -144,20 +148,36 @@ class RunSummary:
     task: str
     started: str
     candidates: int
-    best: Candidate | None
+    best: scoring.Score | None        # by the run's objective; random references are never the best of a run
     state: str
+    objective: Objective | None = None   # None: run.json's settings cannot be read by this version
+
+
+def run_objective(record: dict) -> Objective:
+    """The objective a run is scored by, from the resolved settings in its run.json `record`.
+
+    ValueError (or KeyError) when those settings cannot be read."""
+    if "objective" in record:                       # resolved by create_run: no task registry, no torch
+        return Objective.model_validate(record["objective"])
+    from archlab.session import make_objective      # lazily: the CLI's reading commands should not pay for torch
+    from archlab.settings import Settings
+    return make_objective(Settings(**record["settings"]))
 
 
 def summarize(run_dir: Path) -> RunSummary:
     record = json.loads((run_dir / "run.json").read_text())
     candidates = load_candidates(run_dir)
-    scored = [c for c in candidates if c.metric("accuracy") is not None and c.status != "reference"]
-    best = max(scored, key=lambda c: c.metric("accuracy"), default=None)
+    try:
+        objective = run_objective(record)
+    except (KeyError, ValueError):      # settings of another version: the run is listed without a best
+        objective = None
+    best = scoring.best(candidates, objective) if objective is not None else None
     events, _ = read_events(run_dir / "events.jsonl")
     state = "finished" if events and events[-1].type == "run_finished" else (
         "failed" if events and events[-1].type == "run_failed" else "unfinished")
     return RunSummary(run_id=record["run_id"], path=run_dir, task=record.get("settings", {}).get("task", "?"),
-                      started=record.get("started", ""), candidates=len(candidates), best=best, state=state)
+                      started=record.get("started", ""), candidates=len(candidates), best=best, state=state,
+                      objective=objective)
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:

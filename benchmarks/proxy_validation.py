@@ -326,6 +326,28 @@ def summary(report: dict) -> str:
             f"{report['wall_seconds'] / 60:.1f} min)")
 
 
+def _stored_results(path: Path, tasks: list[str], quick: bool) -> dict | None:
+    """The stored per-task results that --reanalyse reads, or None after saying which command writes them."""
+    default = RESULTS / ("proxy_validation_quick.json" if quick else "proxy_validation.json")
+    produce = " ".join([".venv/bin/python benchmarks/proxy_validation.py", "--task", "all" if len(tasks) > 1 else tasks[0],
+                        *(["--quick"] if quick else []), *([] if path == default else ["--out", str(path)])])
+    try:
+        stored = json.loads(path.read_text()).get("tasks", {})
+    except FileNotFoundError:
+        print(f"--reanalyse needs stored results, and {path} does not exist; `{produce}` trains the pool and writes "
+              "it (see the module docstring for how long)", file=sys.stderr)
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        print(f"{path} is not a proxy-validation result ({exc}); `{produce}` writes a fresh one", file=sys.stderr)
+        return None
+    missing = [t for t in tasks if t not in stored]
+    if missing:
+        print(f"{path} holds no results for {', '.join(missing)} (it has {', '.join(stored) or 'none'}); "
+              f"`{produce}` measures them", file=sys.stderr)
+        return None
+    return stored
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=["mqar", "charlm", "digits", "all"], default="mqar")
@@ -341,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = ["mqar", "charlm", "digits"] if args.task == "all" else [args.task]
     if args.reanalyse:
-        reports = [reanalyse(json.loads(args.out.read_text())["tasks"][t]) for t in tasks]
+        stored = _stored_results(args.out, tasks, args.quick)
+        if stored is None:
+            return 2
+        reports = [reanalyse(stored[t]) for t in tasks]
     else:
         reports = [run_task(t, args.quick, args.workers) for t in tasks]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,13 @@
-"""The `Sandbox` protocol and what every backend shares: the job directory and reading results back.
+"""The `Sandbox` and `Worker` protocols and what every backend shares: the job directory and reading results back.
 
 A job directory on the host holds `job.json`, `inputs/` (the candidate and held-out inputs,
 read-only to the job) and `out/` (the only place the job may write). Backends differ in how
 they run `python -m sandbox.runner` over it; they all classify the outcome the same way here.
+
+A `Worker` is a warm, one-shot sandbox: started (`backend.spawn(limits, devices)`) before its
+job is known, with the runner's imports done, it takes exactly one job and exits. Its
+isolation is the backend's own, set up at spawn exactly as for a cold job of the same limits.
+`sandbox.warm.WarmSandbox` keeps one ready per limits profile.
 """
 from __future__ import annotations
 
@@ -11,11 +16,11 @@ import json
 import math
 import threading
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from wire.jobs import EvalJob, EvalResult, Status
+from wire.jobs import EvalJob, EvalResult, Limits, Status
 
 LOG_TAIL_BYTES = 16_384      # how much of stdout/stderr a result keeps
 REPORT_MAX_BYTES = 1_000_000  # a larger report.json is refused unread
@@ -32,6 +37,55 @@ class Sandbox(Protocol):
 
 class SandboxUnavailable(RuntimeError):
     """The backend cannot run anything here (engine down, image missing): an infrastructure fault."""
+
+
+class WorkerLost(RuntimeError):
+    """The worker died before it took its job: the job did not run; run it elsewhere."""
+
+
+@runtime_checkable
+class Worker(Protocol):
+    """One warm, one-shot sandbox for jobs of one limits profile (see the module docstring)."""
+
+    name: str                     # backend name, "process" or "docker"
+    limits: Limits                # the profile it was started for
+    devices: tuple[str, ...]      # GPU indices it may see; () = none
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once its imports are done and it waits for a job."""
+        ...
+
+    def alive(self) -> bool: ...
+
+    def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
+        """Run `job` (at most once per worker), classified exactly like the cold path; raises WorkerLost only
+        if the worker died before taking the job, ValueError if the job's limits are not its profile."""
+        ...
+
+    def discard(self) -> None:
+        """Kill and clean up a worker that will not be used (idempotent)."""
+        ...
+
+
+class Spawner(Protocol):
+    """A backend that can start warm workers."""
+
+    name: str
+
+    def spawn(self, limits: Limits, devices: Sequence[str] = ()) -> Worker: ...
+
+
+def profile(limits: Limits) -> tuple:
+    """What a worker is started for: the limits without the wall clock, which the host enforces per job."""
+    return tuple(sorted(limits.model_dump(exclude={"wall_seconds"}).items()))
+
+
+def check_fits(worker_limits: Limits, job: EvalJob) -> None:
+    """ValueError unless `job` may run on a worker started for `worker_limits`."""
+    if profile(worker_limits) != profile(job.limits):
+        raise ValueError(f"job {job.job_id} has limits {job.limits.model_dump(exclude={'wall_seconds'})}, but the "
+                         f"worker was started for {worker_limits.model_dump(exclude={'wall_seconds'})}; only "
+                         "wall_seconds may differ — spawn a worker for this profile")
 
 
 def write_job(job: EvalJob, jobdir: Path) -> None:

@@ -25,19 +25,23 @@ import signal
 import socket
 import threading
 import time
+import uuid
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import docker
 import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
-from sandbox.base import SandboxUnavailable, TailBuffer, failure
-from wire.jobs import EvalJob, EvalResult
+from sandbox.base import SandboxUnavailable, TailBuffer, WorkerLost, check_fits, failure
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
+from sandbox.handoff import TAKE_TIMEOUT, Channel, Slot
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
-from sandbox.process import alive, classify
+from sandbox.process import READY_TIMEOUT, alive, classify, descendants
+from wire.jobs import EvalJob, EvalResult, Limits
 
 LABEL = "archlab.job"
 SCRATCH_MB = 256          # /tmp tmpfs per job
@@ -49,7 +53,8 @@ _SANDBOXES: weakref.WeakSet = weakref.WeakSet()   # for the SIGTERM safety net
 
 class DockerSandbox:
     name = "docker"
-    capabilities = frozenset({"pid_limit", "no_network", "pid_namespace", "readonly_root", "hidden_home"})
+    capabilities = frozenset({"pid_limit", "no_network", "pid_namespace", "readonly_root", "hidden_home",
+                              "memory_limit"})
 
     def __init__(self, client, plan: ImagePlan, gpus: GpuAllocator | None = None):
         self.client = client
@@ -109,18 +114,34 @@ class DockerSandbox:
                 pass
 
     # --- one job -----------------------------------------------------------------------
-    def _mounts(self, jobdir: Path) -> list[Mount]:
-        mounts = [Mount("/job/job.json", str(jobdir / "job.json"), type="bind", read_only=True),
-                  Mount("/job/inputs", str(jobdir / "inputs"), type="bind", read_only=True),
-                  Mount("/job/out", str(jobdir / "out"), type="bind", read_only=False)]
-        mounts += [Mount(target, source, type="bind", read_only=True) for source, target in self.plan.mounts.items()]
-        return mounts
-
-    def _environment(self, job: EvalJob) -> dict[str, str]:
-        threads = str(max(1, int(job.limits.cpus)))
+    def _environment(self, limits: Limits) -> dict[str, str]:
+        threads = str(max(1, int(limits.cpus)))
         return {"PYTHONPATH": IN_CONTAINER_ROOT, "HOME": "/tmp", "TMPDIR": "/tmp", "PATH": "/usr/bin:/bin",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": threads,
                 "MKL_NUM_THREADS": threads, "LANG": "C.UTF-8"}
+
+    def _options(self, limits: Limits, command: list[str], mounts: list[Mount], labels: dict[str, str],
+                 devices: Sequence[str]) -> dict:
+        """Everything a job's container gets, cold or warm (see the module docstring)."""
+        memory = f"{limits.memory_mb}m"
+        file_size = limits.file_size_mb * 1024 * 1024
+        options = dict(
+            command=command, detach=True, user=USER, working_dir="/tmp", environment=self._environment(limits),
+            network_mode="none", read_only=True, mounts=mounts + self._plan_mounts(),
+            tmpfs={"/tmp": f"size={SCRATCH_MB}m,mode=1777"}, shm_size="64m",
+            mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
+            cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
+            ulimits=[Ulimit(name="fsize", soft=file_size, hard=file_size), Ulimit(name="nofile", soft=256, hard=256),
+                     Ulimit(name="core", soft=0, hard=0)],
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            labels={**labels, "archlab.owner_pid": str(os.getpid()), "archlab.host": self.host},
+        )
+        if devices:
+            options["device_requests"] = [DeviceRequest(device_ids=list(devices), capabilities=[["gpu"]])]
+        return options
+
+    def _plan_mounts(self) -> list[Mount]:
+        return [Mount(target, source, type="bind", read_only=True) for source, target in self.plan.mounts.items()]
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         jobdir = Path(jobdir).resolve()
@@ -139,23 +160,22 @@ class DockerSandbox:
                    self.plan.python, "-m", "sandbox.runner", "/job/job.json", "/job/inputs", "/job/out"]
         if not self.plan.offline:
             command = command[4:]
-        memory = f"{limits.memory_mb}m"
-        file_size = limits.file_size_mb * 1024 * 1024
-        options = dict(
-            command=command, detach=True, user=USER, working_dir="/tmp", environment=self._environment(job),
-            network_mode="none", read_only=True, mounts=self._mounts(jobdir),
-            tmpfs={"/tmp": f"size={SCRATCH_MB}m,mode=1777"}, shm_size="64m",
-            mem_limit=memory, memswap_limit=memory, nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
-            cap_drop=["ALL"], security_opt=["no-new-privileges"], ipc_mode="private",
-            ulimits=[Ulimit(name="fsize", soft=file_size, hard=file_size), Ulimit(name="nofile", soft=256, hard=256),
-                     Ulimit(name="core", soft=0, hard=0)],
-            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
-            labels={LABEL: job.job_id, "archlab.run": job.run_id, "archlab.owner_pid": str(os.getpid()),
-                    "archlab.host": self.host},
-        )
-        if devices:
-            options["device_requests"] = [DeviceRequest(device_ids=devices, capabilities=[["gpu"]])]
+        mounts = [Mount("/job/job.json", str(jobdir / "job.json"), type="bind", read_only=True),
+                  Mount("/job/inputs", str(jobdir / "inputs"), type="bind", read_only=True),
+                  Mount("/job/out", str(jobdir / "out"), type="bind", read_only=False)]
+        labels = {LABEL: job.job_id, "archlab.run": job.run_id}
         started = time.perf_counter()
+        container, problem = self._start(self._options(limits, command, mounts, labels, devices), bool(devices))
+        if container is None:
+            return failure(job, "sandbox_error", problem)
+        tail = TailBuffer()
+        pump = threading.Thread(target=_pump_logs, args=(container, tail), daemon=True)
+        pump.start()
+        ended = self._wait(container, pump, limits.wall_seconds)
+        return self._classify(job, ended, out, tail, {"wall_seconds": time.perf_counter() - started})
+
+    def _start(self, options: dict, with_gpus: bool):
+        """(the started container, "") or (None, what went wrong, worded for the result)."""
         container = None
         try:
             container = self.client.containers.create(self.plan.tag, **options)
@@ -163,59 +183,215 @@ class DockerSandbox:
                 self._live.add(container.id)
             container.start()
         except docker.errors.ImageNotFound:
-            return failure(job, "sandbox_error", f"the sandbox image {self.plan.tag} is gone (removed after archlab "
-                           "started); restart archlab to re-create the offline image, or rebuild it with "
-                           f"`docker build -f sandbox/Dockerfile -t {self.plan.tag} .`")
+            if container is not None:
+                self._discard(container)
+            return None, (f"the sandbox image {self.plan.tag} is gone (removed after archlab started); restart "
+                          "archlab to re-create the offline image, or rebuild it with "
+                          f"`docker build -f sandbox/Dockerfile -t {self.plan.tag} .`")
         except docker.errors.APIError as exc:
             if container is not None:
                 self._discard(container)
             hint = (" — GPUs need the NVIDIA container toolkit (nvidia-container-toolkit) configured as a Docker "
-                    "runtime" if devices else "")
-            return failure(job, "sandbox_error", f"the container did not start: {exc.explanation or exc}{hint}")
+                    "runtime" if with_gpus else "")
+            return None, f"the container did not start: {exc.explanation or exc}{hint}"
         except requests.exceptions.RequestException as exc:   # after APIError, which is one too: no connection
             if container is not None:
                 self._discard(container)
-            return failure(job, "sandbox_error", f"cannot reach the Docker Engine ({exc}); check `docker info`, "
-                           "start dockerd, then re-run the job")
-        tail = TailBuffer()
-        pump = threading.Thread(target=_pump_logs, args=(container, tail), daemon=True)
-        pump.start()
-        timed_out, returncode, oom, lost = False, None, False, ""
+            return None, (f"cannot reach the Docker Engine ({exc}); check `docker info`, start dockerd, then re-run "
+                          "the job")
+        return container, ""
+
+    def _wait(self, container, pump: threading.Thread, wall_seconds: float) -> "Ended":
+        """Wait for the container (at most `wall_seconds`), read how it ended, and remove it."""
+        ended = Ended()
         try:
             try:
-                state = container.wait(timeout=limits.wall_seconds)
-                returncode = int(state.get("StatusCode", -1))
+                state = container.wait(timeout=max(0.001, wall_seconds))
+                ended.returncode = int(state.get("StatusCode", -1))
             except requests.exceptions.RequestException as exc:
                 if not _read_timed_out(exc):     # the SDK reports its read timeout as a ConnectionError
                     raise
-                timed_out = True
+                ended.timed_out = True
                 _kill(container)
             pump.join(timeout=10)
-            if not timed_out:
+            if not ended.timed_out:
                 container.reload()
-                oom = bool(container.attrs["State"].get("OOMKilled"))
+                ended.oom = bool(container.attrs["State"].get("OOMKilled"))
         except ENGINE_ERRORS as exc:
-            lost = f"{type(exc).__name__}: {exc}"
+            ended.lost = f"{type(exc).__name__}: {exc}"
         finally:
             self._discard(container)
-        timings = {"wall_seconds": time.perf_counter() - started}
-        if lost:
-            return failure(job, "sandbox_error", f"lost the Docker Engine during the job ({lost[:300]}); check "
+        return ended
+
+    def _classify(self, job: EvalJob, ended: "Ended", out: Path, tail: TailBuffer,
+                  timings: dict[str, float]) -> EvalResult:
+        limits = job.limits
+        if ended.lost:
+            return failure(job, "sandbox_error", f"lost the Docker Engine during the job ({ended.lost[:300]}); check "
                            "`docker info`, start dockerd if it stopped, then re-run the job", tail.text(), timings)
-        if oom:
+        if ended.oom:
             return failure(job, "oom", f"the container was killed by the kernel for using more than its "
                            f"{limits.memory_mb} MB memory limit; use a smaller model or chunk the computation",
                            tail.text(), timings)
-        if returncode == 137 and not timed_out and timings["wall_seconds"] >= limits.wall_seconds:
+        if ended.returncode == 137 and not ended.timed_out and timings["wall_seconds"] >= limits.wall_seconds:
             return failure(job, "timeout", "the job ran past its wall-clock limit (killed inside the container)",
                            tail.text(), timings)
-        result = classify(job, returncode, timed_out, out, tail.text(), timings)
+        result = classify(job, ended.returncode, ended.timed_out, out, tail.text(), timings)
         return _docker_wording(result)
 
     def _discard(self, container) -> None:
         _remove(container)
         with self._lock:
             self._live.discard(container.id)
+
+    def spawn(self, limits: Limits, devices: Sequence[str] = ()) -> "DockerWorker":
+        """A warm worker (a container, see `DockerWorker`) for jobs of this profile; returns at once."""
+        return DockerWorker(self, limits, devices)
+
+
+@dataclass
+class Ended:
+    """How a job's container ended."""
+
+    returncode: int | None = None
+    timed_out: bool = False
+    oom: bool = False
+    lost: str = ""     # the engine failed us: what it said
+
+
+class DockerWorker:
+    """One warm, one-shot worker of the docker backend (the `sandbox.base.Worker` protocol).
+
+    A container started with the same options a cold job of these limits gets (`_options`);
+    instead of the job's directory it mounts its slot: `/job` read-only (job.json, inputs/ and
+    the two FIFOs of the handoff) and `/job/out` writable. No job-specific setting is needed
+    inside: the wall clock is enforced here from the handoff and by the in-container supervisor
+    (`sandbox.runner --warm`, PID 1), which kills the job if archlab is gone. If archlab dies
+    while the worker waits, the worker reads EOF on its FIFO and exits; the sweep at the next
+    `connect()` removes the container."""
+
+    name = "docker"
+
+    def __init__(self, sandbox: DockerSandbox, limits: Limits, devices: Sequence[str] = ()):
+        self.sandbox = sandbox
+        self.limits = limits
+        self.devices = tuple(devices)
+        self.id = f"warm-{uuid.uuid4().hex[:10]}"
+        self.slot = Slot(world_writable_out=True)
+        for fifo in ("go", "ready"):
+            os.mkfifo(self.slot.job / fifo)
+            os.chmod(self.slot.job / fifo, 0o666)
+        # the host holds the read end of `ready` and a read-write end of `go` (so the worker's open never
+        # blocks and it reads EOF when archlab is gone)
+        self.channel = Channel(os.open(self.slot.job / "ready", os.O_RDONLY | os.O_NONBLOCK),
+                               os.open(self.slot.job / "go", os.O_RDWR | os.O_NONBLOCK))
+        self.tail = TailBuffer()
+        self.container = None
+        self.pump: threading.Thread | None = None
+        self.launch_error = ""
+        self._launched = threading.Event()
+        self._lock = threading.Lock()
+        self._discarded = False
+        self._used = False
+        command = [sandbox.plan.python, "-m", "sandbox.runner", "--warm", "/job", "/job/out", "/job/go", "/job/ready",
+                   *(["--cuda"] if limits.gpus and self.devices else [])]
+        mounts = [Mount("/job", str(self.slot.job), type="bind", read_only=True),
+                  Mount("/job/out", str(self.slot.out), type="bind", read_only=False)]
+        labels = {LABEL: self.id, "archlab.run": "", "archlab.worker": "warm"}
+        options = sandbox._options(limits, command, mounts, labels, self.devices)
+        threading.Thread(target=self._launch, args=(options,), name=f"archlab-{self.id}", daemon=True).start()
+
+    def _launch(self, options: dict) -> None:
+        try:
+            container, problem = self.sandbox._start(options, bool(self.devices))
+            with self._lock:
+                self.container, self.launch_error = container, problem
+                discarded = self._discarded
+            if container is not None:
+                if discarded:
+                    self.sandbox._discard(container)
+                    return
+                self.pump = threading.Thread(target=_pump_logs, args=(container, self.tail), daemon=True)
+                self.pump.start()
+        finally:
+            self._launched.set()
+
+    # --- the Worker protocol -----------------------------------------------------------
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self._launched.wait(timeout) or self.container is None:
+            return False
+        ready = self.channel.wait_for("ready", max(0.0, deadline - time.monotonic()), self._running)
+        return ready and self.alive()              # ready once, and not dead since
+
+    def _running(self) -> bool:
+        if self.container is None or self._discarded:
+            return False
+        try:
+            self.container.reload()
+        except ENGINE_ERRORS:
+            return False
+        return self.container.status in ("created", "running")
+
+    def alive(self) -> bool:
+        if not self._launched.is_set():
+            return not self._discarded
+        self.channel._read(0)
+        return not self.channel.eof and self._running()
+
+    def why_lost(self) -> str:
+        if self.launch_error:
+            return self.launch_error
+        last = self.tail.text().strip().splitlines()[-3:]
+        state = self.container.status if self.container is not None else "not started"
+        return f"container {state}" + (f"; its log ends: {' | '.join(last)[-500:]}" if last else "")
+
+    def run(self, job: EvalJob, jobdir: Path, on_taken: Callable[[], None] | None = None) -> EvalResult:
+        """Run `job` on this worker (once); WorkerLost if it dies, or never gets ready, before taking it."""
+        check_fits(self.limits, job)
+        with self._lock:
+            if self._used or self._discarded:
+                raise RuntimeError(f"worker {self.id} was already used or discarded; a worker runs one job")
+            self._used = True
+        if not self.wait_ready(READY_TIMEOUT):
+            reason = f"the worker was not ready within {READY_TIMEOUT:g} s ({self.why_lost()})"
+            self.discard()
+            raise WorkerLost(reason)
+        jobdir = Path(jobdir).resolve()
+        self.slot.place(jobdir)
+        started = time.perf_counter()
+        if not self.channel.send_go() or not self.channel.wait_for("taken", TAKE_TIMEOUT, self._running):
+            reason = f"the worker died before taking the job ({self.why_lost()})"
+            self.discard()
+            raise WorkerLost(reason)
+        try:
+            if on_taken is not None:
+                on_taken()
+            ended = self.sandbox._wait(self.container, self.pump, job.limits.wall_seconds
+                                       - (time.perf_counter() - started))
+        finally:
+            self.channel.close()
+            self.slot.collect(jobdir / "out")     # the container is removed: nothing changes under the copy
+            self.slot.remove()
+        return self.sandbox._classify(job, ended, jobdir / "out", self.tail,
+                                      {"wall_seconds": time.perf_counter() - started})
+
+    def discard(self) -> None:
+        """Remove the container and the slot (idempotent)."""
+        with self._lock:
+            self._discarded = True
+            container = self.container
+        if container is not None:
+            self.sandbox._discard(container)
+        self.channel.close()
+        self.slot.remove()
+
+    def host_pids(self) -> list[int]:
+        """The container's processes as the host numbers them (for tests and diagnostics)."""
+        if not self._running():
+            return []
+        root = int(self.container.attrs["State"].get("Pid") or 0)
+        return descendants(root) if root else []
 
 
 def _docker_wording(result: EvalResult) -> EvalResult:

@@ -2,44 +2,68 @@
 
 What it gives, wherever the OS allows:
 - its own session and process group, killed as a whole at the wall-clock timeout;
-- rlimits: address space (memory), CPU seconds, file size, open files, no core dumps, and
-  processes (RLIMIT_NPROC; the kernel ignores it for root, so as root a pids cgroup is used
-  when one can be created);
+- rlimits: address space, CPU seconds, file size, open files, no core dumps, and processes
+  (RLIMIT_NPROC; the kernel ignores it for root, so as root a pids cgroup is used);
+- as root, a memory cgroup (`sandbox.cgroups`) holding the job's resident memory, all its
+  processes together, to exactly `memory_mb`, swap off; an OOM kill in it is status `oom`
+  (capability `memory_limit`). Where no memory cgroup can be made, only the address space of
+  each process is limited (to `memory_mb` + 2048 MB, since the interpreter and torch map far
+  more than they touch; capability `address_space_only`). With the cgroup, that address-space
+  limit stays as a per-process backstop;
 - a scrubbed environment (no API keys or tokens), its own scratch directory as cwd, HOME and
   TMPDIR, removed afterwards;
 - new network and PID namespaces (`unshare`) when unprivileged user namespaces or root allow
-  it: only a loopback interface exists, and every process the job starts, daemonised or not,
-  dies with it.
+  it: only a loopback interface exists, every process the job starts, daemonised or not, dies
+  with it, and no process outside is visible or can be signalled;
 - with mount namespaces (`sandbox.confine`): the host filesystem read-only except the job's
   output and scratch directories, home directories hidden behind a tmpfs (only the
   interpreter, the virtual environment and the project are brought back), a private
-  /dev/shm, and every capability dropped.
+  /dev/shm, and every capability dropped;
+- PR_SET_PDEATHSIG: the job dies with archlab, even when archlab is SIGKILLed.
+
+Warm workers (`spawn`, used by `sandbox.warm.WarmSandbox`) get every one of these, set up at
+spawn time exactly as for a cold job of the same limits: each is a fresh `unshare`d,
+confined, rlimited, cgrouped process tree that imports the runner's dependencies, then waits
+for one job on a pipe (`sandbox.handoff`, `sandbox.runner --warm`). Its job's files are
+copied into its slot (read-only inside its mount namespace); only the slot's `out/` and
+scratch are writable, and `out/` is copied back to `jobdir/out` (regular files only) after
+the whole tree is dead. The one job-specific limit, CPU seconds (it depends on the wall
+clock), is lowered by the trusted runner before the candidate is imported; the wall clock is
+enforced here from the handoff. Workers are forked by one long-lived thread, since the
+kernel sends PDEATHSIG when the *thread* that forked a child exits.
+
 What it does not give (use the `docker` backend for these): where namespaces are not
-available, none of the above — the job then reads and writes what the invoking user can;
-even confined, it can read the rest of the host filesystem (system files, the project and
-its other runs); a memory limit across processes (RLIMIT_AS is per process); a CPU quota
-(only CPU seconds).
+available, none of the isolation above — the job then reads and writes what the invoking
+user can, and can see and signal other processes; even confined, it can read the rest of the
+host filesystem (system files, the project and its other runs); a CPU quota (only CPU
+seconds).
 """
 from __future__ import annotations
 
 import functools
 import json
 import os
+import queue
 import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Callable, Sequence
 
-from sandbox.base import TailBuffer, failure, read_report, result_from_report
-from wire.jobs import EvalJob, EvalResult
+from sandbox import cgroups
+from sandbox.base import TailBuffer, WorkerLost, check_fits, failure, read_report, result_from_report
+from sandbox.handoff import TAKE_TIMEOUT, Channel, Slot
+from wire.jobs import EvalJob, EvalResult, Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CGROUP_PIDS = Path("/sys/fs/cgroup/pids")
+WARM_CPU_SECONDS = 7 * 24 * 3600   # a waiting worker's CPU-seconds ceiling; the runner lowers it to the job's
+READY_TIMEOUT = 120.0              # how long `run` waits for a worker that is still importing
 # environment variables a job may see; everything else (keys, tokens, proxies) is dropped
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 
@@ -93,68 +117,14 @@ def process_capabilities() -> frozenset[str]:
         found |= {"no_network", "pid_namespace"}
     if confinement_works():
         found |= {"readonly_root", "hidden_home"}
-    if os.geteuid() != 0 or (CGROUP_PIDS / "cgroup.procs").exists() or Path("/sys/fs/cgroup/cgroup.procs").exists():
+    if os.geteuid() != 0 or cgroups.pids_cgroup_works():
         found.add("pid_limit")
+    found.add("memory_limit" if cgroups.memory_cgroup_works() else "address_space_only")
     return frozenset(found)
 
 
-class PidsCgroup:
-    """A cgroup-v1/v2 pids group for one job: caps processes even for root, and kills them all at the end."""
-
-    def __init__(self, job_id: str, max_pids: int):
-        self.path: Path | None = None
-        if os.geteuid() != 0:
-            return
-        root = CGROUP_PIDS if (CGROUP_PIDS / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
-        if not (root / "cgroup.procs").exists():
-            return
-        path = root / f"archlab-{os.getpid()}-{job_id}-{uuid.uuid4().hex[:6]}"
-        try:
-            path.mkdir()
-            (path / "pids.max").write_text(str(max_pids))
-        except OSError:
-            self._remove(path)
-            return
-        self.path = path
-
-    def enter(self) -> None:
-        """Called in the child before exec: the child and all its descendants join the group."""
-        if self.path is not None:
-            (self.path / "cgroup.procs").write_text(str(os.getpid()))
-
-    def kill_all(self) -> None:
-        if self.path is None:
-            return
-        for _ in range(50):
-            try:
-                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            except OSError:
-                break
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.02)
-        self._remove(self.path)
-        self.path = None
-
-    @staticmethod
-    def _remove(path: Path) -> None:
-        for _ in range(50):
-            try:
-                path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.02)
-
-
 def sweep_leftovers() -> int:
-    """Remove the pids cgroups (killing what is in them) and scratch directories of archlab processes
+    """Remove the cgroups (killing what is in them), scratch and slot directories of archlab processes
     that died without cleaning up; returns how many were swept."""
     swept = 0
     for scratch in Path(tempfile.gettempdir()).glob("archlab-*-*"):
@@ -162,21 +132,7 @@ def sweep_leftovers() -> int:
         if scratch.is_dir() and owner.isdigit() and not alive(int(owner)):
             shutil.rmtree(scratch, ignore_errors=True)
             swept += 1
-    for root in (CGROUP_PIDS, Path("/sys/fs/cgroup")):
-        if not root.is_dir() or not os.access(root, os.W_OK):
-            continue
-        for path in root.glob("archlab-*"):
-            try:
-                owner = int(path.name.split("-")[1])
-            except (IndexError, ValueError):
-                continue
-            if alive(owner):
-                continue
-            group = PidsCgroup.__new__(PidsCgroup)
-            group.path = path
-            group.kill_all()
-            swept += 1
-    return swept
+    return swept + cgroups.sweep(alive)
 
 
 def alive(pid: int) -> bool:
@@ -209,7 +165,7 @@ def _limit(kind: int, value: int) -> None:
 
 
 class ProcessSandbox:
-    """Runs each job as a limited child process of this one."""
+    """Runs each job as a limited child process of this one (cold), or hands it to a warm worker (`spawn`)."""
 
     name = "process"
 
@@ -219,8 +175,12 @@ class ProcessSandbox:
         self.confined = "readonly_root" in self.capabilities
         self.swept = sweep_leftovers()
 
-    def _preexec(self, job: EvalJob, cgroup: PidsCgroup):
-        limits = job.limits
+    def _command(self, runner: list[str], writable: list[Path]) -> list[str]:
+        if self.confined:
+            return [*namespace_prefix(), self.python, "-m", "sandbox.confine", confine_spec(writable), "--", *runner]
+        return [*namespace_prefix(), *runner]
+
+    def _preexec(self, limits: Limits, cgroup: cgroups.JobCgroup, cpu_seconds: int) -> Callable[[], None]:
         # the interpreter and torch map far more virtual memory than they touch
         address_space = (limits.memory_mb + 2048) * 1024 * 1024
 
@@ -228,20 +188,24 @@ class ProcessSandbox:
             _die_with_parent()
             cgroup.enter()
             _limit(resource.RLIMIT_AS, address_space)
-            _limit(resource.RLIMIT_CPU, int(limits.wall_seconds * max(1.0, limits.cpus)) + 5)
+            _limit(resource.RLIMIT_CPU, cpu_seconds)
             _limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024)
             _limit(resource.RLIMIT_NOFILE, 256)
             _limit(resource.RLIMIT_CORE, 0)
             _limit(resource.RLIMIT_NPROC, limits.pids)
         return setup
 
-    def _environment(self, scratch: Path, job: EvalJob) -> dict[str, str]:
+    def _environment(self, scratch: Path, limits: Limits, devices: Sequence[str] | None = None) -> dict[str, str]:
+        """The job's whole environment; `devices` None: the cold rule (the host's GPUs, or none for gpus = 0)."""
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        threads = str(max(1, int(job.limits.cpus)))
+        threads = str(max(1, int(limits.cpus)))
         env.update(HOME=str(scratch), TMPDIR=str(scratch), PYTHONPATH=str(PROJECT_ROOT),
                    PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", OMP_NUM_THREADS=threads,
                    MKL_NUM_THREADS=threads)
-        if job.limits.gpus == 0:
+        if devices is not None:
+            env.pop("NVIDIA_VISIBLE_DEVICES", None)
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
+        elif limits.gpus == 0:
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env
 
@@ -249,20 +213,17 @@ class ProcessSandbox:
         jobdir = Path(jobdir).resolve()
         out = jobdir / "out"
         scratch = Path(tempfile.mkdtemp(prefix=f"archlab-{os.getpid()}-{job.job_id}-"))
-        cgroup = PidsCgroup(job.job_id, job.limits.pids)
+        cgroup = cgroups.JobCgroup(job.job_id, job.limits.pids, job.limits.memory_mb)
         runner = [self.python, "-m", "sandbox.runner", str(jobdir / "job.json"), str(jobdir / "inputs"), str(out)]
-        if self.confined:
-            command = [*namespace_prefix(), self.python, "-m", "sandbox.confine", confine_spec([out, scratch]), "--",
-                       *runner]
-        else:
-            command = [*namespace_prefix(), *runner]
+        command = self._command(runner, [out, scratch])
+        cpu_seconds = int(job.limits.wall_seconds * max(1.0, job.limits.cpus)) + 5
         tail = TailBuffer()
         started = time.perf_counter()
         timed_out = False
         try:
-            proc = subprocess.Popen(command, cwd=scratch, env=self._environment(scratch, job),
+            proc = subprocess.Popen(command, cwd=scratch, env=self._environment(scratch, job.limits),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=self._preexec(job, cgroup))
+                                    start_new_session=True, preexec_fn=self._preexec(job.limits, cgroup, cpu_seconds))
         except OSError as exc:
             cgroup.kill_all()
             shutil.rmtree(scratch, ignore_errors=True)
@@ -273,14 +234,206 @@ class ProcessSandbox:
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            _kill_group(proc.pid)
-            cgroup.kill_all()
-            proc.wait()
-            pump.join(timeout=5)
-            proc.stdout.close()
+            oom_kills = _end(proc, cgroup, pump)
             shutil.rmtree(scratch, ignore_errors=True)
         wall = time.perf_counter() - started
-        return classify(job, proc.returncode, timed_out, out, tail.text(), {"wall_seconds": wall})
+        return classify(job, proc.returncode, timed_out, out, tail.text(), {"wall_seconds": wall},
+                        oom_killed=oom_kills > 0)
+
+    def spawn(self, limits: Limits, devices: Sequence[str] = ()) -> "ProcessWorker":
+        """A warm worker for jobs of this profile, starting now; returns at once (see `ProcessWorker`)."""
+        return ProcessWorker(self, limits, devices)
+
+
+def _end(proc: subprocess.Popen, cgroup: cgroups.JobCgroup, pump: threading.Thread | None) -> int:
+    """Kill the job's whole tree, reap it, and return the OOM kills its memory group saw."""
+    _kill_group(proc.pid)
+    oom_kills = cgroup.oom_kills()
+    cgroup.kill_all()
+    proc.wait()
+    if pump is not None:
+        pump.join(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+    return oom_kills
+
+
+class _Launcher:
+    """The one long-lived thread that forks every warm worker of this process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked a child exits, so a worker forked by a
+    short-lived thread (a replacement started from an executor's job thread) would be killed
+    with it; this thread lives as long as the process does."""
+
+    def __init__(self) -> None:
+        self.tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._loop, name="archlab-worker-launcher", daemon=True)
+                self.thread.start()
+        self.tasks.put(task)
+
+    def _loop(self) -> None:
+        while True:
+            self.tasks.get()()
+
+
+_LAUNCHER = _Launcher()
+
+
+class ProcessWorker:
+    """One warm, one-shot worker of the process backend (the `sandbox.base.Worker` protocol).
+
+    Started for a limits profile: rlimits, cgroups (pids and memory), namespaces, confinement
+    and environment are set at spawn exactly as `ProcessSandbox.run` sets them for a job of
+    those limits; its slot's `out/` and scratch are its only writable directories."""
+
+    name = "process"
+
+    def __init__(self, sandbox: ProcessSandbox, limits: Limits, devices: Sequence[str] = ()):
+        self.limits = limits
+        self.devices = tuple(devices)
+        self.id = f"w{uuid.uuid4().hex[:10]}"
+        self.slot = Slot()
+        self.cgroup = cgroups.JobCgroup(self.id, limits.pids, limits.memory_mb)
+        go_read, go_write = os.pipe()
+        ready_read, ready_write = os.pipe()
+        self.channel = Channel(ready_read, go_write)
+        self.tail = TailBuffer()
+        self.proc: subprocess.Popen | None = None
+        self.pump: threading.Thread | None = None
+        self.launch_error = ""
+        self._launched = threading.Event()
+        self._lock = threading.Lock()
+        self._discarded = False
+        self._used = False
+        self._ended = False
+        runner = [sandbox.python, "-m", "sandbox.runner", "--warm", str(self.slot.job), str(self.slot.out),
+                  f"fd:{go_read}", f"fd:{ready_write}", *(["--cuda"] if limits.gpus and self.devices else [])]
+        command = sandbox._command(runner, [self.slot.out, self.slot.home])
+        env = sandbox._environment(self.slot.home, limits, self.devices)
+        preexec = sandbox._preexec(limits, self.cgroup, WARM_CPU_SECONDS)
+        _LAUNCHER.submit(lambda: self._launch(command, env, preexec, (go_read, ready_write)))
+
+    def _launch(self, command: list[str], env: dict[str, str], preexec, child_fds: tuple[int, int]) -> None:
+        try:
+            with self._lock:
+                if self._discarded:
+                    return
+                try:
+                    self.proc = subprocess.Popen(command, cwd=self.slot.home, env=env, stdin=subprocess.DEVNULL,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                 start_new_session=True, preexec_fn=preexec, pass_fds=child_fds)
+                except OSError as exc:
+                    self.launch_error = f"could not start the sandbox process: {exc}"
+                    return
+                self.pump = self.tail.drain(self.proc.stdout)
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+            self._launched.set()
+
+    # --- the Worker protocol -----------------------------------------------------------
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self._launched.wait(timeout) or self.proc is None:
+            return False
+        ready = self.channel.wait_for("ready", max(0.0, deadline - time.monotonic()), self._running)
+        return ready and self.alive()              # ready once, and not dead since
+
+    def alive(self) -> bool:
+        if not self._launched.is_set():
+            return not self._discarded
+        if not self._running():
+            return False
+        self.channel._read(0)
+        return not self.channel.eof
+
+    def _running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and not self._discarded
+
+    def why_lost(self) -> str:
+        if self.launch_error:
+            return self.launch_error
+        code = None if self.proc is None else self.proc.poll()
+        last = self.tail.text().strip().splitlines()[-3:]
+        return (f"exit code {code}" if code is not None else "still running") + (
+            f"; its log ends: {' | '.join(last)[-500:]}" if last else "")
+
+    def run(self, job: EvalJob, jobdir: Path, on_taken: Callable[[], None] | None = None) -> EvalResult:
+        """Run `job` on this worker (once); WorkerLost if it dies, or never gets ready, before taking it."""
+        check_fits(self.limits, job)
+        with self._lock:
+            if self._used or self._discarded:
+                raise RuntimeError(f"worker {self.id} was already used or discarded; a worker runs one job")
+            self._used = True
+        if not self.wait_ready(READY_TIMEOUT):
+            reason = f"the worker was not ready within {READY_TIMEOUT:g} s ({self.why_lost()})"
+            self.discard()
+            raise WorkerLost(reason)
+        jobdir = Path(jobdir).resolve()
+        self.slot.place(jobdir)
+        started = time.perf_counter()
+        if not self.channel.send_go() or not self.channel.wait_for("taken", TAKE_TIMEOUT, self._running):
+            reason = f"the worker died before taking the job ({self.why_lost()})"
+            self.discard()
+            raise WorkerLost(reason)
+        timed_out = False
+        try:
+            if on_taken is not None:
+                on_taken()
+            self.proc.wait(timeout=max(0.0, job.limits.wall_seconds - (time.perf_counter() - started)))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            oom_kills = self._end()
+            self.channel.close()
+            self.slot.collect(jobdir / "out")       # the whole tree is dead: nothing changes under the copy
+            self.slot.remove()
+        wall = time.perf_counter() - started
+        return classify(job, self.proc.returncode, timed_out, jobdir / "out", self.tail.text(),
+                        {"wall_seconds": wall}, oom_killed=oom_kills > 0)
+
+    def _end(self) -> int:
+        """Kill and reap the tree once; the OOM kills its memory group saw."""
+        with self._lock:
+            proc, self._ended = (None if self._ended else self.proc), True
+        return 0 if proc is None else _end(proc, self.cgroup, self.pump)
+
+    def discard(self) -> None:
+        """Kill the worker's whole tree and remove its slot and cgroups (idempotent)."""
+        with self._lock:
+            self._discarded = True
+        self._end()
+        self.cgroup.kill_all()
+        self.channel.close()
+        self.slot.remove()
+
+    def host_pids(self) -> list[int]:
+        """The worker's processes as the host numbers them (for tests and diagnostics)."""
+        return [] if self.proc is None else descendants(self.proc.pid)
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it, by host pid."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def _kill_group(pgid: int) -> None:
@@ -291,8 +444,10 @@ def _kill_group(pgid: int) -> None:
 
 
 def classify(job: EvalJob, returncode: int | None, timed_out: bool, out: Path, log_tail: str,
-             timings: dict[str, float]) -> EvalResult:
-    """Turn how a process ended, plus what it wrote, into a classified result."""
+             timings: dict[str, float], oom_killed: bool = False) -> EvalResult:
+    """Turn how a process ended, plus what it wrote, into a classified result.
+
+    `oom_killed`: the kernel's OOM killer fired in the job's memory cgroup (its configured limit)."""
     if timed_out:
         return failure(job, "timeout", f"the job ran past its wall-clock limit of {job.limits.wall_seconds:g} s "
                        "and was killed; look for an infinite loop, or make the model smaller or faster",
@@ -300,6 +455,9 @@ def classify(job: EvalJob, returncode: int | None, timed_out: bool, out: Path, l
     report, why = read_report(out)
     if report is not None and returncode == 0:
         return result_from_report(job, report, log_tail, timings)
+    if oom_killed:
+        return failure(job, "oom", f"the job was killed by the kernel for using more than its {job.limits.memory_mb} "
+                       "MB memory limit; use a smaller model or chunk the computation", log_tail, timings)
     if returncode is not None and returncode < 0 or (returncode or 0) > 128:
         number = -returncode if returncode < 0 else returncode - 128
         return _signal_result(job, number, log_tail, timings)

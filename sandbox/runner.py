@@ -9,11 +9,27 @@ metrics, message, environment, functional hash) and, for training fidelities,
 `OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). Nothing it writes is
 trusted: the host validates the report's schema and ranges and computes quality metrics
 from the predictions itself.
+
+Warm mode, `python -m sandbox.runner --warm SLOT_JOB OUT GO READY [--cuda]`, is a one-shot
+worker started before its job exists (the protocol is in `sandbox.handoff`). It forks at once:
+- the **supervisor** (this process; PID 1 of the worker's PID namespace, so nothing inside can
+  signal it) never imports torch or the candidate. It learns the job's wall clock from the job
+  process right after the handoff, SIGKILLs everything in the namespace once that and a grace
+  period have passed (the host normally ends the job first), and exits with the job process's
+  status (128 + N for death by signal N), so the host classifies it like a cold runner's.
+- the **job process** imports what `main` needs (torch, numpy, evaluators; with `--cuda` it also
+  creates the CUDA context), says "ready", waits for "go", reads `SLOT_JOB/job.json`, lowers its
+  CPU-seconds limit to the job's own budget when the backend set one, tells the supervisor the
+  wall clock, says "taken", closes both channels and only then runs `main` — the same code, the
+  same argv shape, as a cold runner. It runs exactly one job and exits.
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
+import select
+import signal
 import sys
 import time
 import traceback
@@ -26,6 +42,7 @@ _clock = time.perf_counter
 _replace = os.replace
 
 TRACE_CHARS = 3000  # traceback tail kept in a report
+GRACE_SECONDS = 5   # the supervisor kills a warm job this long after its wall clock (the host acts first)
 
 
 def _candidate_trace(exc: BaseException) -> str:
@@ -117,8 +134,142 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     return 0
 
 
+# --- warm mode -----------------------------------------------------------------------
+def _preload(cuda: bool) -> None:
+    """Everything `main` imports, and the first-call costs of torch, paid before the job is known."""
+    import numpy  # noqa: F401
+    import torch
+
+    from evaluators import bench, fidelities, funchash, proxies, tasks  # noqa: F401
+    from wire.task import TaskSpec  # noqa: F401
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    torch.nn.Linear(4, 4)(torch.zeros(2, 4)).sum().item()
+    if cuda and torch.cuda.is_available():
+        torch.zeros(1, device="cuda")
+
+
+def _channel(spec: str, flags: int) -> int:
+    """An inherited descriptor (`fd:N`, process backend) or a FIFO in the slot (a path, docker)."""
+    return int(spec[3:]) if spec.startswith("fd:") else os.open(spec, flags)
+
+
+def _read_line(fd: int) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _lower_cpu_limit(limits: dict) -> None:
+    """Give the job the CPU seconds a cold runner gets (wall x cpus + 5) from now; only ever lowers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard == resource.RLIM_INFINITY:
+        return                                  # this backend sets none (docker: a CPU quota instead)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    budget = int(float(limits.get("wall_seconds", 300)) * max(1.0, float(limits.get("cpus", 1)))) + 5
+    value = min(hard, int(usage.ru_utime + usage.ru_stime) + 1 + budget)
+    resource.setrlimit(resource.RLIMIT_CPU, (value, value))
+
+
+def _warm_job(slot: Path, out: str, go: str, ready: str, cuda: bool, tell: int) -> int:
+    """The job process: import, wait for exactly one job, hand its wall clock to the supervisor, run it."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG: die with the supervisor
+    except (OSError, AttributeError):
+        pass
+    ready_fd = _channel(ready, os.O_WRONLY)
+    go_fd = _channel(go, os.O_RDONLY)
+    _preload(cuda)
+    os.write(ready_fd, b"ready\n")
+    if _read_line(go_fd) != b"go\n":
+        return 0                                # the host went away before giving a job: nothing ran
+    job_path, inputs = slot / "job.json", slot / "inputs"
+    limits = json.loads(job_path.read_text()).get("limits", {})
+    _lower_cpu_limit(limits)
+    os.write(tell, f"{float(limits.get('wall_seconds', 300))}\n".encode())
+    os.close(tell)
+    os.write(ready_fd, b"taken\n")
+    os.close(ready_fd)
+    os.close(go_fd)
+    sys.argv = [sys.argv[0], str(job_path), str(inputs), out]   # what a cold runner's candidate sees
+    return main(str(job_path), str(inputs), out)
+
+
+def _wait_child(pid: int, timeout: float | None, also: int | None = None) -> int | None:
+    """The child's exit code once it ends within `timeout` (None: no limit), else None; returns early
+    (None) when `also` becomes readable."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            watched = [fd for fd in (pidfd, also) if fd is not None]
+            wait = left if pidfd is not None else min(0.01, left if left is not None else 0.01)
+            readable, _, _ = select.select(watched, [], [], wait)
+            if also is not None and also in readable:
+                return None
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def warm(slot: str, out: str, go: str, ready: str, cuda: bool = False) -> int:
+    """The supervisor: fork the job process, then bound it by the wall clock it reports."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)   # as PID 1 with default handlers, no signal from inside reaches it
+    tell_read, tell_write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(tell_read)
+        code = 1
+        try:
+            code = _warm_job(Path(slot), out, go, ready, cuda, tell_write)
+        except SystemExit as exc:           # what a cold interpreter would exit with
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if not isinstance(exc.code, (int, type(None))):
+                print(exc.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            code = 128 + signal.SIGINT
+        except BaseException:               # noqa: BLE001 - a runner fault: say so on stderr, then exit
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)                  # one job, then gone: no interpreter teardown
+    os.close(tell_write)
+    for spec in (go, ready):                # the channels belong to the job process
+        if spec.startswith("fd:"):
+            os.close(int(spec[3:]))
+    code = _wait_child(child, None, also=tell_read)
+    if code is None:                        # the job was taken: it has its wall clock plus grace
+        told = _read_line(tell_read)
+        wall = float(told) if told.strip() else 0.0
+        code = _wait_child(child, wall + GRACE_SECONDS) if told else _wait_child(child, None)
+        if code is None:
+            if os.getpid() == 1:
+                os.kill(-1, signal.SIGKILL)     # everything in this PID namespace but its init
+            else:
+                os.kill(child, signal.SIGKILL)
+            code = _wait_child(child, None)
+    return 128 - code if code < 0 else code
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 6 and sys.argv[1] == "--warm":
+        sys.exit(warm(*sys.argv[2:6], cuda="--cuda" in sys.argv[6:]))
     if len(sys.argv) != 4:
-        print("usage: python -m sandbox.runner JOB_JSON INPUTS_DIR OUT_DIR", file=sys.stderr)
+        print("usage: python -m sandbox.runner JOB_JSON INPUTS_DIR OUT_DIR\n"
+              "       python -m sandbox.runner --warm SLOT_JOB OUT GO READY [--cuda]", file=sys.stderr)
         sys.exit(2)
     sys.exit(main(*sys.argv[1:]))

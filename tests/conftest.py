@@ -39,8 +39,43 @@ def run_source(tmp_path, tiny_spec, process_sandbox):
 BASELINE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "baselines"
 
 
+def _xdist_scope(nodeid: str) -> str:
+    """The unit of work a pytest-xdist worker gets (`make test`: -n 2 --dist loadfile): every docker test in one
+    unit, run one after another (they assert that no archlab container exists); otherwise a whole module (its
+    module fixtures, a finished run or a built wheel, are built once)."""
+    return "docker" if "docker" in nodeid.lower() else nodeid.split("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadfile`, schedule by `_xdist_scope`: loadfile's modules, plus one unit for all docker tests.
+    It is decided from node ids, in the controller: `xdist_group` marks with `--dist loadgroup` would say it
+    better, but no longer reach the scheduler on pytest 9.2 (pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndDocker(LoadScopeScheduling):     # as LoadFileScheduling, with one more rule
+        def _split_scope(self, nodeid: str) -> str:
+            return _xdist_scope(nodeid)
+
+    return ModulesAndDocker(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A docker test must say so in its node id (module, name or parameter id): that is how it is scheduled."""
+    hidden = [item.nodeid for item in items
+              if item.get_closest_marker("docker") and _xdist_scope(item.nodeid) != "docker"]
+    if hidden:
+        raise pytest.UsageError(f"docker-marked tests without 'docker' in their node id: {hidden}; name or "
+                                "parametrize them so (tests/conftest.py schedules docker tests by it)")
+
+
+@pytest.hookimpl(trylast=True)         # under xdist: after the controller has shut its workers down
 def pytest_sessionfinish(session, exitstatus):
-    """No archlab container may outlive the test suite."""
+    """No archlab container may outlive the test suite: checked once, after every test. Under pytest-xdist each
+    worker's session ends while others still run; the controller's, which ends last, does the check."""
+    if hasattr(session.config, "workerinput"):
+        return
     try:
         import docker
         client = docker.from_env(timeout=10)

@@ -15,6 +15,6 @@ def docker_sandbox_or_skip():
     try:
         return DockerSandbox.connect()
     except SandboxUnavailable as exc:
-        if os.environ.get("ARCHLAB_REQUIRE_DOCKER"):
-            pytest.fail(f"ARCHLAB_REQUIRE_DOCKER is set but the docker backend is unavailable: {exc}")
+        if os.environ.get("ARCHLAB_REQUIRE_DOCKER") or os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI or ARCHLAB_REQUIRE_DOCKER is set but the docker backend is unavailable: {exc}")
         pytest.skip(f"no Docker Engine: {exc}")

@@ -19,23 +19,40 @@ def build_model(spec):
 
 FORK_BOMB = '''
 import os, time
-children = 0
-for _ in range(100000):
+# each child execs a shell whose command line carries MARKER, so leftovers can be found in /proc
+hold = HOLD_SECONDS          # after the first refusal, keep hammering fork() this long
+children, refused, first = 0, None, None
+while True:
     try:
-        if os.fork() == 0:
-            time.sleep(60)   # MARKER
+        pid = os.fork()
+    except OSError as exc:
+        refused, first = exc, first or time.monotonic()
+        if time.monotonic() - first >= hold:
+            break
+        time.sleep(0.01)
+        continue
+    if pid == 0:
+        try:
+            os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARKER"])
+        finally:
             os._exit(0)
-        children += 1
-    except OSError:
-        break
-print("forked", children)
-time.sleep(60)
+    children += 1
+raise RuntimeError(f"fork refused after {children} children: {refused}")
 '''
 
 MEMORY_BOMB = '''
 hog = []
 while True:
     hog.append(bytearray(256 * 1024 * 1024))
+'''
+
+MEMORY_RAMP = '''
+import re
+hog = []
+while True:
+    hog.append(bytearray(16 * 1024 * 1024))          # bytearray(n) writes its zeros: resident at once
+    status = open("/proc/self/status").read()        # anonymous memory is this job's own (shared libraries are not)
+    print("resident", int(re.search(r"RssAnon:\\s+(\\d+)", status).group(1)) // 1024, flush=True)
 '''
 
 INFINITE_LOOP = '''
@@ -108,4 +125,47 @@ fake = {"status": "ok", "metrics": {"accuracy": 1.0, "params": 1.0}, "message": 
 (out / "report.json").write_text(json.dumps(fake))
 json.dumps = lambda *a, **k: '{"status": "ok", "metrics": {"accuracy": 1.0}}'
 time.perf_counter = lambda: 0.0
+''' + MODEL
+
+SIBLING = '''
+import subprocess, sys
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(HELPER_SECONDS)  # MARKER"])
+code = helper.wait()
+if code != 0:
+    raise RuntimeError(f"my helper process ended with {code}: something outside this job killed it")
+print("sibling helper finished")
+''' + MODEL
+
+ATTACK_SIBLINGS = '''
+import os, signal
+for pid in TARGETS:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print("signalled", pid)
+    except OSError as exc:
+        print("signal refused", pid, type(exc).__name__)
+    try:
+        data = open(f"/proc/{pid}/environ", "rb").read()
+        print("read", pid, len(data))
+    except OSError as exc:
+        print("read refused", pid, type(exc).__name__)
+print("visible:", sorted(int(p) for p in os.listdir("/proc") if p.isdigit()))
+''' + MODEL
+
+RAN_ONCE = '''
+import os, pathlib, sys, time
+pathlib.Path(sys.argv[3], f"ran-{os.getpid()}-{time.time_ns()}").write_text("ran")
+print("candidate ran")
+''' + MODEL
+
+SHOW_DEVICES = '''
+import os
+print("devices:", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+''' + MODEL
+
+BESIDE_A_BOMB = '''
+import subprocess, sys
+subprocess.run([sys.executable, "-c", "import time; time.sleep(300)  # MARKER"])   # the test ends it from outside
+done = subprocess.run([sys.executable, "-c", "print('spawned while the bomb held')"], capture_output=True, text=True)
+print(done.stdout.strip())
 ''' + MODEL

@@ -7,6 +7,7 @@ from agents.engine import PlanContext
 from agents.events import EventLog, read_events
 from agents.llm.engine import OpenAIEngine
 from agents.llm.fake import Answer
+from agents.recorder import Recorder
 from agents.records import Candidate, Plan
 from archlab.settings import LLMSettings
 from evaluators.baselines import BASELINES
@@ -48,19 +49,28 @@ def settings(url: str, **over) -> LLMSettings:
 
 
 class Lab:
-    """What `OpenAIEngine.attach` needs from the graph's Lab: an event log and a knowledge store."""
+    """What `OpenAIEngine.attach` needs from the graph's Lab: an event log and a knowledge store.
 
-    def __init__(self, directory: Path):
+    With `records`, also what an older caller of `fix` leaves the engine to read from the run:
+    the candidates on disk and the run's spec.
+    """
+
+    def __init__(self, directory: Path, records: list[Candidate] | None = None):
         self.events = EventLog(directory / "events.jsonl")
         self.store = KnowledgeStore(directory / "knowledge", HashingEmbedder())
+        if records is not None:
+            self.recorder = Recorder(directory, self.events)
+            self.spec = SPEC
+            for candidate in records:
+                self.recorder.save(candidate)
 
     def logged(self) -> list:
         return read_events(self.events.path)[0]
 
 
-def engine(url: str, directory: Path, **over) -> tuple[OpenAIEngine, Lab]:
+def engine(url: str, directory: Path, records: list[Candidate] | None = None, **over) -> tuple[OpenAIEngine, Lab]:
     eng = OpenAIEngine(settings(url, **over), seed=0, api_key=KEY)
-    lab = Lab(directory)
+    lab = Lab(directory, records)
     eng.attach(lab)
     return eng, lab
 

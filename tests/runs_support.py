@@ -13,7 +13,8 @@ ARCHLAB = [sys.executable, "-m", "archlab.cli"]
 TINY_TASK = {"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20, "full_steps": 30}
 # no proxy rung unless a test is about it: it adds a sandbox job per candidate
 TINY_ENV = {"ARCHLAB_TASK_OPTIONS": json.dumps(TINY_TASK), "ARCHLAB_KNOWLEDGE__EMBEDDER": "hashing",
-            "ARCHLAB_SANDBOX__CPUS": "1", "ARCHLAB_LOOP__PROXY_RUNG": "false", "COLUMNS": "200"}
+            "ARCHLAB_SANDBOX__CPUS": "1", "ARCHLAB_LOOP__PROXY_RUNG": "false", "COLUMNS": "200",
+            "ARCHLAB_EXECUTOR__WORKERS": "2"}   # two jobs at once, two candidates per round, on any machine
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ARCHLAB = [sys.executable, "-m", "archlab.cli"]
 TINY = {"ARCHLAB_TASK_OPTIONS": json.dumps({"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 150}),
-        "ARCHLAB_KNOWLEDGE__EMBEDDER": "hashing"}
+        "ARCHLAB_KNOWLEDGE__EMBEDDER": "hashing", "ARCHLAB_EXECUTOR__WORKERS": "2"}   # two candidates per round
 
 
 def archlab(*args, env=None, timeout=300):
@@ -56,7 +56,9 @@ def test_run_directory_holds_everything(finished_run):
     assert [e["seq"] for e in events] == list(range(len(events)))
     retrievals = [e for e in events if e["type"] == "retrieval"]
     assert len(retrievals) >= 2 and retrievals[-1]["payload"]["finding_ids"]   # round 2 retrieves round 1's finding
-    assert sum(t == "finding" for t in types) == 2
+    batches = [e["payload"]["candidate_ids"] for e in events if e["type"] == "parents_selected"]
+    assert batches == [["c001", "c002"], ["c003", "c004"]]             # two rounds of two candidates
+    assert sum(t == "finding" for t in types) == 4
 
 
 def test_candidates_beat_the_mlp_floor_and_analyses_cite_numbers(finished_run):
@@ -113,3 +115,101 @@ def test_eval_proxy_fidelity_reports_zero_cost_proxies():
     metrics = json.loads(out.stdout)["metrics"]
     for name in ("params", "flops", "synflow", "snip", "grad_norm", "naswot", "wpca"):
         assert name in metrics
+
+
+# `archlab runs`, `show` and `review` only read files: they must not pay torch's import (seconds)
+NO_TORCH = ("import sys\nsys.argv = ['archlab', *sys.argv[1:]]\nfrom archlab.cli import app\n"
+            "try:\n    app()\nexcept SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)\n"
+            "sys.exit(code)\n")
+
+
+@pytest.mark.parametrize("command", ["runs", "show", "review"])
+def test_reading_commands_do_not_import_torch(finished_run, command):
+    runs, run_dir, _ = finished_run
+    args = [] if command == "runs" else [run_dir.name]
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, command, *args, "--runs-dir", str(runs)], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **TINY}, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "torch not imported" in proc.stderr, proc.stderr
+    assert (run_dir.name if command == "runs" else "c001" if command == "show" else "nothing waits") in proc.stdout
+
+
+def test_sandbox_image_is_a_setting_that_reaches_the_sandbox_and_run_json(monkeypatch, tmp_path):
+    from archlab.backends import make_sandbox
+    from archlab.session import start_run
+    from archlab.settings import load_settings
+    from sandbox.docker_backend import DockerSandbox
+    monkeypatch.setenv("ARCHLAB_SANDBOX__IMAGE", "archlab-sandbox:test")
+    settings = load_settings(None, sandbox__backend="docker", runs_dir=tmp_path)
+    assert settings.sandbox.image == "archlab-sandbox:test"
+    asked = {}
+    monkeypatch.setattr(DockerSandbox, "connect", classmethod(lambda cls, image=None, gpus=None: asked.update(image=image)))
+    make_sandbox(settings)
+    assert asked == {"image": "archlab-sandbox:test"}
+    monkeypatch.delenv("ARCHLAB_SANDBOX__IMAGE")
+    _, run_dir = start_run(settings)
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["sandbox"]["image"] == "archlab-sandbox:test"
+
+
+def _copy_of(run_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    import shutil
+    runs = tmp_path / "runs"
+    copy = runs / run_dir.name
+    shutil.copytree(run_dir, copy)
+    return runs, copy
+
+
+def test_resume_config_moves_the_llm_endpoint_and_sandbox_and_records_it(finished_run, tmp_path):
+    runs, copy = _copy_of(finished_run[1], tmp_path)
+    config = tmp_path / "moved.toml"
+    config.write_text('[llm]\nbase_url = "http://127.0.0.1:9/v1"\nplanner_model = "moved-model"\n\n'
+                      '[sandbox]\nmemory_mb = 3072\n')
+    before = json.loads((copy / "run.json").read_text())["settings"]
+    out = archlab("resume", copy.name, "--runs-dir", str(runs), "--config", str(config),
+                  env={"OPENAI_API_KEY": "sk-never-written-anywhere"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "llm.base_url" in out.stdout
+    record = json.loads((copy / "run.json").read_text())
+    assert record["settings"]["llm"]["base_url"] == "http://127.0.0.1:9/v1"
+    assert record["settings"]["llm"]["planner_model"] == "moved-model"
+    assert record["settings"]["sandbox"]["memory_mb"] == 3072
+    assert {k: v for k, v in record["settings"].items() if k not in ("llm", "sandbox")} == \
+        {k: v for k, v in before.items() if k not in ("llm", "sandbox")}
+    expected = {"llm.base_url", "llm.planner_model", "sandbox.memory_mb"}
+    assert set(record["overrides"][-1]["changed"]) == expected
+    log = [json.loads(line) for line in (copy / "events.jsonl").read_text().splitlines()]
+    overridden = [e for e in log if e["type"] == "settings_overridden"]
+    assert len(overridden) == 1 and set(overridden[0]["payload"]["changed"]) == expected
+    assert overridden[0]["payload"]["changed"]["sandbox.memory_mb"] == {"from": before["sandbox"]["memory_mb"],
+                                                                        "to": 3072}
+    assert [e["type"] for e in log].index("settings_overridden") < max(
+        i for i, e in enumerate(log) if e["type"] == "run_resumed")
+    for path in (copy / "events.jsonl", copy / "run.json"):
+        assert "sk-never-written-anywhere" not in path.read_text()
+
+
+def test_resume_config_is_what_the_resumed_run_uses(finished_run, tmp_path):
+    runs, copy = _copy_of(finished_run[1], tmp_path)
+    config = tmp_path / "docker.toml"
+    config.write_text('[sandbox]\nbackend = "docker"\n')
+    out = archlab("resume", copy.name, "--runs-dir", str(runs), "--config", str(config),
+                  env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert out.returncode == 2 and "cannot reach the Docker Engine" in out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("text, named", [
+    ('[loop]\nexplore = 0.5\n', "[loop]"),
+    ('rounds = 9\n[llm]\nbase_url = "http://127.0.0.1:9/v1"\n', "'rounds'"),
+    ('[llm]\napi_key = "sk-a-key-in-a-file"\n', "llm.api_key"),
+    ('[sandbox]\nmemory_mb = 1\n', "sandbox.memory_mb"),
+])
+def test_resume_config_refuses_anything_but_llm_and_sandbox(finished_run, tmp_path, text, named):
+    runs, copy = _copy_of(finished_run[1], tmp_path)
+    config = tmp_path / "other.toml"
+    config.write_text(text)
+    before = {p: (copy / p).read_bytes() for p in ("run.json", "events.jsonl")}
+    out = archlab("resume", copy.name, "--runs-dir", str(runs), "--config", str(config))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert named in out.stderr and "sk-a-key-in-a-file" not in out.stderr + out.stdout
+    assert {p: (copy / p).read_bytes() for p in before} == before

@@ -7,17 +7,19 @@ from typing import ClassVar
 
 import pytest
 
-from agents.event_types import (EVENT_TYPES, EventSchemaError, JobResult, ParentsSelected, Payload, decision_types,
-                                event, event_line_adapter, validate_payload)
+from agents.event_types import (EVENT_TYPES, EventSchemaError, JobResult, ParentsSelected, Payload, Promotion,
+                                decision_types, event, event_line_adapter, validate_payload)
 from agents.events import Event
 from archlab.replay import decisions, first_divergence
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SOURCE = {"tests", "runs", "build", "node_modules"}     # tests emit made-up types on purpose
+# `emit` writes to the log; `on_event` callbacks (executors, warm sandboxes) are passed on to it, with fields added
+EMITTERS = {"emit": True, "on_event": False}                # name -> whether its call carries the whole payload
 
 
-def emit_calls() -> list[tuple[str, int, list[str], ast.Call]]:
-    """(file:line, event types, call) for every `.emit("<type>", ...)` in the source tree."""
+def emit_calls() -> list[tuple[str, list[str], ast.Call, bool]]:
+    """(file:line, event types, call, whole payload?) for every `.emit("<type>", ...)` in the source tree."""
     found = []
     for path in sorted(ROOT.rglob("*.py")):
         parts = path.relative_to(ROOT).parts
@@ -27,28 +29,29 @@ def emit_calls() -> list[tuple[str, int, list[str], ast.Call]]:
             if not (isinstance(node, ast.Call) and node.args):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            if name != "emit":
+            if name not in EMITTERS:
                 continue
             first = node.args[0]
             options = [first.body, first.orelse] if isinstance(first, ast.IfExp) else [first]
             types = [o.value for o in options if isinstance(o, ast.Constant) and isinstance(o.value, str)]
             if types:
-                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", types, node))
+                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", types, node, EMITTERS[name]))
     return found
 
 
 def test_the_scan_sees_the_emit_sites():
-    seen = {t for _, types, _ in emit_calls() for t in types}
+    seen = {t for _, types, _, _ in emit_calls() for t in types}
     assert {"result", "plan", "run_started", "run_resumed", "llm_response"} <= seen
 
 
 def test_every_emitted_type_has_a_model_and_every_keyword_is_a_field():
     problems = []
-    for where, types, call in emit_calls():
+    for where, types, call, whole in emit_calls():
         keywords = {k.arg for k in call.keywords if k.arg is not None}
         spread = False                  # `**decision.as_event(...)`: its keys are checked on write, not here
         for k in call.keywords:
-            if k.arg is None and isinstance(k.value, ast.Dict) and all(isinstance(key, ast.Constant) for key in k.value.keys):
+            literal = isinstance(k.value, ast.Dict) and all(isinstance(key, ast.Constant) for key in k.value.keys)
+            if k.arg is None and literal:
                 keywords |= {key.value for key in k.value.keys}          # `**{"from": ...}`
             elif k.arg is None:
                 spread = True
@@ -62,7 +65,7 @@ def test_every_emitted_type_has_a_model_and_every_keyword_is_a_field():
             if unknown:
                 problems.append(f"{where}: {type!r} passes {unknown}, which {model.__name__} does not have")
             missing = sorted(n for n, f in fields.items() if f.is_required() and n not in keywords)
-            if missing and not spread:
+            if missing and whole and not spread:
                 problems.append(f"{where}: {type!r} does not pass {missing}, which {model.__name__} requires")
     assert not problems, "\n".join(problems)
 
@@ -112,14 +115,16 @@ def test_replay_compares_the_fields_the_models_mark():
            ev(1, "parents_selected", round=1, parent_ids=["b-softmax"], explore=False, ranking=["b-softmax", "b-x"]),
            promotion(2, "proxy"), promotion(3, "short"), promotion(4, "short")]   # the last: a re-run node
     found = decisions(log)
-    assert found == [("parents_selected", "1", '["b-softmax"]', "false"),
-                     ("promotion", '"c001"', '"proxy"', "true"), ("promotion", '"c001"', '"short"', "true")]
+    assert [d[0] for d in found] == ["parents_selected", "promotion", "promotion"]
+    chosen = dict(zip(ParentsSelected.decides, found[0][1:]))
+    assert (chosen["round"], chosen["parent_ids"], chosen["explore"]) == ("1", '["b-softmax"]', "false")
+    assert [dict(zip(Promotion.decides, d[1:]))["rung"] for d in found[1:]] == ['"proxy"', '"short"']
     # a field the model does not mark (ranking) is not compared; one it marks (explore) is
     other_ranking = ev(1, "parents_selected", round=1, parent_ids=["b-softmax"], explore=False, ranking=[])
     assert decisions([log[0], other_ranking, *log[2:]]) == found
     explored = ev(1, "parents_selected", round=1, parent_ids=["b-softmax"], explore=True, ranking=[])
-    assert "parents_selected(round=1, parent_ids=[\"b-softmax\"], explore=false)" in \
-        first_divergence(found, decisions([explored, *log[2:]]))
+    divergence = first_divergence(found, decisions([explored, *log[2:]]))
+    assert divergence.startswith("decision 0: the log has parents_selected(round=1, ") and "explore=true" in divergence
     assert "promoted=false" in first_divergence(found, decisions([*log[:3], promotion(3, "short", False)]))
 
 
@@ -130,3 +135,54 @@ def test_a_new_decision_type_is_compared_once_its_model_says_so(monkeypatch):
         size: int
     monkeypatch.setitem(EVENT_TYPES, "batch_started", BatchStarted)
     assert decisions([ev(0, "batch_started", round=1, size=4)]) == [("batch_started", "1", "4")]
+
+
+def result(seq, candidate_id, status="ok"):
+    return ev(seq, "result", job_id=f"{candidate_id}-short-0", candidate_id=candidate_id, fidelity="short",
+              status=status, metrics={}, message="", timings={})
+
+
+def test_concurrent_branches_may_interleave_but_each_keeps_its_order():
+    finished = ev(3, "run_finished", rounds=1, reason="")
+    recorded = [result(0, "c001"), result(1, "c002"), promotion(2, "proxy"), finished]
+    replayed = [result(0, "c002"), result(1, "c001"), promotion(2, "proxy"), finished]
+    assert decisions(recorded) == decisions(replayed)
+    assert decisions(recorded)[0][0] == "run_finished"          # the run's own decisions first
+    failed = [result(0, "c002", status="error"), *replayed[1:]]
+    assert "c002-short-0" in first_divergence(decisions(recorded), decisions(failed))
+    reordered = [result(0, "c002"), promotion(1, "proxy"), result(2, "c001"), finished]   # within c001: not the same
+    assert first_divergence(decisions(recorded), decisions(reordered))
+
+
+def test_the_replay_engine_serves_each_branch_its_own_plan_and_code():
+    from agents.engine import PlanContext
+    from agents.offline.engine import NoProposal
+    from agents.records import Candidate
+    from agents.replay import ReplayDivergence, ReplayEngine
+    from wire.task import TaskSpec
+
+    def plan(seq, cid, parent):
+        return ev(seq, "plan", round=1, candidate_id=cid, parent_id=parent, title=f"{parent}: x", motivation="m",
+                  change="heads", detail=f"for {cid}")
+
+    log = [ev(0, "parents_selected", round=1, parent_ids=["b-a", "b-b"], explore=False, ranking=[],
+              candidate_ids=["c001", "c002"]),
+           ev(1, "no_proposal", round=1, candidate_id="c002", parent_id="b-a", reason="nothing new for b-a"),
+           plan(2, "c002", "b-b"), plan(3, "c001", "b-a"),
+           ev(4, "code", round=1, candidate_id="c002", parent_id="b-b", source_hash="h2", source="two"),
+           ev(5, "code", round=1, candidate_id="c001", parent_id="b-a", source_hash="h1", source="one")]
+    engine = ReplayEngine(log)
+    spec = TaskSpec(name="mqar", family="sequence")
+    parent = {cid: Candidate(id=cid, run_id="r", task="mqar", title=cid, source="") for cid in ("b-a", "b-b")}
+
+    def context(slot, parent_id):
+        return PlanContext(spec=spec, round=1, parent=parent[parent_id], candidates=[], slot=slot, batch=2)
+
+    first = engine.plan(context(0, "b-a"))
+    assert first.detail == "for c001" and engine.code(first, parent["b-a"], spec) == "one"
+    with pytest.raises(NoProposal, match="nothing new for b-a"):
+        engine.plan(context(1, "b-a"))
+    second = engine.plan(context(1, "b-b"))
+    assert second.candidate_id == "c002" and engine.code(second, parent["b-b"], spec) == "two"
+    with pytest.raises(ReplayDivergence, match="c001.*b-a.*b-b"):
+        engine.plan(context(0, "b-b"))

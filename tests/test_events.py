@@ -57,7 +57,8 @@ def test_the_written_line_is_the_model_and_event_data_is_typed(tmp_path):
     log.close()
     assert isinstance(written.data, JobResult) and written.data.gpus == 0 and written.data.result is None
     line = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
-    assert line["schema_version"] == SCHEMA_VERSION and line["payload"]["gpus"] == 0 and line["payload"]["result"] is None
+    assert line["schema_version"] == SCHEMA_VERSION
+    assert line["payload"]["gpus"] == 0 and line["payload"]["result"] is None
     events, _ = read_events(tmp_path / "events.jsonl")
     assert events[0].payload == written.payload
     metrics = events[1].data.metrics

@@ -42,6 +42,19 @@ def plan_with(**changes) -> str:
     return json.dumps({**PLAN, **changes})
 
 
+def raw(message: dict, finish: str = "stop", **top) -> Answer:
+    """A completion body written out by hand, for shapes the fake's `Answer.text` does not make."""
+    return Answer(body=json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                                   "choices": [{"index": 0, "message": {"role": "assistant", **message},
+                                                "finish_reason": finish}], **top}).encode())
+
+
+# the analyst copied `78,848` from a prompt that printed numbers with thousands separators
+SEPARATED = ('{"summary": "The narrower model kept most of its recall.",\n "findings": [{"text": "Narrowing '
+             'd_model kept accuracy on MQAR.", "kind": "insight",\n   "evidence": [{"metric": "params", '
+             '"value": 78,848}]}]}')
+
+
 CASES = [
     # --- the coder ---------------------------------------------------------------------------
     Case("prose-around-code", "code", [Answer.text(fenced(GOOD, "Sure! I made the model narrower.", "Let me know!"))], "ok"),
@@ -113,7 +126,26 @@ CASES = [
     Case("fix-returns-the-failing-module", "fix", [Answer.text(fenced(BROKEN)), Answer.text(fenced(GOOD))], "ok",
          match="unchanged from the one that failed"),
     Case("fix-no-code-every-time", "fix", [Answer.text("The error is in the matmul.")] * 3, "gave_up"),
+    # --- answers of unusual shape (what OpenAI-compatible servers send) ---------------------------
+    Case("content-as-parts", "code", [raw({"content": [{"type": "text", "text": fenced(GOOD)}]})], "ok"),
+    Case("plan-as-a-tool-call", "plan",
+         [raw({"content": None, "tool_calls": [{"id": "t", "type": "function", "function": {
+             "name": "PlanAnswer", "arguments": json.dumps(PLAN)}}]}, finish="tool_calls")], "ok"),
+    Case("reasoning-only-then-ok", "plan",
+         [raw({"content": "", "reasoning_content": "The parent is strong, so..."}, finish="length"), Answer.json(PLAN)],
+         "ok", match="only reasoning .* no final content"),
+    Case("no-choices-then-ok", "code",
+         [Answer(body=b'{"id": "c", "object": "chat.completion", "created": 0, "model": "m", "choices": []}'),
+          Answer.text(fenced(GOOD))], "ok", match="no choices"),
+    Case("refusal-part-then-ok", "analyze",
+         [raw({"content": [{"type": "refusal", "refusal": "I can't help with that."}]}), Answer.json(ANALYSIS)],
+         "ok", match="declines the task"),
     # --- the analyst -------------------------------------------------------------------------
+    Case("analysis-thousands-separator-then-ok", "analyze", [Answer.text(SEPARATED), Answer.json(ANALYSIS)], "ok",
+         match=r"not valid JSON: Expecting property name enclosed in double quotes at line 3, column \d+ .*"
+               r"78,848.*without thousands separators"),
+    Case("plan-single-quotes-then-ok", "plan",
+         [Answer.text(str(PLAN)), Answer.json(PLAN)], "ok", match=r"line 1, column 2 .*double quotes"),
     Case("analysis-evidence-as-dict", "analyze",
          [Answer.json({**ANALYSIS, "findings": [{**ANALYSIS["findings"][0], "evidence": {"accuracy": 0.55}}]})], "ok"),
     Case("analysis-bad-kind-then-ok", "analyze",
@@ -134,9 +166,8 @@ def run_role(eng, role: str):
     if role == "code":
         return eng.code(THE_PLAN, parent, context().spec)
     if role == "fix":
-        eng._coding = (parent, context().spec)
         failure = result("c001", "check", "error", "RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)")
-        return eng.fix(THE_PLAN, BROKEN, failure, 1)
+        return eng.fix(THE_PLAN, BROKEN, failure, 1, parent=parent, spec=context().spec)
     return eng.analyze(child(), parent, baselines())
 
 
@@ -188,3 +219,7 @@ def test_bad_answer_is_handled(case: Case, tmp_path):
     assert all(json.loads(line) for line in log.splitlines())
     unusable = [e for e in lab.logged() if e.type == "llm_error" and e.payload["kind"] == "unusable_answer"]
     assert all(e.payload["message"] for e in unusable)
+    answered = [e.payload["call_id"] for e in lab.logged() if e.type == "llm_response"]
+    marked = {e.payload["call_id"] for e in lab.logged() if e.type in ("duplicate_code",) or e in unusable}
+    taken = [c for c in answered if c not in marked]      # every other answer was taken: at most one per call
+    assert len(taken) <= 1 and (case.expect not in ("ok", "static") or len(taken) == 1), (answered, marked)

@@ -1,6 +1,7 @@
 """The client over real HTTP to the strict fake endpoint: retries, waits, refusals, structured outputs, cost, the key."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -131,15 +132,66 @@ def test_structured_outputs_are_sent_as_a_strict_json_schema():
     assert schema["additionalProperties"] is False and set(schema["required"]) == set(PlanAnswer.model_fields)
 
 
-def test_auto_drops_structured_outputs_when_the_endpoint_refuses_them():
+def sent_formats(fake: FakeEndpoint) -> list[str]:
+    return [(r.body.get("response_format") or {}).get("type", "text") for r in fake.received]
+
+
+def test_auto_steps_down_when_the_endpoint_refuses_json_schema():
     refusal = Answer.error(400, "response_format json_schema is not supported")
     with FakeEndpoint({"planner-m": [refusal, Answer.json(PLAN), Answer.json(PLAN)]}) as fake:
         llm, events, waits = client(fake)
         llm.chat("planner", HI, PlanAnswer)
-        llm.chat("planner", HI, PlanAnswer)                       # remembered: not offered again
-        formats = ["response_format" in r.body for r in fake.received]
-    assert formats == [True, False, False] and waits == []
-    assert [p["kind"] for t, p in events.events if t == "llm_error"] == ["structured_outputs_refused"]
+        llm.chat("planner", HI, PlanAnswer)                       # remembered: json_schema not offered again
+        json_object = fake.received[1].body["response_format"]
+    assert sent_formats(fake) == ["json_schema", "json_object", "json_object"] and waits == []
+    assert json_object["schema"]["required"] == list(PlanAnswer.model_fields)     # llama.cpp's grammar extension
+    errors = [p for t, p in events.events if t == "llm_error"]
+    assert [e["kind"] for e in errors] == ["json_schema_refused"]
+    assert "gets json_object from now on" in errors[0]["message"] and "structured_outputs" in errors[0]["message"]
+
+
+def test_auto_falls_back_step_by_step_on_any_error_answer():
+    """llama-cpp-python answers 500 to json_schema; a server may refuse json_object too: plain text then works."""
+    answers = [Answer.error(500, "Input should be 'text' or 'json_object'"), Answer.error(422, "no JSON mode"),
+               Answer.json(PLAN), Answer.json(PLAN)]
+    with FakeEndpoint({"planner-m": answers}) as fake:
+        llm, events, waits = client(fake)
+        assert json.loads(llm.chat("planner", HI, PlanAnswer).text) == PLAN
+        llm.chat("planner", HI, PlanAnswer)
+    assert sent_formats(fake) == ["json_schema", "json_object", "text", "text"]
+    assert waits == [] and llm.format_for("planner-m") == "text" and llm.format_for("coder-m") == "json_schema"
+    assert [p["kind"] for t, p in events.events if t == "llm_error"] == ["json_schema_refused", "json_object_refused"]
+
+
+def test_a_transient_error_does_not_drop_structured_outputs():
+    with FakeEndpoint({"planner-m": [Answer.error(429, headers={"Retry-After": "0"}), Answer.json(PLAN)]}) as fake:
+        llm, _, _ = client(fake)
+        llm.chat("planner", HI, PlanAnswer)
+    assert sent_formats(fake) == ["json_schema", "json_schema"]
+
+
+def test_the_fallback_is_taken_up_again_from_the_log_after_a_resume(tmp_path):
+    """A fresh client (a resumed run) reads the fallback from the run's event log: no second refused request."""
+    from agents.events import EventLog
+    log = EventLog(tmp_path / "events.jsonl")
+    with FakeEndpoint({"planner-m": [Answer.error(500, "json_schema?"), Answer.json(PLAN)]}) as fake:
+        first = LLMClient(settings(fake.url), KEY, log, seed=0, sleep=lambda s: None)
+        first.chat("planner", HI, PlanAnswer)
+    log.close()
+    resumed_log = EventLog(tmp_path / "events.jsonl")
+    with FakeEndpoint({"planner-m": [Answer.json(PLAN)]}) as fake:
+        resumed = LLMClient(settings(fake.url), KEY, resumed_log, seed=0, sleep=lambda s: None)
+        resumed.restore_formats(resumed_log.history)
+        resumed.chat("planner", HI, PlanAnswer)
+    assert sent_formats(fake) == ["json_object"]
+
+
+def test_on_mode_that_keeps_failing_names_the_setting():
+    with FakeEndpoint({"planner-m": [Answer.error(500, "unsupported response_format")] * 3}) as fake:
+        llm, _, _ = client(fake, structured_outputs="on")
+        with pytest.raises(LLMUnavailable, match=r"llm.structured_outputs = 'on'.*'auto' or 'off'"):
+            llm.chat("planner", HI, PlanAnswer)
+    assert sent_formats(fake) == ["json_schema"] * 3
 
 
 def test_on_means_on_and_off_means_off():
@@ -217,3 +269,88 @@ def test_none_in_toml_or_env_leaves_a_value_to_the_server(tmp_path, monkeypatch)
     assert s.llm.temperature is None and list(s.llm.prices) == ["llama3.1:8b"]
     monkeypatch.setenv("ARCHLAB_LLM__MAX_OUTPUT_TOKENS", "none")
     assert load_settings(None).llm.max_output_tokens is None
+
+
+def completion(message=None, choices=None, usage=..., finish="stop", **top) -> bytes:
+    body = {"id": "c", "object": "chat.completion", "created": 0, "model": "served-name",
+            "choices": choices if choices is not None else [{"index": 0, "message": message, "finish_reason": finish}],
+            **top}
+    if usage is ...:
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    if usage is not None:
+        body["usage"] = usage
+    return json.dumps(body).encode()
+
+
+TOOL_CALL = {"id": "t1", "type": "function", "function": {"name": "PlanAnswer", "arguments": json.dumps(PLAN)}}
+# (id, body, text, refused, note must contain, tokens (in, out) or None for estimated)
+SHAPES = [
+    ("content-parts", completion({"role": "assistant", "content": [{"type": "text", "text": "hello "},
+                                                                    {"type": "text", "text": "world"}]}),
+     "hello world", False, "", (11, 7)),
+    ("output-text-parts-and-an-image", completion({"role": "assistant", "content": [
+        {"type": "output_text", "text": "ok"}, {"type": "image_url", "image_url": {"url": "x"}}]}),
+     "ok", False, "image_url", (11, 7)),
+    ("one-part-as-an-object", completion({"role": "assistant", "content": {"type": "text", "text": "solo"}}),
+     "solo", False, "", (11, 7)),
+    ("parts-with-null-text", completion({"role": "assistant", "content": [{"type": "text", "text": None}]}),
+     "", False, "", (11, 7)),
+    ("number-content", completion({"role": "assistant", "content": 42}), "42", False, "", (11, 7)),
+    ("null-content-with-tool-call", completion({"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+                                               finish="tool_calls"),
+     json.dumps(PLAN), False, "call to the tool 'PlanAnswer'", (11, 7)),
+    ("old-function-call", completion({"role": "assistant", "content": None,
+                                      "function_call": {"name": "f", "arguments": "{\"a\": 1}"}}),
+     "{\"a\": 1}", False, "call to the tool 'f'", (11, 7)),
+    ("reasoning-field-and-empty-content", completion({"role": "assistant", "content": "",
+                                                      "reasoning_content": "Let me think about it..."},
+                                                     finish="length"),
+     "", False, "only reasoning", (11, 7)),
+    ("reasoning-parts", completion({"role": "assistant", "content": [{"type": "reasoning", "text": "hmm"},
+                                                                     {"type": "text", "text": "answer"}]}),
+     "answer", False, "", (11, 7)),
+    ("think-block-in-content", completion({"role": "assistant", "content": "<think>draft {\"x\": 1}</think>\nfinal"}),
+     "\nfinal", False, "", (11, 7)),
+    ("unclosed-think-block", completion({"role": "assistant", "content": "<think>still thinking"}, finish="length"),
+     "", False, "only reasoning", (11, 7)),
+    ("refusal-field", completion({"role": "assistant", "content": None, "refusal": "I can't help with that."}),
+     "I can't help with that.", True, "", (11, 7)),
+    ("refusal-part", completion({"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]}),
+     "No.", True, "", (11, 7)),
+    ("no-choices", completion(choices=[]), "", False, "no choices", (11, 7)),
+    ("choice-without-message", completion(None), "", False, "without a message", (11, 7)),
+    ("message-as-a-string", completion("bare text"), "bare text", False, "", (11, 7)),
+    ("no-usage", completion({"role": "assistant", "content": "x" * 40}, usage=None), "x" * 40, False, "", None),
+    ("usage-with-strings-and-nulls", completion({"role": "assistant", "content": "ok"},
+                                                usage={"prompt_tokens": "9", "completion_tokens": None}),
+     "ok", False, "", (9, 0)),
+    ("usage-not-an-object", completion({"role": "assistant", "content": "ok"}, usage=3), "ok", False, "", None),
+    ("null-finish-reason-and-model", completion({"role": "assistant", "content": "ok"}, finish=None, model=None),
+     "ok", False, "", (11, 7)),
+    ("audio-transcript", completion({"role": "assistant", "content": None,
+                                     "audio": {"id": "a", "data": "", "expires_at": 0, "transcript": "spoken"}}),
+     "spoken", False, "", (11, 7)),
+]
+
+
+@pytest.mark.parametrize("body, text, refused, note, tokens", [s[1:] for s in SHAPES], ids=[s[0] for s in SHAPES])
+def test_every_answer_shape_becomes_a_reply(body, text, refused, note, tokens):
+    with FakeEndpoint({"planner-m": [Answer(body=body)]}) as fake:
+        llm, events, _ = client(fake)
+        reply = llm.chat("planner", HI)
+    assert isinstance(reply.text, str) and reply.text == text and reply.refused is refused
+    assert note in reply.note if note else reply.note == ""
+    response = events.events[-1][1]
+    assert events.events[-1][0] == "llm_response" and response["text"] == text
+    if tokens is None:
+        assert response["usage_estimated"] and reply.input_tokens > 0
+    else:
+        assert (reply.input_tokens, reply.output_tokens) == tokens
+
+
+def test_bodies_that_are_no_chat_completion_are_resent():
+    bad = [Answer(body=b"[]"), Answer(body=b'{"error": {"message": "overloaded"}}'), Answer(body=b'{"choices": {"0": 1}}')]
+    with FakeEndpoint({"planner-m": [*bad, Answer.text("ok")]}) as fake:
+        llm, events, _ = client(fake, max_retries=3)
+        assert llm.chat("planner", HI).text == "ok"
+    assert [p["kind"] for t, p in events.events if t == "llm_error"] == ["bad_response"] * 3

@@ -30,7 +30,7 @@ SECOND_PLAN = {"title": "fewer attention heads", "hypothesis": "With only four k
 def llm_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     answers = {
-        "planner-m": [Answer.json(PLAN, expect="Principles from the literature"),
+        "planner-m": [Answer.json(PLAN, expect="Literature principles"),
                       Answer.json(SECOND_PLAN, expect="- c001 from")],          # round 2 sees round 1 as tried
         "coder-m": [Answer.text(fenced(module(48), "Here is the narrower model.")),
                     Answer.text(fenced(module(40).replace('"n_heads": 4', '"n_heads": 2')))],
@@ -40,7 +40,8 @@ def llm_run(tmp_path_factory):
     with FakeEndpoint(answers) as fake:
         env = {"ARCHLAB_LLM__BASE_URL": fake.url, "OPENAI_API_KEY": KEY, "ARCHLAB_LLM__PLANNER_MODEL": "planner-m",
                "ARCHLAB_LLM__CODER_MODEL": "coder-m", "ARCHLAB_LLM__ANALYST_MODEL": "analyst-m",
-               "ARCHLAB_LLM__PRICES": json.dumps(PRICES), "ARCHLAB_LLM__TIMEOUT_SECONDS": "30"}
+               "ARCHLAB_LLM__PRICES": json.dumps(PRICES), "ARCHLAB_LLM__TIMEOUT_SECONDS": "30",
+               "ARCHLAB_LOOP__BATCH": "1"}      # one candidate per round: round 2's plan must see round 1's
         proc = archlab("run", "--task", "mqar", "--rounds", "2", "--llm", "openai", "--short-steps", "30",
                        "--runs-dir", str(runs), extra_env=env, timeout=540)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -96,7 +97,9 @@ def test_the_run_replays_with_no_model(llm_run):
 def test_an_endpoint_that_stays_down_stops_the_run_with_a_message(tmp_path):
     with FakeEndpoint({"planner-m": [Answer.error(502), Answer.error(502)]}) as fake:
         env = {"ARCHLAB_LLM__BASE_URL": fake.url, "OPENAI_API_KEY": KEY, "ARCHLAB_LLM__PLANNER_MODEL": "planner-m",
-               "ARCHLAB_LLM__MAX_RETRIES": "1", "ARCHLAB_LLM__BACKOFF_SECONDS": "0.01"}
+               "ARCHLAB_LLM__CODER_MODEL": "planner-m", "ARCHLAB_LLM__ANALYST_MODEL": "planner-m",
+               "ARCHLAB_LLM__MAX_RETRIES": "1", "ARCHLAB_LLM__BACKOFF_SECONDS": "0.01",
+               "ARCHLAB_LOOP__BATCH": "1"}      # one branch: its two failed attempts are the whole story
         proc = archlab("run", "--rounds", "1", "--llm", "openai", "--short-steps", "10", "--runs-dir", str(tmp_path),
                        extra_env=env, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -18,21 +18,19 @@ BAD = {
 
 
 class BadCoder(OfflineEngine):
-    """The offline engine, except that its coder writes a broken module in rounds 1-4."""
+    """The offline engine, except that its coder writes a broken module for candidates c001-c004."""
 
     def code(self, plan, parent, spec):
-        return BAD.get(int(plan.title and self.round), super().code(plan, parent, spec))
-
-    def plan(self, context):
-        self.round = context.round
-        return super().plan(context)
+        return BAD.get(int(plan.candidate_id[1:]), super().code(plan, parent, spec))
 
     def fix(self, plan, source, failure, attempt):
         return None
 
 
 def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
-    settings = load_settings(None, rounds=5, runs_dir=tmp_path, sandbox__check_seconds=20, sandbox__memory_mb=512,
+    # two candidates per round, side by side: the bad ones share rounds with each other and with good ones
+    settings = load_settings(None, rounds=3, runs_dir=tmp_path, sandbox__check_seconds=20, sandbox__memory_mb=512,
+                             executor__workers=2, loop__batch=2,
                              knowledge__embedder="hashing",
                              task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
     run_id, run_dir = start_run(settings)
@@ -59,28 +57,30 @@ def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
 
 
 class CopyCat(OfflineEngine):
-    """Writes, in round 2, the round-1 module again with renamed identifiers and a comment: the same function."""
+    """Writes c003 (round 2) as c001's module (round 1) again, with renamed identifiers and a comment: the same function."""
 
     def code(self, plan, parent, spec):
         source = super().code(plan, parent, spec)
-        if not hasattr(self, "first"):
+        if plan.candidate_id == "c001":
             self.first = source
-            return source
-        return "# an equivalent rewrite\n" + self.first.replace("Mixer", "TokenMixer").replace("FeedForward", "MLPBlock")
+        if plan.candidate_id == "c003":
+            return "# an equivalent rewrite\n" + self.first.replace("Mixer", "TokenMixer").replace("FeedForward", "MLPBlock")
+        return source
 
 
 def test_a_functional_duplicate_reuses_the_earlier_result(tmp_path):
     settings = load_settings(None, rounds=2, runs_dir=tmp_path, knowledge__embedder="hashing",
+                             executor__workers=2, loop__batch=2,
                              task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
     run_id, run_dir = start_run(settings)
     with open_lab(settings, run_id, run_dir, engine=CopyCat(0)) as lab:
         assert drive(lab) == "finished"
     log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     hits = [e["payload"] for e in log if e["type"] == "cache_hit"]
-    assert hits and hits[0]["candidate_id"] == "c002" and hits[0]["twin_id"] == "c001"
+    assert hits and hits[0]["candidate_id"] == "c003" and hits[0]["twin_id"] == "c001"
     trained = [e["payload"]["candidate_id"] for e in log if e["type"] == "job_started" and e["payload"]["fidelity"] == "short"]
-    assert "c001" in trained and "c002" not in trained
-    c1, c2 = (json.loads((run_dir / "candidates" / c / "candidate.json").read_text()) for c in ("c001", "c002"))
+    assert "c001" in trained and "c003" not in trained
+    c1, c2 = (json.loads((run_dir / "candidates" / c / "candidate.json").read_text()) for c in ("c001", "c003"))
     assert c1["source_hash"] != c2["source_hash"]
     assert c2["evaluations"]["short"]["metrics"]["accuracy"] == c1["evaluations"]["short"]["metrics"]["accuracy"]
     assert c2["functional_hash"]

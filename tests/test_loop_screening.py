@@ -146,6 +146,10 @@ def test_bad_screening_and_objective_settings_are_refused(setting, message):
         load_settings(**setting)
 
 
+def events_of(log: list[dict], kind: str) -> list[dict]:
+    return [e["payload"] for e in log if e["type"] == kind]
+
+
 def test_a_run_screens_trains_over_seeds_judges_against_the_parent_and_random_and_keeps_a_front(tmp_path):
     extra = {"ARCHLAB_LOOP__PROXY_RUNG": "true", "ARCHLAB_LOOP__KEEP_PROXY": "0.5",
              "ARCHLAB_LOOP__PROMOTE_FRACTION": "1.0", "ARCHLAB_LOOP__RANDOM_POOL": "1"}
@@ -159,11 +163,15 @@ def test_a_run_screens_trains_over_seeds_judges_against_the_parent_and_random_an
 
     rungs = [e["payload"] for e in log if e["type"] == "promotion"]
     proxy_rung = [p for p in rungs if p["rung"] == "proxy"]
-    assert {p["candidate_id"] for p in proxy_rung} == {"c001", "c002"}
+    batch = events_of(log, "parents_selected")[0]["candidate_ids"]
+    assert len(batch) == 2                           # two workers on the test machine: two candidates per round
+    assert {p["candidate_id"] for p in proxy_rung} == {"c001", "c002", "c003", "c004"}
+    first, second = ([p for p in proxy_rung if p["round"] == r] for r in (1, 2))
     # round 1: 3 baselines + 1 random reference trained, too few to fit the score: nobody is screened on priors
-    assert "cold start" in proxy_rung[0]["reason"] and proxy_rung[0]["promoted"]
-    assert proxy_rung[1]["target"] == "short"        # round 2: fitted on the run's own short results
-    for decision in proxy_rung[1:]:                  # top half of everything that reached the proxy rung goes on
+    assert all("cold start" in p["reason"] and p["promoted"] for p in first)
+    # round 2: fitted on the run's own short results, among the run as round 2 found it (never the sibling)
+    assert second and all(p["target"] == "short" for p in second)
+    for decision in second:                          # top half of everything that reached the proxy rung goes on
         assert decision["promoted"] == (decision["rank"] <= decision["keep"])
         assert decision["keep"] == -(-decision["pool"] // 2)
         trained = any(j["candidate_id"] == decision["candidate_id"] and j["fidelity"] == "short" for j in started)

@@ -16,8 +16,9 @@ def test_before_full_review_waits_is_approved_from_the_cli_and_goes_on(tmp_path)
              "ARCHLAB_REVIEW__POLL_SECONDS": "0.2"}
     proc = start("run", "--rounds", "1", "--runs-dir", str(tmp_path), extra_env=extra)
     run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
-    waiting = wait_for(lambda: [e for e in events(run_dir) if e["type"] == "review_waiting"], 180)
-    assert waiting[0]["payload"]["candidate_id"] == "c001" and waiting[0]["payload"]["fidelity"] == "full"
+    waiting = wait_for(lambda: [e for e in events(run_dir) if e["type"] == "review_waiting"
+                                and e["payload"]["candidate_id"] == "c001"], 180)
+    assert waiting[0]["payload"]["fidelity"] == "full"
     assert not any(e["type"] == "job_started" and e["payload"]["fidelity"] == "full" for e in events(run_dir))
 
     listing = archlab("review", run_dir.name, "--runs-dir", str(tmp_path))
@@ -25,10 +26,14 @@ def test_before_full_review_waits_is_approved_from_the_cli_and_goes_on(tmp_path)
     approved = archlab("review", run_dir.name, "--approve", "c001", "--note", "looks sound", "--runs-dir", str(tmp_path))
     assert approved.returncode == 0 and "approve recorded" in approved.stdout
 
+    # the round's other candidate waits on its own; c001's full job runs meanwhile
+    wait_for(lambda: [e for e in events(run_dir) if e["type"] == "review_waiting"
+                      and e["payload"]["candidate_id"] == "c002"], 180)
+    assert archlab("review", run_dir.name, "--approve", "c002", "--runs-dir", str(tmp_path)).returncode == 0
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
     log = events(run_dir)
-    decision = next(e for e in log if e["type"] == "review_decision")
+    decision = next(e for e in log if e["type"] == "review_decision" and e["payload"]["candidate_id"] == "c001")
     assert decision["payload"]["action"] == "approve" and decision["payload"]["note"] == "looks sound"
     full = [e for e in log if e["type"] == "result" and e["payload"]["fidelity"] == "full"]
     assert full and full[0]["payload"]["candidate_id"] == "c001"
@@ -49,13 +54,17 @@ def test_edited_code_in_review_is_checked_before_training(tmp_path):
     extra = {"ARCHLAB_REVIEW__POLICY": "always", "ARCHLAB_REVIEW__POLL_SECONDS": "0.2"}
     proc = start("run", "--rounds", "1", "--runs-dir", str(tmp_path), extra_env=extra)
     run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
-    wait_for(lambda: [e for e in events(run_dir) if e["type"] == "review_waiting"], 180)
+    wait_for(lambda: [e for e in events(run_dir) if e["type"] == "review_waiting"
+                      and e["payload"]["candidate_id"] == "c001"], 180)
     edited = tmp_path / "edited.py"
     edited.write_text((ROOT / "evaluators" / "baselines" / "softmax_attention.py").read_text()
                       .replace('"short_conv": 0', '"short_conv": 0, "edited_by": "a person"'))
     out = archlab("review", run_dir.name, "--edit", "c001", "--code", str(edited), "--note", "use plain softmax",
                   "--runs-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
+    wait_for(lambda: [e for e in events(run_dir) if e["type"] == "review_waiting"
+                      and e["payload"]["candidate_id"] == "c002"], 180)
+    assert archlab("review", run_dir.name, "--approve", "c002", "--runs-dir", str(tmp_path)).returncode == 0
     text, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, text
     log = events(run_dir)

@@ -1,32 +1,90 @@
-"""One conformance suite for every sandbox backend: hostile candidates are contained and classified.
+"""One conformance suite for every sandbox backend, cold and warm: hostile candidates are contained and classified.
 
-Each backend declares its capabilities; a case that needs one the backend lacks is skipped
-with the reason (the process backend cannot hide the host filesystem, Docker can).
+Each case runs on every backend (`process`, `docker`) in both modes: `cold` (the backend's own
+`run`, a sandbox started per job) and `warm` (a `sandbox.warm.WarmSandbox` around it, whose jobs
+run on pre-spawned one-shot workers). Warm sandboxes are shared by the whole session, so their
+workers are reused across cases as an executor would. Each backend declares its capabilities;
+a case that needs one the backend lacks is skipped with the reason (the process backend cannot
+hide the host filesystem where namespaces are missing, Docker can). The cases that prove
+containment assert that the intended limit is what stopped the job, not only that it failed.
 """
 from __future__ import annotations
 
 import os
+import re
+import signal
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from evaluators.harness import evaluate
 from tests import hostile_cases as cases
+from wire.jobs import EvalJob, Limits
+
+BACKENDS = ("process", "docker")
 
 
-def _backends():
-    params = [pytest.param("process", id="process")]
-    params.append(pytest.param("docker", id="docker", marks=pytest.mark.docker))
-    return params
+def _marks(backend: str) -> list:
+    return [pytest.mark.docker] if backend == "docker" else []
 
 
-@pytest.fixture(params=_backends())
-def sandbox(request):
-    if request.param == "process":
-        from sandbox.process import ProcessSandbox
-        return ProcessSandbox()
+def _modes():
+    return [pytest.param((backend, mode), id=f"{backend}-{mode}", marks=_marks(backend))
+            for backend in BACKENDS for mode in ("cold", "warm")]
+
+
+def _backend_params():
+    return [pytest.param(backend, id=backend, marks=_marks(backend)) for backend in BACKENDS]
+
+
+@pytest.fixture(scope="session")
+def docker_backend():
     from tests.docker_support import docker_sandbox_or_skip
     return docker_sandbox_or_skip()
+
+
+def backend_of(request, name: str):
+    return request.getfixturevalue("process_sandbox" if name == "process" else "docker_backend")
+
+
+@pytest.fixture(scope="session")
+def warm_sandboxes():
+    """The session's shared WarmSandboxes by (backend, index); each records its events in `.events`."""
+    made: dict = {}
+    yield made
+    for sandbox in made.values():
+        sandbox.close()
+
+
+def warm_of(request, name: str, index: int = 0):
+    from sandbox.warm import WarmSandbox
+    made = request.getfixturevalue("warm_sandboxes")
+    if (name, index) not in made:
+        events: list = []
+        sandbox = WarmSandbox(backend_of(request, name), on_event=lambda kind, **info: events.append((kind, info)))
+        sandbox.events = events
+        made[name, index] = sandbox
+    return made[name, index]
+
+
+@pytest.fixture(params=_modes())
+def sandbox(request):
+    name, mode = request.param
+    return backend_of(request, name) if mode == "cold" else warm_of(request, name)
+
+
+@pytest.fixture
+def sibling(request, sandbox):
+    """A second sandbox of the same kind for a job that runs beside the first one (another executor slot)."""
+    name, mode = request.node.callspec.params["sandbox"]
+    return backend_of(request, name) if mode == "cold" else warm_of(request, name, 1)
+
+
+def is_warm(sandbox) -> bool:
+    return hasattr(sandbox, "prestart")
 
 
 def needs(sandbox, capability: str) -> None:
@@ -47,9 +105,25 @@ def leftovers(marker: str) -> list[int]:
     return found
 
 
+def wait_until(condition, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture
 def marker():
     return f"archlab-hostile-{uuid.uuid4().hex[:10]}"
+
+
+def in_background(fn) -> tuple[threading.Thread, dict]:
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.update(result=fn()), daemon=True)
+    thread.start()
+    return thread, done
 
 
 def test_well_behaved_candidate_is_ok(run_source, sandbox):
@@ -57,10 +131,40 @@ def test_well_behaved_candidate_is_ok(run_source, sandbox):
     assert result.status == "ok", result.message + result.log_tail
 
 
-def test_fork_bomb_is_contained(run_source, sandbox, marker):
+def test_fork_bomb_is_stopped_by_the_pid_limit(run_source, sandbox, marker):
     needs(sandbox, "pid_limit")
-    result = run_source(cases.FORK_BOMB.replace("MARKER", marker), sandbox=sandbox, wall_seconds=8, pids=64)
-    assert result.status in ("timeout", "error", "killed", "oom")
+    wall = 30
+    result = run_source(cases.FORK_BOMB.replace("MARKER", marker).replace("HOLD_SECONDS", "0"), sandbox=sandbox,
+                        wall_seconds=wall, pids=64)
+    assert result.status == "error", (result.status, result.message, result.log_tail[-500:])
+    found = re.search(r"fork refused after (\d+) children", result.message)
+    assert found, result.message
+    assert 0 < int(found.group(1)) < 64                       # the limit, not memory or the machine, refused
+    assert result.timings["wall_seconds"] < wall / 2           # stopped by the pid limit, long before the wall clock
+    assert not leftovers(marker)
+
+
+def test_fork_bomb_beside_a_job_does_not_starve_it(run_source, sandbox, sibling, marker):
+    needs(sandbox, "pid_limit")
+    normal_marker = f"{marker}-normal"
+    # the normal job starts first and waits on a helper process until the bomb holds every pid it may have
+    normal_thread, normal = in_background(lambda: run_source(
+        cases.BESIDE_A_BOMB.replace("MARKER", normal_marker), sandbox=sibling, wall_seconds=120))
+    assert wait_until(lambda: leftovers(normal_marker), 120), "the normal job never started"
+    bomb = cases.FORK_BOMB.replace("MARKER", marker).replace("HOLD_SECONDS", "15")
+    bomb_thread, bombed = in_background(lambda: run_source(bomb, sandbox=sandbox, wall_seconds=60, pids=64))
+    assert wait_until(lambda: len(leftovers(marker)) >= 20 or not bomb_thread.is_alive(), 120)
+    assert bomb_thread.is_alive(), "the bomb ended before it held its pids: nothing was tested"
+    for pid in leftovers(normal_marker):           # now let the normal job go on: it must still start a process
+        os.kill(pid, signal.SIGKILL)
+    normal_thread.join(timeout=120)
+    still_bombing = bomb_thread.is_alive()
+    bomb_thread.join(timeout=120)
+    assert normal["result"].status == "ok", (normal["result"].status, normal["result"].message)
+    assert "spawned while the bomb held" in normal["result"].log_tail
+    assert still_bombing, "the bomb ended before the normal job did: nothing was tested"
+    assert bombed["result"].status == "error" and "fork refused after" in bombed["result"].message, \
+        bombed["result"].message
     assert not leftovers(marker)
 
 
@@ -68,6 +172,16 @@ def test_memory_bomb_is_oom(run_source, sandbox):
     result = run_source(cases.MEMORY_BOMB, sandbox=sandbox, memory_mb=512, wall_seconds=30)
     assert result.status == "oom", (result.status, result.message, result.log_tail[-500:])
     assert "memory" in result.message
+
+
+def test_memory_is_capped_at_the_configured_limit(run_source, sandbox):
+    needs(sandbox, "memory_limit")
+    result = run_source(cases.MEMORY_RAMP, sandbox=sandbox, memory_mb=512, wall_seconds=60)
+    assert result.status == "oom", (result.status, result.message, result.log_tail[-500:])
+    assert "512 MB memory limit" in result.message
+    resident = [int(mb) for mb in re.findall(r"^resident (\d+)$", result.log_tail, re.M)]
+    assert resident, result.log_tail[-500:]
+    assert max(resident) <= 512                                # never more than configured, whatever else allows
 
 
 def test_infinite_loop_times_out(run_source, sandbox):
@@ -102,6 +216,8 @@ def test_host_home_is_not_readable(run_source, sandbox, marker):
         result = run_source(cases.READ_HOME.replace("SECRET_PATH", str(secret)), sandbox=sandbox)
     finally:
         secret.unlink()
+    assert result.status == "ok", (result.status, result.message)   # it ran, so it tried
+    assert "refused" in result.log_tail                               # and the read failed
     assert f"top-secret-{marker}" not in result.log_tail + result.message
 
 
@@ -152,3 +268,98 @@ def test_forged_report_does_not_change_the_score(run_source, sandbox):
     assert result.status == "ok", result.message
     assert result.metrics["accuracy"] < 0.6          # an embedding-only model cannot recall
     assert result.metrics["params"] > 1000            # the runner's own count, not the forged 1.0
+
+
+# --- siblings: jobs and workers side by side -------------------------------------------------
+OTHER_PROFILE = {"pids": 200}     # limits for a waiting worker that is not the attacking job's
+
+
+def test_a_job_cannot_signal_or_read_its_siblings(run_source, sandbox, sibling, marker):
+    needs(sandbox, "pid_namespace")
+    waiting, targets = None, []
+    if is_warm(sandbox):                                          # a worker waiting for its job
+        other = Limits(wall_seconds=60, memory_mb=2048, cpus=1, **OTHER_PROFILE)
+        assert sandbox.wait_ready(other, 120)
+        waiting = sandbox.idle(other)
+        targets += waiting.host_pids()
+    thread, done = in_background(lambda: run_source(
+        cases.SIBLING.replace("MARKER", marker).replace("HELPER_SECONDS", "8"), sandbox=sibling))
+    assert wait_until(lambda: leftovers(marker)), "the sibling job never started its helper"
+    targets += leftovers(marker)                                  # and a job running beside this one
+    result = run_source(cases.ATTACK_SIBLINGS.replace("TARGETS", repr(targets)), sandbox=sandbox)
+    thread.join(timeout=90)
+    assert result.status == "ok", result.message
+    assert result.log_tail.count("signal refused") == len(targets), result.log_tail[-2000:]
+    assert result.log_tail.count("read refused") == len(targets), result.log_tail[-2000:]
+    visible = re.search(r"^visible: \[(.*)\]$", result.log_tail, re.M).group(1)
+    assert not set(targets) & {int(p) for p in visible.split(",") if p.strip()}
+    assert done["result"].status == "ok", done["result"].message   # the sibling finished untouched
+    assert "sibling helper finished" in done["result"].log_tail
+    if waiting is not None:
+        assert waiting.alive() and sandbox.idle(other) is waiting
+        again = run_source(cases.MODEL, sandbox=sandbox, **OTHER_PROFILE)
+        assert again.status == "ok", again.message
+        assert sandbox.idle(other) is not waiting                 # that very worker took the job
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request):
+    return backend_of(request, request.param)
+
+
+def test_a_worker_killed_while_waiting_is_replaced_and_the_job_runs_once(backend, tiny_spec, tmp_path):
+    from sandbox.warm import WarmSandbox
+    events: list = []
+    warm = WarmSandbox(backend, on_event=lambda kind, **info: events.append((kind, info)))
+    limits = Limits(wall_seconds=60, memory_mb=2048, cpus=1)
+    try:
+        assert warm.wait_ready(limits, 120)
+        victim = warm.idle(limits)
+        for pid in victim.host_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)                      # from outside, while it waits
+            except ProcessLookupError:
+                pass
+        assert wait_until(lambda: not victim.alive(), 30)
+        job = EvalJob(job_id="killed-waiting-1", candidate_id="c", source=cases.RAN_ONCE, task=tiny_spec,
+                      fidelity="check", limits=limits)
+        result = evaluate(warm, job, tmp_path / "job")
+    finally:
+        warm.close()
+    assert result.status == "ok", (result.status, result.message)
+    assert [kind for kind, _ in events] == ["worker_replaced"], events
+    assert events[0][1]["job_id"] == job.job_id and "died" in events[0][1]["reason"], events
+    assert len(list((tmp_path / "job" / "out").glob("ran-*"))) == 1
+    assert result.log_tail.count("candidate ran") == 1
+
+
+def test_a_worker_refuses_a_job_of_another_profile(backend, tiny_spec, tmp_path):
+    worker = backend.spawn(Limits(wall_seconds=60, memory_mb=2048, cpus=1))
+    try:
+        other = EvalJob(job_id="profile-1", candidate_id="c", source=cases.MODEL, task=tiny_spec, fidelity="check",
+                        limits=Limits(wall_seconds=60, memory_mb=1024, cpus=1))
+        with pytest.raises(ValueError, match="only wall_seconds may differ"):
+            worker.run(other, tmp_path)
+    finally:
+        worker.discard()
+    assert not worker.alive()
+
+
+def test_a_warm_worker_sees_exactly_its_devices(backend, tiny_spec, tmp_path):
+    if backend.name == "docker":
+        pytest.skip("docker hands GPUs over as device requests, which need GPUs and the NVIDIA runtime "
+                    "(see tests/e2e/test_docker_backend.py)")
+    limits = Limits(wall_seconds=60, memory_mb=2048, cpus=1)
+    workers = {devices: backend.spawn(limits, devices) for devices in ((), ("0",), ("1", "3"))}
+    seen = {}
+    try:
+        for devices, worker in workers.items():
+            job = EvalJob(job_id=f"devices-{len(devices)}", candidate_id="c", source=cases.SHOW_DEVICES,
+                          task=tiny_spec, fidelity="check", limits=limits)
+            result = evaluate(worker, job, tmp_path / job.job_id)
+            assert result.status == "ok", result.message
+            seen[devices] = re.search(r"^devices: (.*)$", result.log_tail, re.M).group(1)
+    finally:
+        for worker in workers.values():
+            worker.discard()
+    assert seen == {(): "''", ("0",): "'0'", ("1", "3"): "'1,3'"}

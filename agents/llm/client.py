@@ -12,17 +12,20 @@ What it guarantees:
 - Structured outputs (`llm.structured_outputs`): `on` always sends `json_schema`; `off` never
   sends a `response_format`; `auto` steps down `json_schema` -> `json_object` (with the schema
   attached, which llama.cpp servers turn into a grammar) -> plain text whenever a request
-  carrying `response_format` gets an error answer (any status but 401/403/404/408/409/429:
-  llama-cpp-python answers 500 to `json_schema`), and sends it again at once. The step that
-  works is remembered per model, logged as a `structured_outputs_fallback` event, and
-  restored from those events when a run is resumed (`restore_formats`).
+  carrying `response_format` gets an error answer (400, 422, 500 and any other status but
+  401/403/404, 408/409/429 and 502/503/504, which are about the key, the model or the
+  server's availability: llama-cpp-python answers 500 to `json_schema`, vLLM 400), and sends
+  it again at once. The step that
+  works is remembered per model and logged as an `llm_error` of kind `json_schema_refused`
+  or `json_object_refused` (the step given up; the message says what comes next), from which
+  `restore_formats` takes it up again when a run is resumed.
 - Every answer of any shape becomes a `Reply` (see `agents.llm.completion`), never an
   exception: content parts, tool calls, reasoning-only answers, refusals, no choices.
 - At most `max_concurrency` requests in flight (a `BoundedSemaphore`), whoever calls; the
   client is shared by threads and keeps no per-call state on itself.
-- Events: `llm_request` (with `prompt_chars` and the `response_format` sent) and
-  `llm_response` (tokens, `cost_usd`, `priced`) or `llm_error` (kind, status, whether it will
-  be retried, the wait) per attempt, with role, model and attempt. Texts are kept up to
+- Events: `llm_request` and `llm_response` (tokens, `cost_usd`, `priced`) or `llm_error`
+  (kind, status, whether it will be retried, the wait) per attempt, with role, model and
+  attempt; `input_tokens` per `llm_response` is the prompt size per role. Texts are kept up to
   `LOGGED_CHARS`. The API key never appears: it is not part of any payload, and error texts
   are scrubbed of it before they are logged or raised.
 
@@ -51,7 +54,9 @@ if TYPE_CHECKING:
 LOGGED_CHARS = 100_000          # characters of one prompt or answer kept in an event
 CHARS_PER_TOKEN = 4             # for estimating usage when the server reports none
 RETRY_STATUSES = {408, 409, 429}
-NOT_ABOUT_FORMAT = {401, 403, 404, 408, 409, 429}   # error answers that never mean "response_format refused"
+# error answers that never mean "response_format refused": key, model/URL, timeouts, rate limits, and the
+# gateway / unavailable statuses a proxy or an overloaded server gives whatever the request held
+NOT_ABOUT_FORMAT = {401, 403, 404, 408, 409, 429, 502, 503, 504}
 FORMATS = ("json_schema", "json_object", "text")  # the structured-output steps, strictest first
 ROLES = ("planner", "coder", "analyst")
 # schema keywords some strict structured-output implementations refuse; pydantic still checks them on arrival
@@ -216,14 +221,16 @@ class LLMClient:
             return FORMATS[self._formats.get(model, 0)]
 
     def restore_formats(self, events: Iterable[Any]) -> None:
-        """Take up the fallbacks an earlier session of this run logged (`structured_outputs_fallback` events)."""
+        """Take up the fallbacks an earlier session of this run logged (`llm_error` kinds `<step>_refused`)."""
         for event in events:
-            if getattr(event, "type", None) != "structured_outputs_fallback":
+            payload = getattr(event, "payload", None) or {}
+            if getattr(event, "type", None) != "llm_error" or not isinstance(payload.get("model"), str):
                 continue
-            model, to = event.payload.get("model"), event.payload.get("to")
-            if isinstance(model, str) and to in FORMATS:
+            refused = str(payload.get("kind", "")).removesuffix("_refused")
+            if refused in FORMATS[:-1]:
                 with self._lock:
-                    self._formats[model] = max(self._formats.get(model, 0), FORMATS.index(to))
+                    self._formats[payload["model"]] = max(self._formats.get(payload["model"], 0),
+                                                          FORMATS.index(refused) + 1)
 
     def _step_down(self, model: str, used: str) -> str:
         """The next step after `used` for this model; concurrent failures of the same step move it once."""
@@ -245,9 +252,7 @@ class LLMClient:
             sent = self.format_for(model) if schema is not None else "text"
             params = self._params(model, messages, response_format(sent, schema) if schema else None, max_tokens)
             self.emit("llm_request", role=role, model=model, call_id=call_id, attempt=attempt, purpose=purpose,
-                      structured=sent != "text", response_format=sent,
-                      prompt_chars=sum(len(m["content"]) for m in messages),
-                      messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))} for m in messages])
+                      structured=sent != "text", messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))} for m in messages])
             started = time.monotonic()
             try:
                 with self._slots:
@@ -261,9 +266,9 @@ class LLMClient:
                 message = self._describe(exc)
                 if sent != "text" and self.llm.structured_outputs == "auto" and status not in NOT_ABOUT_FORMAT:
                     to = self._step_down(model, sent)
-                    self._error(role, model, call_id, attempt, "structured_outputs_refused", status, message, True, 0.0)
-                    self.emit("structured_outputs_fallback", role=role, model=model, call_id=call_id, status=status,
-                              to=to, message=clip(self.scrub(message), 500), **{"from": sent})
+                    self._error(role, model, call_id, attempt, f"{sent}_refused", status,
+                                f"response_format {sent} refused ({message}); {model!r} gets {to} from now on "
+                                f"(llm.structured_outputs = 'auto')", True, 0.0)
                     continue
                 if status not in RETRY_STATUSES and status < 500:
                     self._error(role, model, call_id, attempt, "refused", status, message, False, None)
@@ -333,8 +338,7 @@ class LLMClient:
         self.emit("llm_response", role=role, model=model, served_by=self.scrub(answered.served_by), call_id=call_id,
                   attempt=attempt, text=clip(text), finish_reason=answered.finish_reason, refused=bool(refusal),
                   input_tokens=input_tokens, output_tokens=output_tokens, usage_estimated=estimated,
-                  cost_usd=cost, priced=priced, seconds=round(seconds, 3), note=note,
-                  reasoning_chars=len(answered.reasoning))
+                  cost_usd=cost, priced=priced, seconds=round(seconds, 3))
         return Reply(text=text, model=model, finish_reason=answered.finish_reason, refused=bool(refusal),
                      input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost, call_id=call_id,
                      note=note, reasoning=self.scrub(answered.reasoning))

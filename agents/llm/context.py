@@ -11,7 +11,10 @@ JSON evidence, and a separator there makes the whole answer unparseable.
 """
 from __future__ import annotations
 
+import ast
+import difflib
 import math
+import re
 import sys
 
 from agents import scoring
@@ -25,6 +28,7 @@ from knowledge.records import Finding
 NOISE = 0.01            # accuracy differences below this are called noise (as the offline analyst does)
 SOURCE_CHARS = 20_000   # characters of a parent module shown in a prompt
 KEY_METRICS = ("accuracy", "heldout_loss", "params")
+ALIGNED_COMMENT = re.compile(r"(\S) {3,}#")   # code, then spaces aligning a trailing comment
 LABELS = {"heldout_loss": "held-out loss"}
 
 
@@ -146,6 +150,45 @@ def tried_text(candidates: list[Candidate], limit: int = 25, objective: Objectiv
 
 def clip_source(source: str, limit: int = SOURCE_CHARS) -> str:
     return source if len(source) <= limit else source[:limit] + f"\n# ... {len(source) - limit} more characters"
+
+
+def compact_source(source: str, limit: int = SOURCE_CHARS) -> str:
+    """The module without docstrings, comment-only lines and runs of blank lines, for reading, not running.
+
+    Trailing comments (shape notes) stay, without the spaces that align them. A module that does not
+    parse is shown as it is.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return clip_source(source, limit)
+    drop: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            drop.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    lines, blank = [], False
+    for number, line in enumerate(source.splitlines(), start=1):
+        if number in drop or line.lstrip().startswith("#"):
+            continue
+        if not line.strip():
+            if blank or not lines:
+                continue
+            blank = True
+        else:
+            blank = False
+        lines.append(ALIGNED_COMMENT.sub(r"\1  #", line.rstrip()))
+    return clip_source("\n".join(lines).strip("\n") + "\n", limit)
+
+
+def diff_text(before: str, after: str, limit: int = 6_000) -> str:
+    """A unified diff from `before` (the parent) to `after` (the candidate), one line of context."""
+    lines = list(difflib.unified_diff(before.splitlines(), after.splitlines(), "parent", "candidate", n=1,
+                                      lineterm=""))
+    text = "\n".join(lines) or "(no difference)"
+    return text if len(text) <= limit else text[:limit] + f"\n... {len(text) - limit} more characters of diff"
 
 
 def measured(candidate: Candidate, parent: Candidate | None,

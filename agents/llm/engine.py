@@ -1,6 +1,7 @@
 """The `openai` research engine: planner, coder and analyst are models behind an OpenAI-compatible endpoint.
 
-- planner: sees the task and contract, the parent (code, numbers, analysis), the baselines,
+- planner: sees the task and contract, the parent (code without docstrings and comment lines,
+  numbers, analysis), the baselines,
   the nearest findings, the nearest literature principles, recent failures and everything
   tried; answers a `PlanAnswer`. A proposal within `novelty_threshold` of an earlier one is
   sent back with the earlier one shown, up to `novelty_retries` times, then kept (logged).
@@ -8,8 +9,8 @@
   A module identical to an evaluated candidate's (the parent's, usually) is sent back the
   same bounded number of times.
 - fixer: the coder again, with the contract, the plan, the failed check's message and log
-  tail, the failing module and the parent's; returns the new module, or None (the graph
-  records that it gave up).
+  tail, the failing module and its diff from the parent; returns the new module, or None
+  (the graph records that it gave up).
 - analyst: gets the measured comparison with parent and baselines; answers an
   `AnalysisAnswer`. Its findings carry the measured numbers as evidence, never only the model's.
 
@@ -18,8 +19,9 @@ with the problem named, up to `repair_attempts` times per call. Then: plan raise
 `UnexpectedModelBehavior` (the run stops, resumable); code returns a module whose
 `build_model` raises with the reason (the check rejects it, the fix loop gets one more
 chance); fix returns None; analyze falls back to the measured comparison. Endpoint faults are
-`agents.llm.client`'s business. Every answer is classified in an `llm_answer` event (`used`,
-`unusable` with the problem, or `duplicate`), so a log shows what became of each one.
+`agents.llm.client`'s business. Every answer is accounted for in the log: an unusable one by
+an `llm_error` of kind `unusable_answer` (the problem sent back), a copy by `duplicate_code` or
+`novelty_rejected`, and the one taken by what the graph records next (plan, code, fix, analysis).
 
 Stateless across calls and threads: everything a call needs comes from its arguments (the
 plan, the parent and candidate records, the failed result, the spec) or, when an older
@@ -35,13 +37,12 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-import openai
-
 from agents.engine import EngineUnavailable, PlanContext
 from agents.llm import context as ctx
 from agents.llm.answers import AnalysisAnswer, PlanAnswer, read_json, read_module
-from agents.llm.client import ROLES, LLMClient, MemoryEvents, Reply, clip
-from agents.llm.errors import LLMConfigError, LLMUnavailable, UnexpectedModelBehavior
+from agents.llm.client import LLMClient, MemoryEvents, Reply, clip
+from agents.llm.errors import LLMConfigError, UnexpectedModelBehavior
+from agents.llm.preflight import check_endpoint
 from agents.llm.prompts import render, user_text
 from agents.records import Candidate, Plan, source_hash
 from wire.task import TaskSpec
@@ -109,64 +110,13 @@ class OpenAIEngine:
         self.client.restore_formats(getattr(lab.events, "history", []))
         self.novelty = NoveltyCheck(lab.store.embedder, self.llm.novelty_threshold)
         self.literature = Literature(lab.store)
+        self.objective = getattr(lab, "objective", None)  # what the prompts rank and print candidates by
         self.run = lab
 
     # --- preflight -----------------------------------------------------------------------
     def preflight(self) -> None:
-        """One cheap look at the endpoint before the first job: the key, reachability, each distinct model.
-
-        `GET /models` first (no tokens); a model it does not list gets a 1-token chat, since
-        some servers (llama.cpp, Ollama tags) serve names they do not list. Raises
-        `LLMConfigError` for a refused key or an unknown model, `LLMUnavailable` for an
-        endpoint that cannot be reached, each naming the setting to fix.
-        """
-        client = self.client
-        models = list(dict.fromkeys(client.model_for(role) for role in ROLES))
-        listed: list[str] | None = None
-        try:
-            listed = client.list_models()
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise LLMConfigError(self._key_message(exc.status_code, client._describe(exc)),
-                                 status=exc.status_code) from None
-        except openai.APIStatusError:
-            listed = None                       # no model list here (404/405/5xx): the chat probe decides
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise LLMUnavailable(self._unreachable_message(client._describe(exc))) from None
-        except ValueError:                      # a body that is not a model list
-            listed = None
-        probed, warnings = [], []
-        for model in models:
-            if listed is not None and model in listed:
-                continue
-            role = next(r for r in ROLES if client.model_for(r) == model)
-            probed.append(model)
-            try:
-                client.chat(role, [{"role": "user", "content": "Reply with OK."}], purpose="preflight", max_tokens=1)
-            except LLMConfigError as exc:
-                if exc.status in (401, 403):
-                    raise LLMConfigError(self._key_message(exc.status, str(exc)), status=exc.status) from None
-                if exc.status == 404:
-                    known = f"; it lists {', '.join(repr(m) for m in listed[:12])}" if listed else ""
-                    raise LLMConfigError(
-                        f"the endpoint {client.base_url} does not serve the model {model!r} named by "
-                        f"{client.settings_for(model)}{known}; set it to a model the server has "
-                        f"(or fix llm.base_url)", status=404) from None
-                warnings.append(f"{model}: {exc}")   # e.g. a 400 about max_tokens: the real call will tell
-            except LLMUnavailable as exc:
-                if exc.status is None:
-                    raise LLMUnavailable(self._unreachable_message(str(exc))) from None
-                raise
-        client.emit("llm_preflight", base_url=client.base_url, models=models,
-                    listed=None if listed is None else listed[:50], probed=probed, warnings=warnings)
-
-    def _key_message(self, status: int | None, detail: str) -> str:
-        return (f"the endpoint {self.client.base_url} refused the API key ({status}: {detail[:200]}); put a valid "
-                f"key in the variable named by llm.api_key_env ({self.llm.api_key_env})")
-
-    def _unreachable_message(self, detail: str) -> str:
-        return (f"the endpoint at llm.base_url = {self.client.base_url} cannot be reached ({detail[:300]}); start the "
-                f"server or fix llm.base_url (an OpenAI-compatible URL usually ends in /v1)")
-        self.objective = lab.objective                    # what the prompts rank and print candidates by
+        """One cheap look at key, endpoint and each distinct model before the first job (`agents.llm.preflight`)."""
+        check_endpoint(self.client, self.llm)
 
     # --- planner -------------------------------------------------------------------------
     def plan(self, context: PlanContext) -> Plan:
@@ -177,7 +127,7 @@ class OpenAIEngine:
         messages = render("planner", task=spec.name, task_description=ctx.task_description(spec, objective),
                           contract=ctx.contract(spec, coder=False), parent_id=parent.id, parent_title=parent.title,
                           parent_metrics=ctx.metrics_line(parent, objective),
-                          parent_analysis=parent.analysis or "(none yet)", parent_source=ctx.clip_source(parent.source),
+                          parent_analysis=parent.analysis or "(none yet)", parent_source=ctx.compact_source(parent.source),
                           baselines=ctx.baselines_text(context.candidates, objective),
                           findings=ctx.findings_text(context.findings), principles=ctx.principles_text(principles),
                           failures=ctx.failures_text(context.candidates),
@@ -192,7 +142,7 @@ class OpenAIEngine:
             if answer is None:
                 repairs += 1
                 problem = with_note(problem, reply)
-                self._unusable("planner", reply, "plan", problem, repairs)
+                self._unusable("planner", reply, problem, repairs)
                 if repairs > self.llm.repair_attempts:
                     raise UnexpectedModelBehavior(
                         f"the planner model {self.llm.planner_model!r} gave no usable plan in {repairs} answers "
@@ -210,13 +160,11 @@ class OpenAIEngine:
                                  nearest_id=verdict.nearest.id, similarity=round(verdict.similarity, 4),
                                  threshold=self.llm.novelty_threshold, kept=kept)
                 if not kept:
-                    self._classified(reply, "plan", "duplicate", f"too close to {verdict.nearest.id}")
                     messages = self._follow_up(messages, reply.text, user_text(
                         "novelty", similarity=f"{verdict.similarity:.3f}", threshold=f"{self.llm.novelty_threshold:g}",
                         nearest_id=verdict.nearest.id, nearest_text=verdict.nearest.text))
                     continue
                 note = f" (close to {verdict.nearest.id}, kept after {self.llm.novelty_retries} retries)"
-            self._classified(reply, "plan", "used", note.strip(" ()"))
             title = answer.title.removeprefix(f"{parent.id}:").strip() or answer.title
             return Plan(title=f"{parent.id}: {title}", motivation=answer.hypothesis, change=answer.change_kind,
                         detail=answer.change + note, expected=answer.expected_effect, parent_id=parent.id,
@@ -255,9 +203,7 @@ class OpenAIEngine:
         parent = parent if parent is not None else self._record(plan.parent_id)
         spec = spec if spec is not None else getattr(self.run, "spec", None)
         if source.startswith(UNUSABLE_MARK):           # nothing to repair: ask for the module again
-            if parent is None or spec is None:
-                self.client.emit("fix_skipped", attempt=attempt, parent_id=plan.parent_id,
-                                 reason="the stand-in module needs the parent and the spec to be written again")
+            if parent is None or spec is None:       # nothing to write it from: the graph records the give-up
                 return None
             fresh = self.code(plan, parent, spec, candidates=candidates)
             return None if fresh.startswith(UNUSABLE_MARK) else (plan, fresh)
@@ -267,7 +213,7 @@ class OpenAIEngine:
                        log_tail=failure.log_tail[-LOG_TAIL_CHARS:] or "(empty)", source=ctx.clip_source(source),
                        title=plan.title, change=plan.change or "-", detail=plan.detail or "-",
                        parent_id=parent.id if parent else plan.parent_id or "(unknown)",
-                       parent_source=ctx.clip_source(parent.source) if parent else "# (the parent was not available)")
+                       parent_diff=ctx.diff_text(parent.source, source) if parent else "(the parent was not available)")
         fixed, problem, reply_text = self._module([system, *fixer], f"fix {attempt}", plan,
                                                   failing_hash=source_hash(source))
         if fixed is None:
@@ -300,7 +246,7 @@ class OpenAIEngine:
             if source is None:
                 repairs += 1
                 problem = with_note(problem, reply)
-                self._unusable("coder", reply, purpose, problem, repairs)
+                self._unusable("coder", reply, problem, repairs)
                 if repairs > self.llm.repair_attempts:
                     return None, problem, reply.text
                 messages = self._follow_up(messages, reply.text, user_text(
@@ -313,11 +259,9 @@ class OpenAIEngine:
                 self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id,
                                  duplicate_of=duplicate.nearest.id, kept=kept)
                 if not kept:
-                    self._classified(reply, purpose, "duplicate", f"the module of {duplicate.nearest.id}")
                     messages = self._follow_up(messages, reply.text, user_text(
                         "duplicate_code", candidate_id=duplicate.nearest.id, title=plan.title))
                     continue
-            self._classified(reply, purpose, "used")
             return source, "", reply.text
 
     # --- analyst -------------------------------------------------------------------------
@@ -339,11 +283,10 @@ class OpenAIEngine:
             reply = self.client.chat("analyst", messages, AnalysisAnswer, purpose="analyze")
             answer, problem = read_json(reply.text, AnalysisAnswer, reply.finish_reason)
             if answer is not None:
-                self._classified(reply, "analyze", "used")
                 break
             repairs += 1
             problem = with_note(problem, reply)
-            self._unusable("analyst", reply, "analyze", problem, repairs)
+            self._unusable("analyst", reply, problem, repairs)
             if repairs > self.llm.repair_attempts:
                 text = f"{comparison} (The analyst model's answers could not be used: {problem}.)"
                 kind = "failure" if failed else "insight"
@@ -366,17 +309,10 @@ class OpenAIEngine:
         return [*messages, {"role": "assistant", "content": clip(answer, ECHO_CHARS) or "(empty)"},
                 {"role": "user", "content": request}]
 
-    def _unusable(self, role: str, reply: Reply, purpose: str, problem: str, count: int) -> None:
+    def _unusable(self, role: str, reply: Reply, problem: str, count: int) -> None:
         self.client.emit("llm_error", role=role, model=self.client.model_for(role), call_id=reply.call_id,
                          attempt=count, kind="unusable_answer", status=None, message=problem,
                          will_retry=count <= self.llm.repair_attempts, retry_in=0.0)
-        self._classified(reply, purpose, "unusable", problem)
-
-    def _classified(self, reply: Reply, purpose: str, verdict: str, detail: str = "") -> None:
-        """What became of one answer: used, unusable (with the problem sent back) or duplicate."""
-        self.client.emit("llm_answer", call_id=reply.call_id, role=reply.call_id.rsplit("-", 1)[0], purpose=purpose,
-                         verdict=verdict, detail=detail, finish_reason=reply.finish_reason,
-                         input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
 
 
 def with_note(problem: str, reply: Reply) -> str:

@@ -4,7 +4,9 @@
 name, in order. It is strict: a request with no recorded answer left, or one that does not
 contain the text an answer `expect`s, is a violation; so is an answer left unplayed.
 `verify()` (called when the `with` block ends without an exception) raises `AssertionError`
-listing every violation.
+listing every violation. `GET /v1/models` lists the models that have answers recorded (or
+the `models` given; an `Answer` there is served instead, e.g. a 401); it does not consume
+answers and is counted in `listed`.
 
 Besides normal completions an `Answer` can be an HTTP error (with headers, e.g. Retry-After),
 a delay longer than the client's timeout, a connection dropped before or in the middle of
@@ -62,8 +64,10 @@ class Received:
 
 
 class FakeEndpoint:
-    def __init__(self, answers: dict[str, list[Answer]] | None = None):
+    def __init__(self, answers: dict[str, list[Answer]] | None = None, models: list[str] | Answer | None = None):
         self.queues: dict[str, list[Answer]] = {model: list(queue) for model, queue in (answers or {}).items()}
+        self.models = models                   # what GET /models answers; None: the models with answers
+        self.listed = 0                        # GET /models requests served
         self.received: list[Received] = []
         self.violations: list[str] = []
         self._lock = threading.Lock()
@@ -92,6 +96,9 @@ class FakeEndpoint:
 
             def do_POST(self) -> None:
                 endpoint._handle(self)
+
+            def do_GET(self) -> None:
+                endpoint._list(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -166,6 +173,30 @@ class FakeEndpoint:
             handler.wfile.write(payload)
             handler.wfile.flush()
         except OSError:            # the client gave up (a timeout test)
+            pass
+
+    def _list(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.listed += 1
+            if not handler.path.rstrip("/").endswith("/models"):
+                self.violations.append(f"GET of unknown path {handler.path}")
+            models = self.models if self.models is not None else list(self.queues)
+        if isinstance(models, Answer):
+            status, payload, headers = models.status, models.body or b"{}", models.headers
+        else:
+            status, headers = 200, {}
+            payload = json.dumps({"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                              "owned_by": "fake"} for m in models]}).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(payload)
+            handler.wfile.flush()
+        except OSError:
             pass
 
     @staticmethod

@@ -72,7 +72,7 @@ def test_leftovers_of_a_dead_run_are_swept_at_connect(box):
         client.containers.get(container.id)
 
 
-def test_missing_prebuilt_image_is_a_clear_error():
+def test_missing_prebuilt_image_is_a_clear_error(box):
     from sandbox.base import SandboxUnavailable
     from sandbox.docker_backend import DockerSandbox
     with pytest.raises(SandboxUnavailable, match="docker build -f sandbox/Dockerfile"):
@@ -127,15 +127,17 @@ def _when_running(client, job_id: str, timeout: float = 60):
     return None
 
 
-def test_unreachable_engine_is_unavailable_at_connect_and_sandbox_error_at_run(box, tiny_spec, tmp_path, monkeypatch):
+def test_unreachable_engine_is_unavailable_at_connect_and_sandbox_error_at_run(tiny_spec, tmp_path, monkeypatch):
+    # needs no engine (it is about having none): it runs, rather than skips, where there is none
     from evaluators.harness import evaluate
     from sandbox.base import SandboxUnavailable
     from sandbox.docker_backend import DockerSandbox
+    from sandbox.images import offline_plan
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     with pytest.raises(SandboxUnavailable, match="start dockerd"):
         DockerSandbox.connect()
-    gone = DockerSandbox(docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41"), box.plan,
-                         GpuAllocator(devices=[]))
+    gone = DockerSandbox(docker.DockerClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41"),
+                         offline_plan(), GpuAllocator(devices=[]))
     result = evaluate(gone, job(tiny_spec, "down-1"), tmp_path / "d")
     assert result.status == "sandbox_error" and "Docker Engine" in result.message, result.message
 

@@ -1,0 +1,182 @@
+"""The host side of a warm worker's one handoff: its slot directory and its two channels.
+
+A warm worker is started before its job exists, so the job's files cannot be mounted into
+it the way the cold path mounts `jobdir`. Each worker instead gets a **slot**, made at spawn:
+
+    <slots>/<random>/job/          read-only to the worker; the host copies job.json and inputs/ here
+    <slots>/<random>/job/out/      the worker's only writable job directory; copied back to jobdir/out
+    <slots>/<random>/home/         scratch: cwd, HOME and TMPDIR (process backend; docker uses a tmpfs)
+
+`<slots>` (`archlab-<pid>-slots` in the temp directory) is owned by `nobody` with mode 0711 when
+archlab runs as root, so a confined job (uid 0 without capabilities) can enter its own slot by
+name but cannot list the directory to find its siblings'.
+
+The protocol, over two byte channels (pipes for the process backend, FIFOs in the slot for docker):
+
+    worker -> host   READY  "ready\\n"  imports done, waiting
+    host -> worker   GO     "go\\n"     job.json and inputs/ are in the slot
+    worker -> host   READY  "taken\\n"  job.json read, limits applied, candidate not yet imported;
+                                        the worker then closes both channels
+
+A worker that dies before "taken" (the host reads EOF, or its process is gone) never ran its
+candidate: the host may run the job elsewhere (`WorkerLost`). After "taken" the job is the
+worker's, and however it ends is classified like a cold job. The runner side is
+`sandbox.runner --warm`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import select
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+NOBODY = 65534
+POLL_SLICE = 0.2          # seconds between liveness checks while waiting on a channel
+TAKE_TIMEOUT = 30.0       # a worker that read "go" answers "taken" within milliseconds
+MAX_OUTPUT_FILES = 1000   # a job's out/ is copied back up to this many files
+
+
+@functools.cache
+def slots_root() -> Path:
+    """The directory holding this process's slots, made once."""
+    root = Path(tempfile.gettempdir()) / f"archlab-{os.getpid()}-slots"
+    root.mkdir(mode=0o711, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(root, NOBODY, NOBODY)
+    os.chmod(root, 0o711)
+    return root
+
+
+class Slot:
+    """One worker's slot directory (see the module docstring)."""
+
+    def __init__(self, world_writable_out: bool = False):
+        self.root = slots_root() / uuid.uuid4().hex
+        self.job = self.root / "job"
+        self.inputs = self.job / "inputs"
+        self.out = self.job / "out"
+        self.home = self.root / "home"
+        for path in (self.root, self.job, self.inputs, self.out, self.home):
+            path.mkdir(mode=0o755)
+            os.chmod(path, 0o755)
+        if world_writable_out:
+            os.chmod(self.out, 0o777)      # the container's non-root user writes here
+
+    def place(self, jobdir: Path) -> None:
+        """Copy the job's job.json and inputs/ (regular files only) into the slot, readable by the worker."""
+        shutil.copyfile(jobdir / "job.json", self.job / "job.json")
+        os.chmod(self.job / "job.json", 0o644)
+        shutil.copytree(jobdir / "inputs", self.inputs, dirs_exist_ok=True, copy_function=shutil.copyfile)
+        for path in self.inputs.rglob("*"):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+    def collect(self, out: Path) -> None:
+        """Copy what the job wrote into `out`: regular files only, never following a link, modes not kept."""
+        out.mkdir(parents=True, exist_ok=True)
+        _copy_tree(self.out, out, limit=MAX_OUTPUT_FILES)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _copy_tree(source: Path, target: Path, limit: int | None, depth: int = 0) -> int:
+    """Copy regular files and directories a job wrote from `source` into `target`; links, FIFOs and devices
+    are skipped, and so is what cannot be read."""
+    copied = 0
+    if depth > 8:
+        return 0
+    try:
+        entries = sorted(os.scandir(source), key=lambda e: e.name)
+    except OSError:
+        return 0
+    for entry in entries:
+        if limit is not None and copied >= limit:
+            break
+        destination = target / entry.name
+        try:
+            kind = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISDIR(kind):
+                destination.mkdir(mode=0o755, exist_ok=True)
+                copied += _copy_tree(Path(entry.path), destination, None if limit is None else limit - copied,
+                                     depth + 1)
+            elif stat.S_ISREG(kind):
+                _copy_file(entry.path, destination)
+                copied += 1
+        except OSError:          # vanished, or not readable: what the job left is its own problem
+            continue
+    return copied
+
+
+def _copy_file(source: str, destination: Path) -> None:
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as reader, open(destination, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+    finally:
+        os.close(fd)
+    os.chmod(destination, 0o644)
+
+
+class Channel:
+    """The host's two ends: `ready_fd` (read, from the worker) and `go_fd` (write, to it)."""
+
+    def __init__(self, ready_fd: int, go_fd: int):
+        self.ready_fd = ready_fd
+        self.go_fd = go_fd
+        self.buffer = b""
+        self.eof = False
+        self.ready = False
+        self.taken = False
+
+    def _read(self, timeout: float) -> None:
+        """Read what the worker sent within `timeout` seconds (0: only what is there now)."""
+        if self.eof or self.ready_fd < 0:
+            return
+        poller = select.poll()
+        poller.register(self.ready_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(max(0, int(timeout * 1000))):
+            return
+        try:
+            data = os.read(self.ready_fd, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.eof = True
+        self.buffer += data
+        self.ready = self.ready or b"ready\n" in self.buffer
+        self.taken = self.taken or b"taken\n" in self.buffer
+
+    def wait_for(self, flag: str, timeout: float, alive: Callable[[], bool]) -> bool:
+        """Wait until the worker has said `flag` ("ready" or "taken"); False on EOF, death or timeout."""
+        deadline = time.monotonic() + timeout
+        while not getattr(self, flag):
+            left = deadline - time.monotonic()
+            if self.eof or left <= 0:
+                return False
+            self._read(min(POLL_SLICE, left))
+            if not getattr(self, flag) and not self.eof and not alive():
+                self._read(0)
+                return getattr(self, flag)
+        return True
+
+    def send_go(self) -> bool:
+        """Tell the worker its job is in the slot; False when it is gone (its read end closed)."""
+        try:
+            return os.write(self.go_fd, b"go\n") == 3
+        except (BrokenPipeError, OSError):
+            return False
+
+    def close(self) -> None:
+        for fd in (self.ready_fd, self.go_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.ready_fd = self.go_fd = -1
