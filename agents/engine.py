@@ -32,10 +32,19 @@ class ResearchEngine(Protocol):
 
     def plan(self, context: PlanContext) -> Plan: ...
 
-    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str: ...
+    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec, *,
+             candidates: list[Candidate] | None = None) -> str:
+        """The candidate module; `candidates` are the run's records, for telling a copy of an evaluated module."""
 
-    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int) -> tuple[Plan, str] | None:
-        """A repaired (plan, module) after a failed check, or None to give up."""
+    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int, *, parent: Candidate | None = None,
+            spec: TaskSpec | None = None, candidates: list[Candidate] | None = None) -> tuple[Plan, str] | None:
+        """A repaired (plan, module) after a failed check, or None to give up.
+
+        An engine keeps nothing between calls (a resumed run builds a new one, and a round's
+        candidates are drafted from several threads): `parent` (the plan's parent record) and
+        `spec` are what it needs to show the contract and the parent again. Callers should pass
+        them; an engine may fall back to the run it is attached to when they are None.
+        """
 
     def analyze(self, candidate: Candidate, parent: Candidate | None,
                 baselines: list[Candidate]) -> tuple[str, list[Finding]]:

@@ -72,13 +72,13 @@ class ReplayEngine:
                                    f"the replay chose {context.parent.id}")
         return plan
 
-    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str:
+    def code(self, plan: Plan, parent: Candidate, spec: TaskSpec, **context) -> str:
         if plan.candidate_id not in self.codes:       # the plan node names the candidate the plan is for
             raise ReplayDivergence(f"{plan.candidate_id or 'a candidate'}: the log has no code for the plan "
                                    f"{plan.title!r}")
         return self.codes[plan.candidate_id]
 
-    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int):
+    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int, **context):
         cid = failure.candidate_id
         recorded = [f for f in self.fixes.get(cid, []) if f.attempt == attempt]
         if not recorded:

@@ -76,9 +76,13 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
 
 def _preflight(settings: Settings):
     from agents.engine import EngineUnavailable
-    from archlab.backends import make_engine
-    from archlab.backends import make_sandbox
+    from archlab.backends import capacity, make_engine, make_sandbox
+    from archlab.settings import SettingsError
     from sandbox.base import SandboxUnavailable
+    try:
+        capacity(settings)                      # what this machine can give the run (GPUs asked for, workers)
+    except SettingsError as exc:
+        fail(str(exc), "lower the setting or run on a machine that has the GPUs")
     try:
         box = make_sandbox(settings)
     except SandboxUnavailable as exc:
@@ -122,8 +126,10 @@ def resume(run: str = typer.Argument(..., help="run id, prefix or directory"),
             record_override(run_dir, settings, changed, config)
         console.print(f"settings from {config}: " + (", ".join(f"{k} = {v['to']!r}" for k, v in changed.items())
                                                      or "nothing changed"))
+    engine, box = _preflight(settings)          # a moved endpoint or a stopped engine is found before any job
     console.print(f"resuming run [bold]{record['run_id']}[/] in {run_dir}")
-    _drive(settings, record["run_id"], run_dir, resume=True)
+    _print_capacity(settings)
+    _drive(settings, record["run_id"], run_dir, resume=True, engine=engine, sandbox=box)
 
 
 @app.command()

@@ -27,7 +27,7 @@ from agents.lab import Lab, LoopLimits
 from agents.recorder import Recorder
 from archlab.backends import capacity, make_engine, make_executor, make_sandbox
 from archlab.reviews import pending_reviews, read_decision
-from archlab.runstore import create_run
+from archlab.runstore import OWNER_FILE, create_run
 from archlab.settings import Settings
 from evaluators.fitness import Objective
 from evaluators.tasks import get_task
@@ -37,7 +37,6 @@ from sandbox.base import Sandbox, SandboxUnavailable
 from wire.jobs import Limits
 
 RECURSION_LIMIT = 10_000   # graph steps per invocation; a round takes about 8
-OWNER_FILE = "owner.pid"
 
 
 def job_limits(settings: Settings, seconds: float, gpus: int) -> Limits:
@@ -108,16 +107,6 @@ def start_run(settings: Settings) -> tuple[str, Path]:
     record = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": json.loads(settings.model_dump_json()),
               "versions": {"python": platform.python_version(), "torch": torch.__version__}}
     return create_run(settings.runs_dir, record)
-
-
-def owner_alive(run_dir: Path) -> bool:
-    """Whether a live process is driving this run."""
-    try:
-        pid = int((run_dir / OWNER_FILE).read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | None] | None = None,

@@ -67,7 +67,7 @@ class LLMSettings(BaseModel):
     max_concurrency: int = Field(default=4, ge=1)       # requests in flight at once, whatever calls the engine
     temperature: float | None = Field(default=0.7, ge=0, le=2)  # None: leave it to the server (reasoning models refuse it)
     max_output_tokens: int | None = Field(default=None, ge=1)   # sent as max_tokens; None: the server's default
-    structured_outputs: Literal["auto", "on", "off"] = "auto"  # json_schema response_format; auto drops it if refused
+    structured_outputs: Literal["auto", "on", "off"] = "auto"  # json_schema response_format; auto steps down to json_object, then text
     repair_attempts: int = Field(default=2, ge=0)       # unusable answers (no code, bad JSON, refusal) sent back per call
     novelty_threshold: float = Field(default=0.92, gt=0, le=1)  # a plan this close (cosine) to an earlier one is sent back
     novelty_retries: int = Field(default=2, ge=0)       # near-duplicates sent back before the proposal is taken anyway

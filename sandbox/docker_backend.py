@@ -12,7 +12,18 @@ that was SIGKILLed — by the sweep of dead owners' leftovers at the next `conne
 requests and handed out by a `GpuAllocator` so that concurrent jobs never share one.
 
 An engine that disappears mid-job, or an image removed after `connect()`, is a
-`sandbox_error` result saying what to do, never an exception.
+`sandbox_error` result saying what to do, never an exception. The memory limit is the job's
+own `memory_mb` (capability `memory_limit`); an OOM kill is status `oom`.
+
+Warm workers (`spawn`, `DockerWorker`, used by `sandbox.warm.WarmSandbox`) are containers
+created with exactly these options for their limits profile, started before their job is
+known: the runner imports torch and the evaluators, then waits on a FIFO in its slot
+(`sandbox.handoff`). The slot replaces the job directory: `/job` (job.json, inputs/, the
+FIFOs) read-only, `/job/out` the one writable mount, copied back to `jobdir/out` (regular
+files only) once the container is gone. The wall clock is enforced here from the handoff, and
+inside by the runner's supervisor (PID 1, out of the job's reach) in place of `timeout`,
+whose limit is not known at spawn. GPUs are the `devices` the worker was spawned with, as a
+device request. Each container takes one job and is removed after it, like a cold one.
 
 What it does not give: protection from kernel exploits (containers share the host
 kernel), or from a Docker Engine that is itself misconfigured.
@@ -38,9 +49,9 @@ from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from sandbox.base import SandboxUnavailable, TailBuffer, WorkerLost, check_fits, failure
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
-from sandbox.handoff import TAKE_TIMEOUT, Channel, Slot
+from sandbox.handoff import READY_TIMEOUT, TAKE_TIMEOUT, Channel, Slot
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
-from sandbox.process import READY_TIMEOUT, alive, classify, descendants
+from sandbox.process import alive, classify, descendants
 from wire.jobs import EvalJob, EvalResult, Limits
 
 LABEL = "archlab.job"
@@ -364,6 +375,7 @@ class DockerWorker:
             reason = f"the worker died before taking the job ({self.why_lost()})"
             self.discard()
             raise WorkerLost(reason)
+        self.channel.close()                       # the worker closed its ends too: nothing more is said
         try:
             if on_taken is not None:
                 on_taken()
@@ -377,9 +389,11 @@ class DockerWorker:
                                       {"wall_seconds": time.perf_counter() - started})
 
     def discard(self) -> None:
-        """Remove the container and the slot (idempotent)."""
+        """Remove the container and the slot (idempotent); waits for a launch under way to finish first."""
         with self._lock:
             self._discarded = True
+        self._launched.wait(60)
+        with self._lock:
             container = self.container
         if container is not None:
             self.sandbox._discard(container)

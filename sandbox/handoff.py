@@ -39,6 +39,7 @@ from typing import Callable
 NOBODY = 65534
 POLL_SLICE = 0.2          # seconds between liveness checks while waiting on a channel
 TAKE_TIMEOUT = 30.0       # a worker that read "go" answers "taken" within milliseconds
+READY_TIMEOUT = 120.0     # a fresh worker's imports (torch on a loaded machine is slow)
 MAX_OUTPUT_FILES = 1000   # a job's out/ is copied back up to this many files
 
 

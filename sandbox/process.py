@@ -9,7 +9,8 @@ What it gives, wherever the OS allows:
   (capability `memory_limit`). Where no memory cgroup can be made, only the address space of
   each process is limited (to `memory_mb` + 2048 MB, since the interpreter and torch map far
   more than they touch; capability `address_space_only`). With the cgroup, that address-space
-  limit stays as a per-process backstop;
+  limit stays as a per-process backstop, except for GPU jobs (CUDA maps more than any such
+  limit allows);
 - a scrubbed environment (no API keys or tokens), its own scratch directory as cwd, HOME and
   TMPDIR, removed afterwards;
 - new network and PID namespaces (`unshare`) when unprivileged user namespaces or root allow
@@ -58,12 +59,11 @@ from typing import Callable, Sequence
 
 from sandbox import cgroups
 from sandbox.base import TailBuffer, WorkerLost, check_fits, failure, read_report, result_from_report
-from sandbox.handoff import TAKE_TIMEOUT, Channel, Slot
+from sandbox.handoff import READY_TIMEOUT, TAKE_TIMEOUT, Channel, Slot
 from wire.jobs import EvalJob, EvalResult, Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WARM_CPU_SECONDS = 7 * 24 * 3600   # a waiting worker's CPU-seconds ceiling; the runner lowers it to the job's
-READY_TIMEOUT = 120.0              # how long `run` waits for a worker that is still importing
 # environment variables a job may see; everything else (keys, tokens, proxies) is dropped
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 
@@ -181,13 +181,16 @@ class ProcessSandbox:
         return [*namespace_prefix(), *runner]
 
     def _preexec(self, limits: Limits, cgroup: cgroups.JobCgroup, cpu_seconds: int) -> Callable[[], None]:
-        # the interpreter and torch map far more virtual memory than they touch
+        # the interpreter and torch map far more virtual memory than they touch; CUDA maps more than any
+        # such limit allows, so a GPU job whose memory cgroup holds its real memory gets none
         address_space = (limits.memory_mb + 2048) * 1024 * 1024
+        limit_address_space = cgroup.memory is None or limits.gpus == 0
 
         def setup() -> None:
             _die_with_parent()
             cgroup.enter()
-            _limit(resource.RLIMIT_AS, address_space)
+            if limit_address_space:
+                _limit(resource.RLIMIT_AS, address_space)
             _limit(resource.RLIMIT_CPU, cpu_seconds)
             _limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024)
             _limit(resource.RLIMIT_NOFILE, 256)
@@ -382,6 +385,7 @@ class ProcessWorker:
             reason = f"the worker died before taking the job ({self.why_lost()})"
             self.discard()
             raise WorkerLost(reason)
+        self.channel.close()                       # the worker closed its ends too: nothing more is said
         timed_out = False
         try:
             if on_taken is not None:
@@ -408,6 +412,7 @@ class ProcessWorker:
         """Kill the worker's whole tree and remove its slot and cgroups (idempotent)."""
         with self._lock:
             self._discarded = True
+        self._launched.wait(60)                    # a launch under way finishes (or sees the flag) first
         self._end()
         self.cgroup.kill_all()
         self.channel.close()

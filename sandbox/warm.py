@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from sandbox.base import Spawner, Worker, WorkerLost, failure, profile
+from sandbox.handoff import READY_TIMEOUT
 from wire.jobs import EvalJob, EvalResult, Limits
 
-READY_TIMEOUT = 120.0   # seconds a fresh worker may take to import (torch on a loaded machine is slow)
 MAX_ATTEMPTS = 3        # fresh workers tried for one job before it is a sandbox_error
 
 _OPEN: weakref.WeakSet = weakref.WeakSet()

@@ -46,6 +46,7 @@ def _xdist_scope(nodeid: str) -> str:
     return "docker" if "docker" in nodeid.lower() else nodeid.split("::", 1)[0]
 
 
+@pytest.hookimpl(optionalhook=True)     # a hook of pytest-xdist: without it (-p no:xdist) nothing calls it
 def pytest_xdist_make_scheduler(config, log):
     """Under `--dist loadfile`, schedule by `_xdist_scope`: loadfile's modules, plus one unit for all docker tests.
     It is decided from node ids, in the controller: `xdist_group` marks with `--dist loadgroup` would say it

@@ -128,11 +128,11 @@ time.perf_counter = lambda: 0.0
 ''' + MODEL
 
 SIBLING = '''
-import subprocess, sys
-helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(HELPER_SECONDS)  # MARKER"])
-code = helper.wait()
-if code != 0:
-    raise RuntimeError(f"my helper process ended with {code}: something outside this job killed it")
+import signal, subprocess, sys
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)  # MARKER"])
+code = helper.wait()                 # the test ends the helper with SIGTERM; an attacker would use SIGKILL
+if code != -signal.SIGTERM:
+    raise RuntimeError(f"my helper process ended with {code}: something other than the test killed it")
 print("sibling helper finished")
 ''' + MODEL
 

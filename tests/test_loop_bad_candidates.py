@@ -23,7 +23,7 @@ class BadCoder(OfflineEngine):
     def code(self, plan, parent, spec):
         return BAD.get(int(plan.candidate_id[1:]), super().code(plan, parent, spec))
 
-    def fix(self, plan, source, failure, attempt):
+    def fix(self, plan, source, failure, attempt, **context):
         return None
 
 

@@ -169,8 +169,12 @@ def test_a_run_screens_trains_over_seeds_judges_against_the_parent_and_random_an
     first, second = ([p for p in proxy_rung if p["round"] == r] for r in (1, 2))
     # round 1: 3 baselines + 1 random reference trained, too few to fit the score: nobody is screened on priors
     assert all("cold start" in p["reason"] and p["promoted"] for p in first)
-    # round 2: fitted on the run's own short results, among the run as round 2 found it (never the sibling)
-    assert second and all(p["target"] == "short" for p in second)
+    # round 2: fitted on the run's own results (round 1 trained two children and their parents at full: 5 fulls
+    # fit against full), among the run as round 2 found it (never the sibling)
+    assert second and all(p["target"] in ("short", "full") for p in second)
+    round_two = set(events_of(log, "parents_selected")[1]["candidate_ids"])
+    earlier = [cid for cid, r in records.items() if "proxy" in r["evaluations"] and cid not in round_two]
+    assert all(p["pool"] == len(earlier) + 1 for p in second)      # the run before round 2, plus itself
     for decision in second:                          # top half of everything that reached the proxy rung goes on
         assert decision["promoted"] == (decision["rank"] <= decision["keep"])
         assert decision["keep"] == -(-decision["pool"] // 2)

@@ -33,14 +33,20 @@ def _run(*command, cwd: Path, env: dict | None = None, timeout: float = 600) -> 
 
 
 @pytest.fixture(scope="session")
-def wheel(tmp_path_factory) -> Path:
-    """archlab's wheel, built the way `pip install .` builds it (from a clean copy of the tree)."""
+def built(tmp_path_factory) -> tuple[Path, str]:
+    """archlab's wheel, built the way `pip install .` builds it (from a clean copy of the tree), and what the build
+    printed."""
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE)
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", work / "dist", source, cwd=work)
+    proc = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", work / "dist", source, cwd=work)
     (found,) = (work / "dist").glob("archlab-*.whl")
-    return found
+    return found, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def wheel(built) -> Path:
+    return built[0]
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +91,13 @@ def test_the_wheel_carries_every_package_and_its_data(wheel):
     assert "knowledge/literature.json" in names
     assert {f"evaluators/baselines/{p.name}" for p in (ROOT / "evaluators" / "baselines").glob("*.py")} <= names
     assert not any(n.startswith(("tests/", "benchmarks/", "runs/")) for n in names)
+
+
+def test_the_build_prints_no_setuptools_warnings(built):
+    # `make run` and `make test` install the project first: pages of packaging warnings bury the run's first lines
+    output = built[1]
+    assert not any(word in output for word in ("BuildBackendWarning", "SetuptoolsDeprecationWarning",
+                                               "SetuptoolsWarning")), output
 
 
 def test_archlab_is_imported_from_the_installed_wheel(installed):

@@ -151,7 +151,7 @@ def test_fork_bomb_beside_a_job_does_not_starve_it(run_source, sandbox, sibling,
     normal_thread, normal = in_background(lambda: run_source(
         cases.BESIDE_A_BOMB.replace("MARKER", normal_marker), sandbox=sibling, wall_seconds=120))
     assert wait_until(lambda: leftovers(normal_marker), 120), "the normal job never started"
-    bomb = cases.FORK_BOMB.replace("MARKER", marker).replace("HOLD_SECONDS", "15")
+    bomb = cases.FORK_BOMB.replace("MARKER", marker).replace("HOLD_SECONDS", "10")
     bomb_thread, bombed = in_background(lambda: run_source(bomb, sandbox=sandbox, wall_seconds=60, pids=64))
     assert wait_until(lambda: len(leftovers(marker)) >= 20 or not bomb_thread.is_alive(), 120)
     assert bomb_thread.is_alive(), "the bomb ended before it held its pids: nothing was tested"
@@ -282,11 +282,13 @@ def test_a_job_cannot_signal_or_read_its_siblings(run_source, sandbox, sibling, 
         assert sandbox.wait_ready(other, 120)
         waiting = sandbox.idle(other)
         targets += waiting.host_pids()
-    thread, done = in_background(lambda: run_source(
-        cases.SIBLING.replace("MARKER", marker).replace("HELPER_SECONDS", "8"), sandbox=sibling))
-    assert wait_until(lambda: leftovers(marker)), "the sibling job never started its helper"
-    targets += leftovers(marker)                                  # and a job running beside this one
+    thread, done = in_background(lambda: run_source(cases.SIBLING.replace("MARKER", marker), sandbox=sibling))
+    assert wait_until(lambda: leftovers(marker), 120), "the sibling job never started its helper"
+    helpers = leftovers(marker)
+    targets += helpers                                            # and a job running beside this one
     result = run_source(cases.ATTACK_SIBLINGS.replace("TARGETS", repr(targets)), sandbox=sandbox)
+    for pid in helpers:                                           # the sibling may finish now
+        os.kill(pid, signal.SIGTERM)
     thread.join(timeout=90)
     assert result.status == "ok", result.message
     assert result.log_tail.count("signal refused") == len(targets), result.log_tail[-2000:]

@@ -15,10 +15,9 @@ What it guarantees:
   carrying `response_format` gets an error answer (400, 422, 500 and any other status but
   401/403/404, 408/409/429 and 502/503/504, which are about the key, the model or the
   server's availability: llama-cpp-python answers 500 to `json_schema`, vLLM 400), and sends
-  it again at once. The step that
-  works is remembered per model and logged as an `llm_error` of kind `json_schema_refused`
-  or `json_object_refused` (the step given up; the message says what comes next), from which
-  `restore_formats` takes it up again when a run is resumed.
+  it again at once. The step that works is remembered per model and logged as an `llm_error`
+  of kind `json_schema_refused` or `json_object_refused` (the step given up; the message says
+  what comes next), from which `restore_formats` takes it up again when a run is resumed.
 - Every answer of any shape becomes a `Reply` (see `agents.llm.completion`), never an
   exception: content parts, tool calls, reasoning-only answers, refusals, no choices.
 - At most `max_concurrency` requests in flight (a `BoundedSemaphore`), whoever calls; the

@@ -1,7 +1,9 @@
 """Tokens and cost per role, summed from a run's `llm_response` events (earlier sessions included).
 
-`usage_by_role(events)` -> {role: {calls, input_tokens, output_tokens, cost_usd, unpriced_calls}}
-for the roles that made calls (planner, coder, analyst; fixes are coder calls). `calls`
+`usage_by_role(events)` -> {role: {calls, input_tokens, output_tokens, cost_usd, unpriced_calls,
+largest_input_tokens}} for the roles that made calls (planner, coder, analyst; fixes are coder
+calls). `input_tokens` are the prompt tokens; `largest_input_tokens` is the longest prompt a
+role sent, the number that decides whether it fits a small local model's context. `calls`
 counts answered requests; failed attempts (`llm_error`) cost nothing and are not counted.
 `unpriced_calls` counts answers from models missing from `llm.prices`, whose cost is
 reported as 0. The total over roles is what the `llm_cost_usd` budget is checked against.
@@ -23,11 +25,12 @@ def usage_by_role(events: Iterable[Event]) -> dict[str, dict]:
         p = event.payload
         role = str(p.get("role", "unknown"))
         row = usage.setdefault(role, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
-                                      "unpriced_calls": 0})
+                                      "unpriced_calls": 0, "largest_input_tokens": 0})
         row["calls"] += 1
         row["input_tokens"] += int(p.get("input_tokens") or 0)
         row["output_tokens"] += int(p.get("output_tokens") or 0)
         row["cost_usd"] += float(p.get("cost_usd") or 0.0)
         row["unpriced_calls"] += 0 if p.get("priced", True) else 1
+        row["largest_input_tokens"] = max(row["largest_input_tokens"], int(p.get("input_tokens") or 0))
     order = {role: i for i, role in enumerate(ROLES)}
     return dict(sorted(usage.items(), key=lambda item: (order.get(item[0], len(ROLES)), item[0])))

@@ -47,7 +47,9 @@ def make_fix(lab: Lab):
         candidate = lab.recorder.load(state["candidate_id"])
         attempt = state.get("fix_attempts", 0) + 1
         plan = Plan.model_validate(state["plan"])
-        repaired = lab.engine.fix(plan, candidate.source, candidate.evaluations["check"], attempt)
+        # everything the fixer needs comes from the records: an engine keeps nothing between nodes
+        repaired = lab.engine.fix(plan, candidate.source, candidate.evaluations["check"], attempt,
+                                  parent=lab.recorder.load(plan.parent_id), spec=lab.spec)
         if repaired is None:
             lab.events.emit("fix", round=round, candidate_id=candidate.id, attempt=attempt, gave_up=True)
             return {"fix_attempts": attempt, "check_status": "gave_up"}

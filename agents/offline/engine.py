@@ -113,7 +113,8 @@ class OfflineEngine:
     def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str:
         return render(plan.genome or {}, title=plan.title, motivation=plan.motivation)
 
-    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int) -> tuple[Plan, str] | None:
+    def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int, *, parent: Candidate | None = None,
+            spec: TaskSpec | None = None, candidates: list[Candidate] | None = None) -> tuple[Plan, str] | None:
         genome = dict(plan.genome or {})
         message = failure.message
         if "over the budget" in message:

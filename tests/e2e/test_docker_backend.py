@@ -200,3 +200,43 @@ def test_sigterm_to_archlab_removes_its_running_container(box, tmp_path):
     finally:
         child.kill()
     assert not box.client.containers.list(all=True, filters={"label": "archlab.job=sigterm-1"})
+
+
+def test_a_warm_worker_is_isolated_like_a_cold_container_and_removed(box, tiny_spec, tmp_path):
+    from evaluators.harness import evaluate
+    from sandbox.warm import WarmSandbox
+    warm = WarmSandbox(box)
+    limits = Limits(wall_seconds=60, memory_mb=1024, cpus=1)
+    try:
+        assert warm.wait_ready(limits, 120)
+        worker = warm.idle(limits)
+        attrs = box.client.containers.get(worker.container.id).attrs
+        host = attrs["HostConfig"]
+        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+        assert attrs["Config"]["User"] == "65534:65534" and "no-new-privileges" in host["SecurityOpt"]
+        assert host["Memory"] == host["MemorySwap"] == 1024 * 1024 * 1024 and host["PidsLimit"] == 256
+        writable = sorted(m["Destination"] for m in attrs["Mounts"] if m["RW"])
+        assert writable == ["/job/out"], attrs["Mounts"]
+        result = evaluate(warm, job(tiny_spec, "warm-1"), tmp_path / "w")
+        assert result.status == "ok", result.message
+        with pytest.raises(docker.errors.NotFound):
+            box.client.containers.get(worker.container.id)
+    finally:
+        warm.close()
+    assert not ours(box.client)
+
+
+def test_a_warm_gpu_worker_without_the_nvidia_runtime_is_a_sandbox_error(box, tiny_spec, tmp_path):
+    from evaluators.harness import evaluate
+    from sandbox.warm import WarmSandbox
+    if box.gpus.devices:
+        pytest.skip("this machine has GPUs; the failure path needs a machine without the NVIDIA runtime")
+    events = []
+    warm = WarmSandbox(box, devices=("0",), on_event=lambda kind, **info: events.append(kind))
+    try:
+        result = evaluate(warm, job(tiny_spec, "warm-gpu-1", gpus=1), tmp_path / "g")
+    finally:
+        warm.close()
+    assert result.status == "sandbox_error" and "NVIDIA container toolkit" in result.message, result.message
+    assert events and set(events) == {"worker_replaced"}
+    assert not ours(box.client)
