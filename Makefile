@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-ROUNDS ?= 6
+ROUNDS ?= 3   # 2 candidates per round on 2 cores: 3 baselines, 3 random references, 6 proposals
 RANDOM_POOL ?= 3
 # pytest-xdist workers for `make test` (0: one process); a module runs on one worker, all docker tests on one
 # (tests/conftest.py)

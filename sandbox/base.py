@@ -59,7 +59,9 @@ class Worker(Protocol):
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         """Run `job` (at most once per worker), classified exactly like the cold path; raises WorkerLost only
-        if the worker died before taking the job, ValueError if the job's limits are not its profile."""
+        if the worker died before taking the job, ValueError if the job's limits are not its profile.
+        The backends' workers also take `on_taken`, a callable run right after the handoff (WarmSandbox
+        starts the replacement worker there)."""
         ...
 
     def discard(self) -> None:

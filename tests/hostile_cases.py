@@ -22,7 +22,7 @@ import os, time
 # each child execs a shell whose command line carries MARKER, so leftovers can be found in /proc
 hold = HOLD_SECONDS          # after the first refusal, keep hammering fork() this long
 children, refused, first = 0, None, None
-while True:
+while refused is not None or children < 1000:   # 1000 without a refusal: nothing limits processes
     try:
         pid = os.fork()
     except OSError as exc:
@@ -37,6 +37,8 @@ while True:
         finally:
             os._exit(0)
     children += 1
+if refused is None:
+    raise RuntimeError(f"forked {children} children and was never refused")
 raise RuntimeError(f"fork refused after {children} children: {refused}")
 '''
 
