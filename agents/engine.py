@@ -51,5 +51,10 @@ class ResearchEngine(Protocol):
         """The analysis text and the findings to remember."""
 
 
+class ProposalFailed(RuntimeError):
+    """The planner's answers could not be turned into a proposal this time (the model's fault, not the run's):
+    the branch ends without a candidate, the reason is logged, and the run goes on."""
+
+
 class EngineUnavailable(RuntimeError):
     """The chosen engine cannot run here (missing settings); a configuration fault."""

@@ -184,6 +184,16 @@ class BranchExhausted(Payload):
     reason: str
 
 
+@event("plan_failed")
+class PlanFailed(Payload):
+    """The planner's answers stayed unusable: this branch of the round ends without a candidate."""
+    decides = ("round", "candidate_id")
+    round: int
+    candidate_id: str
+    parent_id: str
+    reason: str
+
+
 @event("search_exhausted")
 class SearchExhausted(Payload):
     """Every branch of a round found nothing new: the run ends cleanly."""

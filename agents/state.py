@@ -34,7 +34,7 @@ class CandidateState(TypedDict, total=False):
     candidate_id: str               # the candidate this branch proposes
     plan: dict[str, Any] | None     # the Plan being implemented
     fix_attempts: int               # check failures sent back to the coder
-    check_status: str               # "ok" | "failed" | "gave_up" | "edited" | "twin" | "no_proposal"
+    check_status: str               # "ok" | "failed" | "gave_up" | "edited" | "no_proposal" | "plan_failed"
     pending: str | None             # the fidelity to evaluate next ("proxy", "short", "full"), None when done
     reviewed: list[str]             # "<candidate>:<fidelity>" gates a person has already passed
     tried: Annotated[list[str], operator.add]       # hashes this branch proposed

@@ -56,9 +56,15 @@ def test_kill_at_random_moments_then_resume(tmp_path, group):
     assert log[-1]["type"] == "run_finished"
     results = Counter(e["payload"]["job_id"] for e in log if e["type"] == "result")
     assert all(n == 1 for n in results.values()), results                  # no duplicated evaluation
-    started = Counter(e["payload"]["job_id"] for e in log if e["type"] == "job_started")
-    reran = {job for job in finished_before if started[job] > 1}
+    # a job killed in flight runs again; a job whose result was logged never starts again
+    first_result = {}
+    for e in log:
+        if e["type"] == "result":
+            first_result.setdefault(e["payload"]["job_id"], e["seq"])
+    reran = {e["payload"]["job_id"] for e in log if e["type"] == "job_started"
+             and e["payload"]["job_id"] in first_result and e["seq"] > first_result[e["payload"]["job_id"]]}
     assert not reran, f"finished jobs were run again: {reran}"
+    assert finished_before <= set(first_result)
     on_disk = {p.parent.name for p in run_dir.glob("candidates/*/jobs/*/result.json")}
     assert on_disk == set(results)                                         # no lost evaluation
     for cid in ("b-softmax", "b-linear", "b-mlp", "c001", "c002"):

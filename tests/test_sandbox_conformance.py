@@ -50,7 +50,7 @@ def backend_of(request, name: str):
     return request.getfixturevalue("process_sandbox" if name == "process" else "docker_backend")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def warm_sandboxes():
     """The session's shared WarmSandboxes by (backend, index); each records its events in `.events`."""
     made: dict = {}

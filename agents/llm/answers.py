@@ -105,7 +105,7 @@ def read_json(text: str, model: type[T], finish_reason: str = "stop") -> tuple[T
     broken: list[str] = []                       # why each object-looking span failed to parse, with where
     for start, candidate in _json_candidates(text):
         try:
-            parsed.append(json.loads(candidate))
+            parsed.append(json.loads(candidate, strict=False))   # a raw newline inside a string is the usual slip
         except ValueError as exc:
             if candidate.lstrip()[:1] in "{[":
                 broken.append(_where(text, start, candidate, exc))

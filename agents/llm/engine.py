@@ -16,7 +16,7 @@
 
 Bad answers (empty, refusal, no code, truncated or wrong-schema JSON) go back to the model
 with the problem named, up to `repair_attempts` times per call. Then: plan raises
-`UnexpectedModelBehavior` (the run stops, resumable); code returns a module whose
+`UnexpectedModelBehavior` (a `ProposalFailed`: the graph ends that branch, the run goes on); code returns a module whose
 `build_model` raises with the reason (the check rejects it, the fix loop gets one more
 chance); fix returns None; analyze falls back to the measured comparison. Endpoint faults are
 `agents.llm.client`'s business. Every answer is accounted for in the log: an unusable one by

@@ -9,13 +9,14 @@
   refusals) after the bounded repairs. Try a stronger model or other structured-output settings.
 
 All three are `EngineUnavailable`, so the CLI stops the run with the message (it can be
-resumed) instead of a traceback. `status` is the HTTP status of the last answer, when there
+resumed) instead of a traceback — except an unusable plan, which the graph catches as a
+`ProposalFailed`: that branch of the round ends without a candidate and the run goes on. `status` is the HTTP status of the last answer, when there
 was one. Bad output that *can* go back to the model never raises: the engine repairs it
 inside the call, and the graph's check/fix loop handles bad code.
 """
 from __future__ import annotations
 
-from agents.engine import EngineUnavailable
+from agents.engine import EngineUnavailable, ProposalFailed
 
 
 class LLMError(EngineUnavailable):
@@ -34,5 +35,8 @@ class LLMUnavailable(LLMError):
     """The endpoint did not answer usefully after every retry."""
 
 
-class UnexpectedModelBehavior(LLMError):
-    """The model's answers could not be used after the bounded repairs."""
+class UnexpectedModelBehavior(LLMError, ProposalFailed):
+    """The model's answers could not be used after the bounded repairs.
+
+    Also a `ProposalFailed`: raised by the planner, it ends that branch of the round, not the
+    run, so an unattended loop survives a model that answers badly for a while."""

@@ -20,7 +20,8 @@ def make(lab: Lab):
         lab.stage(round, "analyze")
         exhausted = set(state.get("exhausted", []))
         for candidate_id in sorted(state.get("batch", [])):
-            if candidate_id not in exhausted:
+            written = (lab.run_dir / "candidates" / candidate_id / "candidate.json").is_file()
+            if candidate_id not in exhausted and written:     # a branch whose plan failed wrote no candidate
                 analyze_one(lab, candidate_id, round)
         if state.get("batch") and exhausted >= set(state["batch"]):
             reason = "nothing new to propose: every change to every possible parent has been tried"

@@ -2,11 +2,12 @@
 
 If nothing new can be proposed for the branch's parent, the next best parents are tried; a
 branch with nothing left to propose ends without a candidate (`no_proposal`, logged with the
-reason), and a round in which every branch ends so finishes the run cleanly.
+reason), and a round in which every branch ends so finishes the run cleanly. A planner whose
+answers stay unusable (`ProposalFailed`) ends only its branch, logged as `plan_failed`.
 """
 from __future__ import annotations
 
-from agents.engine import PlanContext
+from agents.engine import PlanContext, ProposalFailed
 from agents.lab import Lab
 from agents.nodes.select import scored
 from agents.offline.engine import NoProposal
@@ -40,6 +41,10 @@ def make(lab: Lab):
                 lab.events.emit("no_proposal", round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
                                 reason=str(exc))
                 continue
+            except ProposalFailed as exc:     # the planner's answers were unusable: this branch ends, the run goes on
+                lab.events.emit("plan_failed", round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
+                                reason=str(exc)[:2000])
+                return {"plan": None, "check_status": "plan_failed"}
             proposal = proposal.model_copy(update={"candidate_id": state["candidate_id"]})
             lab.events.emit("plan", round=round, **proposal.model_dump())
             return {"plan": proposal.model_dump(), "parent_id": parent.id, "check_status": ""}
@@ -50,7 +55,7 @@ def make(lab: Lab):
 
 
 def route_after_plan(state: CandidateState) -> str:
-    return END if state.get("check_status") == "no_proposal" else "code"
+    return END if state.get("check_status") in ("no_proposal", "plan_failed") else "code"
 
 
 def round_to(value: float) -> float:

@@ -122,12 +122,19 @@ def llm_run(server, tmp_path_factory):
 
 
 def test_the_run_finishes_with_a_candidate_analysed(llm_run):
+    """The run ends normally: with c001 written, checked and analysed, or, when even the repaired plan was unusable,
+    with that branch ended as `plan_failed` (a bad answer never ends an unattended run)."""
     run_dir, out = llm_run
+    events, _ = read_events(run_dir / "events.jsonl")
+    assert events[-1].type == "run_finished", events[-1]
+    failed = [e.payload for e in events if e.type == "plan_failed"]
+    if failed:
+        assert failed[0]["candidate_id"] == "c001" and "no usable plan" in failed[0]["reason"]
+        assert not (run_dir / "candidates" / "c001").exists()
+        return
     record = json.loads((run_dir / "candidates" / "c001" / "candidate.json").read_text())
     assert record["origin"] == "openai" and record["status"] in ("evaluated", "failed", "screened")
     assert record["analysis"] and "c001" in out
-    events, _ = read_events(run_dir / "events.jsonl")
-    assert events[-1].type == "run_finished", events[-1]
 
 
 def test_json_schema_is_refused_and_json_object_taken(llm_run):
