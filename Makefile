@@ -8,7 +8,7 @@ RANDOM_POOL ?= 3
 # (tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test install clean-runs
+.PHONY: run test lint install clean-runs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/archlab run --task mqar --rounds $(ROUNDS) --random-pool $(RANDOM_POOL)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install lint
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
 
 clean-runs:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, ClassVar, Literal, Union
 
+from pydantic_core import ErrorDetails
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from agents.records import CandidateStatus, Plan
@@ -504,7 +505,7 @@ def validate_payload(type: str, payload: dict[str, Any], where: str = "") -> Pay
         raise EventSchemaError(type, [_problem(e) for e in exc.errors()], where) from None
 
 
-def _problem(error: dict) -> str:
+def _problem(error: ErrorDetails) -> str:
     field = ".".join(str(part) for part in error["loc"]) or "(payload)"
     if error["type"] == "missing":
         return f"field {field!r} is missing"
@@ -526,6 +527,6 @@ def decision_types() -> dict[str, tuple[str, ...]]:
 def event_line_adapter() -> TypeAdapter:
     """One log line (`{"type": ..., "payload": ...}`) as a discriminated union over every registered type:
     for JSON Schema (`.json_schema()`) and for readers that validate whole lines at once."""
-    lines = [create_model(f"{model.__name__}Line_{name}", type=(Literal[name], ...), payload=(model, ...))
-             for name, model in EVENT_TYPES.items()]
-    return TypeAdapter(Annotated[Union[tuple(lines)], Field(discriminator="type")])
+    lines = [create_model(f"{model.__name__}Line_{name}", type=(Literal[name], ...),  # type: ignore[arg-type]
+                          payload=(model, ...)) for name, model in EVENT_TYPES.items()]
+    return TypeAdapter(Annotated[Union[tuple(lines)], Field(discriminator="type")])  # type: ignore[arg-type]

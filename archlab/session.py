@@ -33,7 +33,7 @@ from evaluators.fitness import Objective
 from evaluators.tasks import get_task
 from knowledge.embedders import make_embedder
 from knowledge.store import KnowledgeStore
-from sandbox.base import Sandbox, SandboxUnavailable
+from sandbox.base import Sandbox
 from wire.jobs import Limits
 
 RECURSION_LIMIT = 10_000   # graph steps per invocation; a round takes about 8

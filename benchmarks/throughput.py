@@ -38,7 +38,6 @@ import torch  # noqa: E402
 from benchmarks.sandbox_overhead import in_process, in_sandbox  # noqa: E402
 from evaluators.baselines import baseline_source  # noqa: E402
 from evaluators.tasks import get_task  # noqa: E402
-from wire.jobs import Limits  # noqa: E402
 
 BEFORE_MAKE_RUN = {"seconds": 324.0, "candidates": 12, "what": "3 baselines, 3 random references, 6 proposals; "
                    "one candidate at a time, a cold interpreter per job (issue 11, idle 2-core machine)"}
@@ -57,20 +56,12 @@ def backends() -> dict:
     return found
 
 
-def wait_ready(warm, limits: Limits, timeout: float = 120) -> None:
-    """Block until the warm sandbox holds a ready worker for this profile (what a run's steady state looks like)."""
-    warm.prestart(limits)
-    if not warm.wait_ready(limits, timeout):
-        raise RuntimeError("the warm worker did not become ready")
-
-
 def overhead(repeats: int, train_steps: int) -> dict:
     from sandbox.warm import WarmSandbox
     task = get_task("mqar")
     source = baseline_source("softmax_attention")
     specs = {"trivial": (task.default_spec(seq_len=32, num_pairs=4, num_queries=4), "check", repeats),
              "short": (task.default_spec(short_steps=train_steps), "short", max(1, (repeats + 1) // 2))}
-    limits = Limits(wall_seconds=300, memory_mb=4096, cpus=1)
     modes = {"in_process": None}
     for name, box in backends().items():
         modes[f"{name}_cold"] = box
@@ -83,11 +74,9 @@ def overhead(repeats: int, train_steps: int) -> dict:
             for mode, box in modes.items():             # interleaved, so other load falls on every mode alike
                 if box is None:
                     seconds = in_process(spec, source, fidelity)
-                else:
-                    if mode.endswith("_warm"):
-                        wait_ready(box, limits)
+                else:                                   # a warm worker is made ready off the clock
                     n += 1
-                    seconds = in_sandbox(box, spec, source, fidelity, n, 1)
+                    seconds = in_sandbox(box, spec, source, fidelity, n, 1, mode)
                 if i:
                     times[mode].append(seconds)
         medians = {m: statistics.median(v) for m, v in times.items()}

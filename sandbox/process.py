@@ -479,7 +479,7 @@ def _signal_result(job: EvalJob, number: int, log_tail: str, timings: dict[str, 
     except ValueError:
         name = f"signal {number}"
     if name == "SIGXCPU":
-        return failure(job, "timeout", f"the job used up its CPU-time limit (SIGXCPU); make it cheaper",
+        return failure(job, "timeout", "the job used up its CPU-time limit (SIGXCPU); make it cheaper",
                        log_tail, timings)
     if name == "SIGXFSZ":
         return failure(job, "error", f"the job wrote a file over the {job.limits.file_size_mb} MB limit (SIGXFSZ)",

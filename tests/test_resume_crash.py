@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from tests.runs_support import archlab, events, only_run, start, wait_for
+from tests.runs_support import archlab, events, start, wait_for
 
 KILL_SEEDS = range(10)     # ten random kill moments, in two runs of five kills each
 

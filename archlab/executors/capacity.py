@@ -63,7 +63,7 @@ def plan_capacity(workers: int | None, cpus: float | None, gpus_per_job: int, me
             limits["GPUs"] = len(gpus) // gpus_per_job
         if total_memory_mb:
             limits["memory"] = max(1, total_memory_mb // memory_mb)
-        bound = min(limits, key=limits.get)
+        bound = min(limits, key=lambda name: limits[name])
         workers = max(1, limits[bound])
         why = f"from the {bound}: " + ", ".join(f"{k} allow {v}" for k, v in limits.items())
     threads = cpus if cpus is not None else max(1, cores // workers)

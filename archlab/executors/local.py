@@ -72,7 +72,7 @@ class LocalExecutor:
     def _make_sandbox(self, slot: Slot, devices: tuple[str, ...]) -> Sandbox:
         if self.warm and hasattr(self.backend, "spawn"):
             from sandbox.warm import WarmSandbox
-            return WarmSandbox(self.backend, devices=devices,
+            return WarmSandbox(self.backend, devices=devices,  # type: ignore[arg-type]
                                on_event=lambda kind, **info: self.on_event(kind, worker=slot.index, **info))
         if devices:
             return _OnDemand(self.backend, devices)
@@ -128,8 +128,8 @@ class _OnDemand:
     def __init__(self, backend, devices: tuple[str, ...]):
         self.backend = backend
         self.devices = devices
-        self.name = backend.name
-        self.capabilities = getattr(backend, "capabilities", frozenset())
+        self.name: str = backend.name
+        self.capabilities: frozenset[str] = getattr(backend, "capabilities", frozenset())
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         return self.backend.spawn(job.limits, self.devices).run(job, jobdir)

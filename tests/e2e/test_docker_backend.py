@@ -1,7 +1,6 @@
 """Docker-specific behaviour: labels and cleanup, sweeping a dead run's leftovers, image and GPU failures, a loop run."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
