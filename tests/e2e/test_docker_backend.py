@@ -23,7 +23,13 @@ def box():
 
 
 def ours(client):
-    return client.containers.list(all=True, filters={"label": "archlab.job"})
+    """archlab containers of this test process, or of one that has ended (a CLI it ran); another live
+    archlab process on the same engine (a benchmark, a second test run) is not ours."""
+    import os
+    from sandbox.process import alive
+    return [c for c in client.containers.list(all=True, filters={"label": "archlab.job"})
+            if int(c.labels.get("archlab.owner_pid", "0") or 0) in (0, os.getpid())
+            or not alive(int(c.labels.get("archlab.owner_pid", "0") or 0))]
 
 
 def job(tiny_spec, job_id, source=MODEL, **limits):
