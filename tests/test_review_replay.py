@@ -11,6 +11,7 @@ from tests.runs_support import archlab, events, only_run, start, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.timeout(900)     # two candidates, each and its parent at full over 3 seeds, then replay and re-execution
 def test_before_full_review_waits_is_approved_from_the_cli_and_goes_on(tmp_path):
     extra = {"ARCHLAB_REVIEW__POLICY": "before-full", "ARCHLAB_LOOP__PROMOTE_FRACTION": "1.0",
              "ARCHLAB_REVIEW__POLL_SECONDS": "0.2"}

@@ -50,7 +50,9 @@ def make(lab: Lab):
             # exploring picks among the better half, not the floor: a recall-less baseline is rarely worth a round
             parents.append(rng.choice(pool[1:max(2, (len(pool) + 1) // 2)]) if explore else pool[0])
             explored.append(explore)
-        batch = candidate_ids(candidates, lab.limits.batch)
+        earlier = [cid for e in lab.events.history if e.type == "parents_selected" and e.data.round < round
+                   for cid in e.data.candidate_ids]
+        batch = candidate_ids([c.id for c in candidates] + earlier, lab.limits.batch)
         lab.events.emit("round_started", round=round)
         lab.events.emit("parents_selected", round=round, parent_ids=[p.id for p in parents], explore=any(explored),
                         candidate_ids=batch, ranking=[c.id for c in pool[:5]])
@@ -58,9 +60,10 @@ def make(lab: Lab):
     return select
 
 
-def candidate_ids(candidates: list[Candidate], count: int) -> list[str]:
-    """The next `count` proposal ids (c001, c002, ...), numbered on from the proposals already on disk."""
-    numbers = [int(c.id[1:]) for c in candidates if c.id[:1] == "c" and c.id[1:].isdigit()]
+def candidate_ids(taken: list[str], count: int) -> list[str]:
+    """The next `count` proposal ids (c001, c002, ...), numbered on from every id already given out (on disk, or to
+    an earlier round's branch that wrote no candidate), so no id is ever given twice."""
+    numbers = [int(cid[1:]) for cid in taken if cid[:1] == "c" and cid[1:].isdigit()]
     first = max(numbers, default=0) + 1
     return [f"c{n:03d}" for n in range(first, first + count)]
 

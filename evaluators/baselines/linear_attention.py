@@ -3,6 +3,7 @@
 Softmax replaced by the elu(x)+1 kernel (Katharopoulos et al., 2020): linear-time, fixed-
 size state, weaker exact recall.
 """
+import math
 
 import torch
 import torch.nn as nn

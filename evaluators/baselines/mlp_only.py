@@ -3,6 +3,7 @@
 Each position sees only its own token, so the model cannot recall a value from earlier in
 the sequence: the floor any mixer must beat.
 """
+import math
 
 import torch
 import torch.nn as nn

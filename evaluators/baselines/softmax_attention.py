@@ -3,6 +3,7 @@
 Two pre-norm blocks of multi-head causal softmax attention and a GELU MLP; the reference
 for associative recall.
 """
+import math
 
 import torch
 import torch.nn as nn
