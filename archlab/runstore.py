@@ -60,15 +60,8 @@ def override_settings(record: dict, config: Path):
     A table or top-level key other than those two, or a key those tables do not have, is a
     `SettingsError` naming it; nothing is written. Values are validated as at `archlab run`.
     """
-    import tomllib
-
-    from archlab.settings import Settings, SettingsError, load_settings
-    try:
-        values = tomllib.loads(Path(config).read_text())
-    except FileNotFoundError:
-        raise SettingsError(f"config file {config} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
+    from archlab.settings import Settings, SettingsError, load_settings, read_config
+    values = read_config(config)
     others = [f"[{k}]" if isinstance(v, dict) else repr(k) for k, v in values.items() if k not in RESUMABLE_TABLES]
     if others:
         raise SettingsError(f"config file {config}: a resumed run may change only its [llm] and [sandbox] tables, "

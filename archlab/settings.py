@@ -179,16 +179,19 @@ class SettingsError(ValueError):
     """A setting is wrong; the message names it and says what is allowed."""
 
 
+def read_config(config: Path) -> dict[str, Any]:
+    """The tables of a TOML settings file; SettingsError when it is missing or not TOML."""
+    try:
+        return tomllib.loads(Path(config).read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"config file {config} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
+
+
 def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     """Resolve settings from a TOML file, the environment and flags (None flags are ignored)."""
-    values: dict[str, Any] = {}
-    if config is not None:
-        try:
-            values = tomllib.loads(Path(config).read_text())
-        except FileNotFoundError:
-            raise SettingsError(f"config file {config} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = read_config(config) if config is not None else {}
     for key, value in flags.items():
         if value is None:
             continue

@@ -47,9 +47,9 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
-from sandbox.base import SandboxUnavailable, TailBuffer, WorkerLost, check_fits, failure
+from sandbox.base import SandboxUnavailable, TailBuffer, failure
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
-from sandbox.handoff import READY_TIMEOUT, TAKE_TIMEOUT, Channel, Slot
+from sandbox.handoff import Channel, Slot, hand_over
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
 from sandbox.process import alive, classify, descendants
 from wire.jobs import EvalJob, EvalResult, Limits
@@ -359,23 +359,7 @@ class DockerWorker:
 
     def run(self, job: EvalJob, jobdir: Path, on_taken: Callable[[], None] | None = None) -> EvalResult:
         """Run `job` on this worker (once); WorkerLost if it dies, or never gets ready, before taking it."""
-        check_fits(self.limits, job)
-        with self._lock:
-            if self._used or self._discarded:
-                raise RuntimeError(f"worker {self.id} was already used or discarded; a worker runs one job")
-            self._used = True
-        if not self.wait_ready(READY_TIMEOUT):
-            reason = f"the worker was not ready within {READY_TIMEOUT:g} s ({self.why_lost()})"
-            self.discard()
-            raise WorkerLost(reason)
-        jobdir = Path(jobdir).resolve()
-        self.slot.place(jobdir)
-        started = time.perf_counter()
-        if not self.channel.send_go() or not self.channel.wait_for("taken", TAKE_TIMEOUT, self._running):
-            reason = f"the worker died before taking the job ({self.why_lost()})"
-            self.discard()
-            raise WorkerLost(reason)
-        self.channel.close()                       # the worker closed its ends too: nothing more is said
+        jobdir, started = hand_over(self, job, jobdir)
         try:
             if on_taken is not None:
                 on_taken()

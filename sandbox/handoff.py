@@ -181,3 +181,31 @@ class Channel:
                 except OSError:
                     pass
         self.ready_fd = self.go_fd = -1
+
+
+def hand_over(worker, job, jobdir: Path) -> tuple[Path, float]:
+    """The first half of every backend worker's `run`: refuse a second job or another profile, wait until the
+    worker is ready, place the job in its slot, say "go" and wait for "taken". Returns the resolved job
+    directory and when the job was handed over; `WorkerLost` (the worker discarded) if it dies before "taken".
+
+    `worker` is a backend's worker: it has `limits`, `slot`, `channel`, `id`, `_lock`, `_used`, `_discarded`,
+    `_running()`, `wait_ready()`, `why_lost()` and `discard()`."""
+    from sandbox.base import WorkerLost, check_fits
+    check_fits(worker.limits, job)
+    with worker._lock:
+        if worker._used or worker._discarded:
+            raise RuntimeError(f"worker {worker.id} was already used or discarded; a worker runs one job")
+        worker._used = True
+    if not worker.wait_ready(READY_TIMEOUT):
+        reason = f"the worker was not ready within {READY_TIMEOUT:g} s ({worker.why_lost()})"
+        worker.discard()
+        raise WorkerLost(reason)
+    jobdir = Path(jobdir).resolve()
+    worker.slot.place(jobdir)
+    started = time.perf_counter()
+    if not worker.channel.send_go() or not worker.channel.wait_for("taken", TAKE_TIMEOUT, worker._running):
+        reason = f"the worker died before taking the job ({worker.why_lost()})"
+        worker.discard()
+        raise WorkerLost(reason)
+    worker.channel.close()                       # the worker closed its ends too: nothing more is said
+    return jobdir, started

@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from sandbox import cgroups
-from sandbox.base import TailBuffer, WorkerLost, check_fits, failure, read_report, result_from_report
-from sandbox.handoff import READY_TIMEOUT, TAKE_TIMEOUT, Channel, Slot
+from sandbox.base import TailBuffer, failure, read_report, result_from_report
+from sandbox.handoff import Channel, Slot, hand_over
 from wire.jobs import EvalJob, EvalResult, Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -369,23 +369,7 @@ class ProcessWorker:
 
     def run(self, job: EvalJob, jobdir: Path, on_taken: Callable[[], None] | None = None) -> EvalResult:
         """Run `job` on this worker (once); WorkerLost if it dies, or never gets ready, before taking it."""
-        check_fits(self.limits, job)
-        with self._lock:
-            if self._used or self._discarded:
-                raise RuntimeError(f"worker {self.id} was already used or discarded; a worker runs one job")
-            self._used = True
-        if not self.wait_ready(READY_TIMEOUT):
-            reason = f"the worker was not ready within {READY_TIMEOUT:g} s ({self.why_lost()})"
-            self.discard()
-            raise WorkerLost(reason)
-        jobdir = Path(jobdir).resolve()
-        self.slot.place(jobdir)
-        started = time.perf_counter()
-        if not self.channel.send_go() or not self.channel.wait_for("taken", TAKE_TIMEOUT, self._running):
-            reason = f"the worker died before taking the job ({self.why_lost()})"
-            self.discard()
-            raise WorkerLost(reason)
-        self.channel.close()                       # the worker closed its ends too: nothing more is said
+        jobdir, started = hand_over(self, job, jobdir)
         timed_out = False
         try:
             if on_taken is not None:
