@@ -4,18 +4,21 @@ Everything that ranks candidates reads this module: parent choice (`agents.nodes
 the run's best (`archlab runs` / `show`), what the agents are shown (`agents.llm.context`,
 `agents.offline.engine`). No other module names a metric; they pass the run's objective in.
 
-- A candidate's **score** is the objective's metric at the most expensive training fidelity
-  it finished ok (`full`, the mean over seeds, else `short`), oriented so that higher is
+- A candidate's **score** is the objective's metric at the most expensive fidelity that
+  measured it (`full`, the mean over seeds, else `short`, else `bench` for tasks whose
+  quality is a measured speed, as the decode task's), oriented so that higher is
   better (`quality`), with its feasibility under the objective's cost limits
   (`evaluators.fitness.fitness` over the merged metrics of every fidelity).
 - **Order** (`sort_key`): feasible before infeasible, then `full` before `short` (a result of
   the higher rung beats one of the lower, as successive halving's incumbent does), then quality,
   then the lower held-out loss at that fidelity (every task reports it: tiny runs often tie on
   accuracy). Remaining ties keep the callers' order (the records' id order).
-- **Parents** (`parents`): baselines and evaluated proposals, best first; those over a cost
-  limit only when nothing else is left. Random references and screened candidates never are.
-- **Best** (`best`): the best-scored proposal or baseline, labelled with its origin; random
-  references only when asked (`references=True`): they are the yardstick, not a result.
+- **Parents** (`parents`): baselines, evaluated proposals and random references, best first;
+  those over a cost limit only when nothing else is left. A good reference is evidence like any
+  other: the search may build on it. Screened and failed candidates never are parents.
+- **Best** (`best`): the best-scored candidate the run knows about, whatever produced it
+  (proposal, baseline or random reference), labelled with its origin; `best_proposal` is the
+  best of the proposals alone, and `baselines_beaten` says which baselines it beats.
 - **Comparison** (`compare`): two candidates at the most expensive fidelity both finished,
   as the raw difference and the oriented gain.
 
@@ -33,9 +36,10 @@ from agents.objective import merged_metrics
 from agents.records import Candidate
 from evaluators.fitness import Objective, fitness
 
-FIDELITIES = ("full", "short")            # the training fidelities a quality is read at, most expensive first
-PARENTS = ("baseline", "evaluated")       # statuses that can be parents
-RESULTS = ("baseline", "evaluated")       # statuses that can be the run's best (references on request)
+FIDELITIES = ("full", "short", "bench")   # the fidelities a quality is read at, most expensive first
+PARENTS = ("baseline", "evaluated", "reference")   # statuses that can be parents
+RESULTS = ("baseline", "evaluated")       # statuses of the run's own results (references join with `references`)
+PROPOSALS = ("evaluated",)                # what the research engine produced
 TIEBREAK = "heldout_loss"                 # lower breaks ties of the objective's metric; every task reports it
 ORIGINS = {"baseline": "baseline", "reference": "random reference"}   # any other status: "proposal"
 
@@ -98,6 +102,12 @@ def score(candidate: Candidate, objective: Objective) -> Score | None:
     return None
 
 
+def quality_at(candidate: Candidate, objective: Objective, fidelity: str) -> float | None:
+    """The oriented quality measured at `fidelity`, or None when that fidelity did not report the metric."""
+    value = _measured(candidate, objective.metric, fidelity)
+    return None if value is None else _oriented(value, objective)
+
+
 def quality(candidate: Candidate, objective: Objective) -> float | None:
     """The oriented quality (higher is better) at the candidate's most expensive fidelity, or None."""
     found = score(candidate, objective)
@@ -125,10 +135,23 @@ def parents(candidates: Iterable[Candidate], objective: Objective) -> list[Candi
     return feasible or [s.candidate for s in pool]
 
 
-def best(candidates: Iterable[Candidate], objective: Objective, references: bool = False) -> Score | None:
-    """The run's best proposal or baseline (or random reference, with `references`), None if nothing is scored."""
+def best(candidates: Iterable[Candidate], objective: Objective, references: bool = True) -> Score | None:
+    """The best candidate the run knows about (proposal, baseline or random reference; without references when
+    `references=False`), None if nothing is scored."""
     pool = ranked(candidates, objective, RESULTS + (("reference",) if references else ()))
     return pool[0] if pool else None
+
+
+def best_proposal(candidates: Iterable[Candidate], objective: Objective) -> Score | None:
+    """The best of the research engine's own proposals, None before one is scored."""
+    pool = ranked(candidates, objective, PROPOSALS)
+    return pool[0] if pool else None
+
+
+def baselines_beaten(found: Score, candidates: Iterable[Candidate], objective: Objective) -> tuple[list[str], int]:
+    """(ids of the baselines `found` beats, how many baselines are scored): it beats one when it ranks above it."""
+    baselines = ranked(candidates, objective, ("baseline",))
+    return [b.candidate.id for b in baselines if found.key() > b.key()], len(baselines)
 
 
 def compare(candidate: Candidate, other: Candidate, objective: Objective) -> Comparison | None:

@@ -31,6 +31,7 @@ class CandidateState(TypedDict, total=False):
     batch: list[str]                # every candidate id of the round (siblings are kept out of its decisions)
     seen: list[str]                 # `tried` as the round started
     parent_id: str                  # the parent chosen for this branch
+    sibling_rank: int               # how many earlier branches of the round build on the same parent
     candidate_id: str               # the candidate this branch proposes
     plan: dict[str, Any] | None     # the Plan being implemented
     fix_attempts: int               # check failures sent back to the coder

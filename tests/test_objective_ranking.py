@@ -81,25 +81,30 @@ def test_the_full_result_beats_the_short_one():
     assert compared.fidelity == "short" and compared.delta == pytest.approx(-0.3) and compared.gain == pytest.approx(0.3)
 
 
-def test_the_parent_selected_is_the_lowest_loss_candidate_and_never_a_reference_or_over_a_limit():
+def test_parents_rank_by_loss_references_included_and_never_screened_or_over_a_limit():
     pool = disagreeing() + [candidate("b-softmax", 0.95, 1.2, status="baseline"),
                             candidate("r-01", 0.1, 0.5, status="reference"),
                             candidate("screened", 0.1, 0.4, status="screened")]
-    assert [c.id for c in scored(pool, LOSS)] == ["low-loss", "b-softmax", "mid", "hi-acc"]
+    # a good random reference is evidence like any other: the search may build on it
+    assert [c.id for c in scored(pool, LOSS)] == ["r-01", "low-loss", "b-softmax", "mid", "hi-acc"]
     assert scored(pool, ACCURACY)[0].id == "b-softmax"
     limit = Objective(metric="heldout_loss", higher_is_better=False, limits={"params": 5e4})
     small = candidate("small", 0.2, 1.8, params=1e4)
     assert [c.id for c in scored(pool + [small], limit)] == ["small"]        # the rest break the limit
-    assert [c.id for c in scored(pool, limit)][:2] == ["low-loss", "b-softmax"]   # nothing feasible: all, ranked
+    assert [c.id for c in scored(pool, limit)][:3] == ["r-01", "low-loss", "b-softmax"]   # nothing feasible: all, ranked
 
 
 def test_the_best_of_a_run_follows_the_loss_and_says_where_it_came_from():
     pool = disagreeing() + [candidate("b-softmax", 0.95, 0.8, status="baseline"),
                             candidate("r-01", 0.1, 0.5, status="reference")]
-    best = scoring.best(pool, LOSS)
-    assert (best.candidate.id, best.origin, best.value) == ("b-softmax", "baseline", 0.8)
-    with_references = scoring.best(pool, LOSS, references=True)
-    assert (with_references.candidate.id, with_references.origin) == ("r-01", "random reference")
+    without_references = scoring.best(pool, LOSS, references=False)
+    assert (without_references.candidate.id, without_references.origin, without_references.value) == (
+        "b-softmax", "baseline", 0.8)
+    best = scoring.best(pool, LOSS)          # whatever produced it, labelled
+    assert (best.candidate.id, best.origin) == ("r-01", "random reference")
+    proposal = scoring.best_proposal(pool, LOSS)
+    assert proposal.candidate.id == "low-loss" and proposal.origin == "proposal"
+    assert scoring.baselines_beaten(proposal, pool, LOSS) == ([], 1)      # 1.0 loss does not beat 0.8
     assert scoring.best(pool[:3], LOSS).candidate.id == "low-loss"
     assert scoring.best([], LOSS) is None
 

@@ -25,7 +25,7 @@ from evaluators.static_check import ALLOWED_IMPORTS
 from evaluators.tasks import get_task
 from knowledge.records import Finding
 
-NOISE = 0.01            # accuracy differences below this are called noise (as the offline analyst does)
+NOISE = 0.01            # differences of the objective's metric below this are called noise (as the offline analyst does)
 SOURCE_CHARS = 20_000   # characters of a parent module shown in a prompt
 KEY_METRICS = ("accuracy", "heldout_loss", "params")
 ALIGNED_COMMENT = re.compile(r"(\S) {3,}#")   # code, then spaces aligning a trailing comment
@@ -127,6 +127,20 @@ def baselines_text(candidates: list[Candidate], objective: Objective | None = No
     return "\n".join(lines) or "(none)"
 
 
+def best_so_far_text(candidates: list[Candidate], objective: Objective | None = None, k: int = 5) -> str:
+    """The `k` best candidates of any origin, labelled, and the gene values the run's evidence associates with
+    quality (`agents.search.GeneModel`, fitted on every evaluation that has a genome)."""
+    from agents import search
+    if not candidates:
+        return "(nothing measured yet)"
+    objective = run_objective(objective, candidates[0].task)
+    top = scoring.ranked(candidates, objective, scoring.PARENTS)[:k]
+    lines = [f"- {s.candidate.id} ({s.origin}; {s.candidate.title}): {metrics_line(s.candidate, objective)}"
+             for s in top]
+    traits = search.describe_traits(search.GeneModel.fit(search.observations(candidates, objective)))
+    return "\n".join(lines + ([traits] if traits else [])) or "(nothing measured yet)"
+
+
 def findings_text(findings: list[tuple[Finding, float]]) -> str:
     lines = [f"- [{f.id}] ({f.kind}, distance {d:.2f}) {f.text[:600]}" for f, d in findings]
     return "\n".join(lines) or "(none yet)"
@@ -191,34 +205,38 @@ def diff_text(before: str, after: str, limit: int = 6_000) -> str:
     return text if len(text) <= limit else text[:limit] + f"\n... {len(text) - limit} more characters of diff"
 
 
-def measured(candidate: Candidate, parent: Candidate | None,
-             baselines: list[Candidate]) -> tuple[str, dict[str, float]]:
-    """The measured comparison in words, and the numbers as evidence; nothing a model could invent."""
+def measured(candidate: Candidate, parent: Candidate | None, baselines: list[Candidate],
+             objective: Objective | None = None) -> tuple[str, dict[str, float]]:
+    """The measured comparison in words, and the numbers as evidence; nothing a model could invent. Compared by the
+    run's objective (`agents.scoring.compare`: its metric, at the most expensive fidelity both sides finished)."""
     if candidate.status in ("failed", "rejected"):
         last = list(candidate.evaluations.values())[-1] if candidate.evaluations else None
         why = f"{last.fidelity} ended with status {last.status}: {first_line(last.message)}" if last else "no result"
         return f"{candidate.id} failed: {why}.", {}
-    acc, loss, params = (candidate.metric(m) for m in KEY_METRICS)
-    evidence = {k: float(v) for k, v in (("accuracy", acc), ("heldout_loss", loss), ("params", params))
-                if v is not None and math.isfinite(v)}
-    parts = [f"{candidate.id}: accuracy {number(acc)}, held-out loss {number(loss)}, params {number(params, 'int')}."]
-    if parent is not None and parent.metric("accuracy") is not None and acc is not None:
-        p_acc, p_loss, p_params = (parent.metric(m) for m in KEY_METRICS)
-        d_acc = acc - p_acc
-        evidence.update(parent_accuracy=p_acc, delta_accuracy=d_acc)
-        trend = "improved" if d_acc > NOISE else "hurt" if d_acc < -NOISE else "did not clearly change"
-        line = (f"Against its parent {parent.id} (accuracy {number(p_acc)}): accuracy change {number(d_acc)}, "
-                f"the change {trend} accuracy")
-        if loss is not None and p_loss is not None:
+    objective = run_objective(objective, candidate.task)
+    metric = objective.metric
+    shown = [metric] + [k for k in KEY_METRICS if k != metric]
+    values = {k: candidate.metric(k) for k in shown}
+    evidence = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
+    parts = [f"{candidate.id}: " + ", ".join(f"{LABELS.get(k, k)} {number(v, 'int' if k == 'params' else '.3f')}"
+                                             for k, v in values.items()) + "."]
+    compared = scoring.compare(candidate, parent, objective) if parent is not None else None
+    if compared is not None:
+        evidence.update({f"parent_{metric}": compared.other, f"delta_{metric}": compared.delta})
+        trend = "improved" if compared.gain > NOISE else "hurt" if compared.gain < -NOISE else "did not clearly change"
+        line = (f"Against its parent {parent.id} ({metric} {number(compared.other)} at {compared.fidelity}): "
+                f"{metric} change {number(compared.delta)}, the change {trend} {metric}")
+        loss, p_loss = candidate.metric("heldout_loss"), parent.metric("heldout_loss")
+        if metric != "heldout_loss" and loss is not None and p_loss is not None:
             evidence["delta_loss"] = loss - p_loss
             line += f"; held-out loss {number(p_loss)} -> {number(loss)}"
+        params, p_params = candidate.metric("params"), parent.metric("params")
         if params and p_params:
             line += (f"; parameters {number(p_params, 'int')} -> {number(params, 'int')} "
                      f"(ratio {number(params / p_params, '.3f')})")
         parts.append(line + ".")
-    scored = [(b.metric("accuracy"), b.id) for b in baselines if b.metric("accuracy") is not None]
-    if scored and acc is not None:
-        beaten = [bid for a, bid in scored if acc > a + NOISE]
-        parts.append(f"It beats {len(beaten)} of {len(scored)} baselines"
-                     + (f" ({', '.join(beaten)})." if beaten else "."))
+    against = [(b.id, c) for b in baselines if (c := scoring.compare(candidate, b, objective)) is not None]
+    if against:
+        beaten = [bid for bid, c in against if c.gain > NOISE]
+        parts.append(f"It beats {len(beaten)} of {len(against)} baselines" + (f" ({', '.join(beaten)})." if beaten else "."))
     return " ".join(parts), evidence

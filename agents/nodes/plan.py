@@ -34,7 +34,9 @@ def make(lab: Lab):
                             distances=[round_to(d) for _, d in findings])
             context = PlanContext(spec=lab.spec, round=round, parent=parent, candidates=candidates,
                                   findings=findings, tried=tried, slot=state.get("slot", 0),
-                                  batch=len(state.get("batch", [])) or 1)
+                                  batch=len(state.get("batch", [])) or 1,
+                                  sibling_rank=state.get("sibling_rank", 0) if parent.id == state["parent_id"] else 0,
+                                  objective=lab.objective)
             try:
                 proposal = lab.engine.plan(context)
             except NoProposal as exc:

@@ -1,14 +1,13 @@
 """select: start the next round, choose a parent for each of its `batch` candidates, and fan out.
 
-Each parent is the best so far or, with some probability, one of the better half. The round's
-candidate ids are fixed here, so every branch knows its siblings (and keeps them out of its
+Each parent wins a tournament over the population (`agents.search.choose_parents`: the best
+of a few drawn from the best twenty, with a novelty term for members built on less often;
+random references and baselines take part). The round's candidate ids are fixed here, so every branch knows its siblings (and keeps them out of its
 decisions) and a resumed run numbers on where it stopped.
 """
 from __future__ import annotations
 
-import random
-
-from agents import scoring
+from agents import scoring, search
 from agents.lab import Lab
 from agents.records import Candidate
 from agents.state import LoopState
@@ -22,7 +21,7 @@ def rank_key(candidate: Candidate, objective: Objective) -> tuple:
     return scoring.sort_key(candidate, objective)
 
 
-PARENTS = scoring.PARENTS               # random references and screened candidates are never parents
+PARENTS = scoring.PARENTS               # screened and failed candidates are never parents
 
 
 def scored(candidates: list[Candidate], objective: Objective) -> list[Candidate]:
@@ -42,19 +41,17 @@ def make(lab: Lab):
             return {"finished": exhausted}
         candidates = lab.recorder.load_all()
         pool = scored(candidates, lab.objective)
-        parents, explored = [], []
-        for slot in range(lab.limits.batch):
-            # slot 0 keeps the seed stream a one-candidate round always had
-            rng = random.Random(f"{lab.seed}:select:{round}" + (f":{slot}" if slot else ""))
-            explore = rng.random() < lab.limits.explore and len(pool) > 1
-            # exploring picks among the better half, not the floor: a recall-less baseline is rarely worth a round
-            parents.append(rng.choice(pool[1:max(2, (len(pool) + 1) // 2)]) if explore else pool[0])
-            explored.append(explore)
+        parents = search.choose_parents(candidates, lab.objective, lab.limits.batch, f"{lab.seed}:select:{round}",
+                                        explore=lab.limits.explore)
+        if not parents:
+            lab.events.emit("search_exhausted", round=round, reason="no candidate has a score to build on")
+            return {"finished": "no candidate has a score to build on"}
         earlier = [cid for e in lab.events.history if e.type == "parents_selected" and e.data.round < round
                    for cid in e.data.candidate_ids]
         batch = candidate_ids([c.id for c in candidates] + earlier, lab.limits.batch)
         lab.events.emit("round_started", round=round)
-        lab.events.emit("parents_selected", round=round, parent_ids=[p.id for p in parents], explore=any(explored),
+        lab.events.emit("parents_selected", round=round, parent_ids=[p.id for p in parents],
+                        explore=any(p.id != pool[0].id for p in parents),
                         candidate_ids=batch, ranking=[c.id for c in pool[:5]])
         return {"round": round, "batch": batch, "parents": [p.id for p in parents], "finished": ""}
     return select
@@ -73,7 +70,9 @@ def route_after_select(state: LoopState):
     if state.get("finished"):
         return END
     seen = list(state.get("tried", []))
+    parents = state["parents"]
     return [Send("candidate", {"round": state["round"], "slot": slot, "batch": state["batch"], "seen": seen,
                                "parent_id": parent_id, "candidate_id": cid, "plan": None, "fix_attempts": 0,
-                               "check_status": "", "pending": None, "reviewed": []})
-            for slot, (cid, parent_id) in enumerate(zip(state["batch"], state["parents"]))]
+                               "check_status": "", "pending": None, "reviewed": [],
+                               "sibling_rank": parents[:slot].count(parent_id)})
+            for slot, (cid, parent_id) in enumerate(zip(state["batch"], parents))]

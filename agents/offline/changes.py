@@ -122,10 +122,32 @@ def _width_depth(g, spec):
                        "width gives each lookup more room.", "accuracy shifts with the depth/width trade")
 
 
+def _width(g, spec):
+    for d in (32, 64, 128):
+        if d != g["d_model"] and d % g["n_heads"] == 0:
+            yield Proposal("width", f"d_model {g['d_model']} -> {d}", {**g, "d_model": d},
+                           "Width is capacity per position: a wider residual stream stores more key-value "
+                           "associations without interference (Zoology ties recall to state size), at more "
+                           "parameters and compute." if d > g["d_model"] else
+                           "A narrower model is cheaper; this tests whether the extra width was needed.",
+                           "higher quality at more parameters" if d > g["d_model"] else "lower cost, similar quality")
+
+
+def _depth(g, spec):
+    for layers in (g["n_layers"] - 1, g["n_layers"] + 1):
+        if 1 <= layers <= 4:
+            yield Proposal("depth", f"n_layers {g['n_layers']} -> {layers}", {**g, "n_layers": layers},
+                           "Depth composes lookups: an induction-style recall needs one layer to attach a key to "
+                           "its value and another to retrieve it." if layers > g["n_layers"] else
+                           "A shallower model is cheaper; this tests whether the extra layer was needed.",
+                           "higher quality at more parameters" if layers > g["n_layers"] else
+                           "lower cost, similar quality")
+
+
 CHANGES = {
     "swap_mixer": _swap_mixer, "feature_map": _feature_map, "output_gate": _output_gate, "norm": _norm,
     "glu_ffn": _ffn, "short_conv": _short_conv, "heads": _heads, "ffn_mult": _ffn_mult,
-    "width_depth": _width_depth,
+    "width_depth": _width_depth, "width": _width, "depth": _depth,
 }
 
 

@@ -1,9 +1,12 @@
 """The `offline` research engine: deterministic for a seed, no network, real changes and real analyses.
 
-- planner: lists every change the catalogue allows on the parent's genome, drops those that
-  would repeat an earlier genome, weighs each change kind by what the run and the retrieved
-  findings say about it (gains raise a kind, losses and failures lower it), and draws one
-  with a seeded generator.
+- planner: lists every change the catalogue allows on the parent's genome, its recombinations
+  with the best genome so far and, once this parent's children stall, pairs of changes; drops
+  those that would repeat an earlier genome; and picks one by Thompson sampling from the run's
+  gene model (`agents.search`: what the best evaluations so far have in common, every
+  baseline, reference, screened and failed candidate included), whose prior comes from the
+  reading list (`GENE_PRIORS`). What the run and the retrieved findings say about a change kind
+  (gains raise it, losses and failures lower it) adds a small bonus. Seeded: deterministic.
 - coder: renders the chosen genome as a self-contained module (`blocks.render`).
 - fixer: repairs the failures it understands (over the parameter budget, non-finite
   outputs); gives up on the rest, so the failure is recorded as a finding.
@@ -21,7 +24,7 @@ import math
 import random
 import re
 
-from agents import scoring
+from agents import scoring, search
 from agents.engine import PlanContext
 from agents.objective import merged_metrics
 from agents.offline.blocks import render, validate
@@ -39,6 +42,17 @@ NOISE = 0.01  # differences of the objective's metric below this are called "no 
 # shape are second-order for MQAR
 PRIORS = {"short_conv": 2.5, "swap_mixer": 1.5, "feature_map": 1.2, "output_gate": 1.0, "width_depth": 1.0,
           "heads": 0.8, "glu_ffn": 0.8, "ffn_mult": 0.6, "norm": 0.6}
+
+
+# prior effect of a gene value on quality, in standard deviations of the population's quality (the gene model's
+# prior mean; measured results override it): a short convolution before the mixer makes recall easy (H3, Based);
+# attention recalls best and a pure convolution or no mixer worst (Zoology); a Taylor feature map sharpens a linear
+# kernel (Based); output gates and GLUs help a little (GLA, GLU variants)
+GENE_PRIORS = {"short_conv=3": 0.6, "short_conv=4": 0.6, "mixer=\"softmax\"": 0.3, "mixer=\"gated_linear\"": 0.1,
+               "mixer=\"conv\"": -0.3, "mixer=\"none\"": -1.0, "feature_map=\"taylor\"": 0.1,
+               "output_gate=true": 0.05, "ffn=\"glu\"": 0.05}
+KIND_BONUS = 0.25   # weight of a change kind's measured record (log of its weight over its prior), in sd of quality
+MAX_PAIRS = 400     # pairs of changes offered when single changes stall
 
 
 def genome_hash(genome: dict) -> str:
@@ -92,22 +106,40 @@ class OfflineEngine:
         return delta if self.objective.higher_is_better else -delta
 
     def plan(self, context: PlanContext) -> Plan:
+        objective = context.objective or self.objective
         rng = random.Random(f"{self.seed}:{context.round}:{context.parent.id}")
         parent_genome = validate(context.parent.genome or {})
-        options = [p for p in proposals(parent_genome, context.spec) if genome_hash(p.genome) not in context.tried]
+        options = [o for o in self.options(parent_genome, context, objective)
+                   if genome_hash(o.genome) not in context.tried]
         if not options:
             raise NoProposal(f"every change to {context.parent.id} has been tried")
+        model = search.GeneModel.fit(search.observations(context.candidates, objective), GENE_PRIORS,
+                                     extra=[o.genome for o in options])
         weights = self.change_weights(context)
-        # the round's slot k takes the k-th of draws without replacement, so concurrent siblings on one parent
-        # propose different changes without seeing each other (slot 0 draws exactly what a lone candidate would)
-        for _ in range(context.slot % len(options) + 1):
-            kinds = sorted({p.change for p in options})
-            kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
-            choice = rng.choice([p for p in options if p.change == kind])
-            options = [p for p in options if p is not choice]
-        return Plan(title=f"{context.parent.id}: {choice.detail}", motivation=choice.motivation, change=choice.change,
-                    detail=choice.detail, expected=choice.expected, parent_id=context.parent.id,
+        bonus = {kind: KIND_BONUS * math.log(max(w, 1e-6) / PRIORS.get(kind, 1.0)) for kind, w in weights.items()}
+        # one posterior draw per (round, parent); the k-th sibling on this parent takes the k-th best of it, so
+        # concurrent branches propose different genomes without seeing each other
+        ranked = search.rank_options(options, model, rng, bonus)
+        sampled, choice = ranked[min(context.sibling_rank, len(ranked) - 1)]
+        predicted, current = model.predict(choice.genome), model.predict(parent_genome)
+        evidence = search.describe_traits(model)
+        motivation = " ".join(part for part in (choice.motivation, evidence) if part)
+        expected = (f"{choice.expected}; the gene model predicts {predicted - current:+.2f} sd against the parent"
+                    if model.count else choice.expected)
+        return Plan(title=f"{context.parent.id}: {choice.detail}", motivation=motivation, change=choice.change,
+                    detail=choice.detail, expected=expected, parent_id=context.parent.id,
                     genome=choice.genome, retrieved=[f.id for f, _ in context.findings])
+
+    def options(self, parent_genome: dict, context: PlanContext, objective: Objective) -> list[search.Option]:
+        """The parent's single changes, its recombinations with the best genome so far, and pairs of changes once
+        the parent's children stall (or its single changes are all tried): `agents.search.compose`."""
+        singles = [search.Option(p.genome, p.change, p.detail, p.motivation, p.expected, (p.change,))
+                   for p in proposals(parent_genome, context.spec)]
+        elite = search.elite_of(context.candidates, objective, besides=context.parent.id)
+        fresh = [o for o in singles if genome_hash(o.genome) not in context.tried]
+        pairs = not fresh or search.stalled(context.parent, context.candidates, objective)
+        return search.compose(parent_genome, singles, (elite.id, validate(elite.genome or {})) if elite else None,
+                              pairs=pairs, check=validate, max_pairs=MAX_PAIRS)
 
     # --- coder ---------------------------------------------------------------------------
     def code(self, plan: Plan, parent: Candidate, spec: TaskSpec) -> str:
