@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agents.records import Candidate, Plan
+from evaluators.fitness import Objective
 from wire.task import TaskSpec
 from knowledge.records import Finding
 from wire.jobs import EvalResult
@@ -25,6 +26,8 @@ class PlanContext:
     tried: set[str] = field(default_factory=set)   # genome / source hashes already proposed
     slot: int = 0                                  # which of the round's concurrent proposals this is (0-based)
     batch: int = 1                                 # how many the round proposes at once; siblings never see each other
+    sibling_rank: int = 0                          # earlier branches of this round on the same parent (propose differently)
+    objective: Objective | None = None             # the run's objective (None: the engine's own)
 
 
 class ResearchEngine(Protocol):

@@ -21,6 +21,9 @@ the run's best (`archlab runs` / `show`), what the agents are shown (`agents.llm
   best of the proposals alone, and `baselines_beaten` says which baselines it beats.
 - **Comparison** (`compare`): two candidates at the most expensive fidelity both finished,
   as the raw difference and the oriented gain.
+- **Against random** (`over_random`): a candidate against the run's random references at its
+  quality fidelity (the "better than random" yardstick; references are its sample, not its
+  subjects).
 
 What it does not do: load records (callers pass the list they read once), fit the cheap
 score of the proxy rung (`agents.screening`), or keep the Pareto front (`agents.objective`).
@@ -162,3 +165,21 @@ def compare(candidate: Candidate, other: Candidate, objective: Objective) -> Com
             gain = _oriented(a, objective) - _oriented(b, objective)     # -inf when only the candidate diverged
             return Comparison(fidelity, a, b, a - b, 0.0 if math.isnan(gain) else gain)
     return None
+
+
+def over_random(candidate: Candidate, candidates: Iterable[Candidate], objective: Objective) -> dict | None:
+    """How far `candidate` sits above the run's random references (`agents.seeds.over_random`), at the training
+    fidelity it reached; None for a reference itself, or without references measured there."""
+    from agents import seeds
+    from agents.objective import quality_fidelity
+    if candidate.status == "reference":
+        return None
+    fidelity = quality_fidelity(candidate)
+    if fidelity is None:
+        return None
+    pool = [v for c in candidates if c.status == "reference" and c.id != candidate.id
+            and (v := c.metric(objective.metric, fidelity)) is not None]
+    value = candidate.metric(objective.metric, fidelity)
+    if value is None or not pool:
+        return None
+    return seeds.over_random(value, pool, fidelity, objective.higher_is_better)

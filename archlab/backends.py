@@ -1,4 +1,4 @@
-"""Builds a run's pluggable backends from its settings: the research engine and the sandbox.
+"""Builds a run's pluggable backends from its settings: the research engine, the sandbox and the executor.
 
 The factories live in the application shell, not beside the interfaces they return, so that
 `agents` and `sandbox` never import the modules that choose between their implementations.
@@ -11,7 +11,11 @@ from sandbox.base import Sandbox, SandboxUnavailable
 
 
 def make_engine(name: str, seed: int, settings: Settings | None = None) -> ResearchEngine:
-    """The research engine called `name` (`offline` or `openai`); EngineUnavailable says what is missing."""
+    """The research engine called `name` (`offline` or `openai`); EngineUnavailable says what is missing.
+    Offline, a task of family `decoding` gets the engine of inference techniques (`agents.offline.decoding`)."""
+    if name == "offline" and settings is not None and _family(settings.task) == "decoding":
+        from agents.offline.decoding import DecodingEngine
+        return DecodingEngine(seed)
     if name == "offline":
         from agents.offline.engine import OfflineEngine
         return OfflineEngine(seed)
@@ -22,6 +26,11 @@ def make_engine(name: str, seed: int, settings: Settings | None = None) -> Resea
         from agents.llm.engine import OpenAIEngine
         return OpenAIEngine.from_settings(settings, seed)
     raise EngineUnavailable(f"the {name!r} research engine is not available in this build; use --llm offline")
+
+
+def _family(task: str) -> str:
+    from evaluators.tasks import get_task
+    return getattr(get_task(task), "family", "sequence")
 
 
 def make_sandbox(settings: Settings) -> Sandbox:
@@ -37,17 +46,33 @@ def make_sandbox(settings: Settings) -> Sandbox:
 
 
 def capacity(settings: Settings):
-    """Workers, threads per job and GPUs for this machine under these settings (`archlab.executors.capacity`)."""
+    """Workers, threads per job and GPUs for this machine (or, with executor.backend = "ray", the Ray cluster,
+    connecting to it: RayClusterUnavailable when there is none) under these settings (`archlab.executors.capacity`)."""
     from archlab.executors.capacity import plan_capacity
+    from archlab.settings import SettingsError
     s = settings.sandbox
     try:
+        if settings.executor.backend == "ray":
+            return _ray().cluster_capacity(settings)
         return plan_capacity(settings.executor.workers, s.cpus, s.gpus, s.memory_mb, settings.executor.share_gpus)
     except ValueError as exc:
-        from archlab.settings import SettingsError
         raise SettingsError(str(exc)) from None
 
 
+def _ray():
+    """`archlab.executors.ray_executor`; SettingsError when Ray is not installed."""
+    try:
+        from archlab.executors import ray_executor
+    except ImportError as exc:
+        from archlab.settings import SettingsError
+        raise SettingsError(f"setting 'executor.backend': 'ray' needs Ray ({exc}); pip install 'archlab[ray]'") from None
+    return ray_executor
+
+
 def make_executor(settings: Settings, sandbox: Sandbox, on_event=lambda kind, **info: None):
-    """The configured executor over `sandbox`; a run's jobs all go through it."""
+    """The configured executor over `sandbox` (`ray`: the sandbox backend of the same name, on the cluster's
+    nodes); a run's jobs all go through it."""
+    if settings.executor.backend == "ray":
+        return _ray().RayExecutor(settings, capacity(settings), on_event=on_event)
     from archlab.executors.local import LocalExecutor
     return LocalExecutor(sandbox, capacity(settings), warm=settings.executor.warm, on_event=on_event)

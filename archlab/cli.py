@@ -1,4 +1,4 @@
-"""The `archlab` command: run, resume, runs, show, eval.
+"""The `archlab` command: run, resume, runs, show, eval, ui.
 
 The CLI decides what people see: progress bars, tables and error messages that say what to
 do next. Library code below it never prints.
@@ -74,11 +74,35 @@ def run(task: str = typer.Option(None, help="task to research (mqar)"),
     _drive(settings, run_id, run_dir, resume=False, engine=engine, sandbox=box)
 
 
+def _check_services(settings: Settings) -> None:
+    """Fail before the run starts, saying what to do, when a scale-out service the settings name does not answer."""
+    from archlab.checkpoints import CheckpointStoreUnavailable, check_checkpoint_store
+    from archlab.settings import SettingsError
+    from knowledge.store import KnowledgeStoreUnavailable, check_server
+    if settings.executor.backend == "ray":
+        from archlab.backends import capacity
+        try:
+            from archlab.executors.ray_executor import RayClusterUnavailable
+            capacity(settings)                  # connects (or starts a local Ray instance)
+        except ImportError as exc:
+            fail(f"setting 'executor.backend': 'ray' needs Ray ({exc})", "pip install 'archlab[ray]'")
+        except SettingsError as exc:
+            fail(str(exc), "lower the setting or add the nodes that have it")
+        except RayClusterUnavailable as exc:
+            fail(str(exc), "or run with executor.backend = 'local'")
+    try:
+        check_checkpoint_store(settings.checkpoints.url)
+        check_server(settings.knowledge.url)
+    except (CheckpointStoreUnavailable, KnowledgeStoreUnavailable) as exc:
+        fail(str(exc), "start the service (docker-compose.yml has both) or unset the setting")
+
+
 def _preflight(settings: Settings):
     from agents.engine import EngineUnavailable
     from archlab.backends import capacity, make_engine, make_sandbox
     from archlab.settings import SettingsError
     from sandbox.base import SandboxUnavailable
+    _check_services(settings)                   # the Ray cluster, checkpoint database and Chroma server named
     try:
         capacity(settings)                      # what this machine can give the run (GPUs asked for, workers)
     except SettingsError as exc:
@@ -228,6 +252,32 @@ def export(run: str = typer.Argument(..., help="run id, prefix or directory"),
     console.print(f"wrote {archive}")
 
 
+@app.command()
+def ui(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
+       host: str = typer.Option(None, help="address to listen on (ui.host, default 127.0.0.1); any non-loopback "
+                                           "address requires the token"),
+       port: int = typer.Option(None, help="port (ui.port, default 8400; 0 picks a free one)"),
+       token: bool = typer.Option(False, "--token", help="require the token on loopback too")):
+    """Serve the review page: watch runs, compare candidates, approve or reject what waits for review."""
+    from archlab.ui.app import create_app
+    from archlab.ui.security import needs_token, new_token
+    from archlab.ui.server import bind, serve, url
+    settings = _settings(None, ui__host=host, ui__port=port)
+    host, port = settings.ui.host, settings.ui.port
+    secret = None
+    if needs_token(host, token):
+        secret = settings.ui.token() or new_token()
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc}", "pick another --port (0 takes a free one) or --host")
+    from_env = secret is not None and secret == settings.ui.token()
+    console.print(url(sock, host, None if from_env else secret), soft_wrap=True, highlight=False)
+    errors.print(f"serving {runs_dir.resolve()}" + (f"; token from ${settings.ui.token_env}" if from_env else "")
+                 + ("" if secret else "; loopback only") + "; Ctrl-C stops")
+    serve(create_app(runs_dir, token=secret), sock)
+
+
 def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=None, sandbox=None) -> None:
     from agents.engine import EngineUnavailable
     from archlab.session import drive, open_lab
@@ -252,7 +302,8 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
                     _graceful_stop(lab.control):
                 jobs = progress.add_task(_jobs_line([]), total=None, count=f"{lab.parallelism} worker(s)")
                 lab.executor.listeners.append(lambda running: progress.update(jobs, description=_jobs_line(running)))
-                outcome = drive(lab, resume=resume, poll_seconds=settings.review.poll_seconds, on_wait=on_wait)
+                outcome = drive(lab, resume=resume, poll_seconds=settings.review.poll_seconds, on_wait=on_wait,
+                                checkpoints=settings.checkpoints.url)
         except SandboxUnavailable as exc:
             fail(f"the {settings.sandbox.backend} sandbox cannot run jobs: {exc}",
                  f"start the engine or use --sandbox process; then `archlab resume {run_id}`")
@@ -370,12 +421,18 @@ def _print_table(run_dir: Path) -> None:
                "params", "status"]
     columns += ["full (95% CI)", "vs parent"] if with_full else []
     columns += ["vs random"] if with_random else []
+    decoding = any(c.metric("exact_match") is not None for c in candidates)   # a decode run: techniques, not models
+    if decoding:
+        columns = ["id", "parent", "technique", metric, "95% CI", "exact match", "sequences", "status"]
     table = Table(*columns, title=f"candidates of {run_dir.name}")
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for c in candidates:
         change = c.title.split(": ", 1)[-1] if c.parent_ids else c.change
         params = c.metric("params") or c.metric("params", "check") or c.metric("params", "proxy")
         feasible = ranked[c.id].feasible if c.id in ranked else c.feasible is not False
+        if decoding:
+            table.add_row(*_decoding_row(c, metric, feasible))
+            continue
         row = [c.id, ", ".join(c.parent_ids) or "-", change, *(_fmt(c.metric(m), ".3f") for m in shown),
                _fmt(params, ",.0f"), c.status + ("" if feasible else " (over a limit)")]
         if with_full:
@@ -391,20 +448,42 @@ def _print_table(run_dir: Path) -> None:
     _print_screening(run_dir)
 
 
+def _decoding_row(c, metric: str, feasible: bool) -> list[str]:
+    """A decode candidate's row: its techniques, speed-up against cached greedy with the interval, exact match."""
+    from agents.offline.decoding import techniques
+    try:
+        technique = ", ".join(techniques(c.genome or {}))
+    except ValueError:                      # a module the offline engine did not write (an LLM's)
+        technique = c.change or "-"
+    low, high = c.metric(f"{metric}_ci_low"), c.metric(f"{metric}_ci_high")
+    match, sequences = c.metric("exact_match"), c.metric("sequence_match")
+    return [c.id, ", ".join(c.parent_ids) or "-", technique, _fmt(c.metric(metric), ".2f"),
+            "-" if low is None else f"[{low:.2f}, {_fmt(high, '.2f')}]", _fmt(None if match is None else 100 * match, ".1f") +
+            ("%" if match is not None else ""), _fmt(None if sequences is None else 100 * sequences, ".0f") +
+            ("%" if sequences is not None else ""), c.status + ("" if feasible else " (different output)" if any(
+                "mismatch_rate" in v for v in c.violations) else " (over a limit)")]
+
+
 def _print_best(candidates, objective) -> None:
-    """The run's best proposal or baseline by its objective, and a random reference that does better, if one does."""
+    """The best candidate the run knows about (labelled with what produced it), and the best proposal against the
+    baselines."""
     from agents import scoring
     direction = "higher" if objective.higher_is_better else "lower"
     best = scoring.best(candidates, objective)
     if best is None:
-        console.print(f"best: none yet (no candidate has {objective.metric} at short or full)")
+        console.print(f"best: none yet (no candidate has {objective.metric} at {', '.join(scoring.FIDELITIES)})")
         return
     console.print(f"best: {best.candidate.id} ({best.origin}), {objective.metric} {best.value:.3f} at {best.fidelity} "
                   f"({direction} is better)" + ("" if best.feasible else f"; over a limit: {'; '.join(best.violations)}"))
-    overall = scoring.best(candidates, objective, references=True)
-    if overall is not None and overall.candidate.id != best.candidate.id:
-        console.print(f"a {overall.origin} does better: {overall.candidate.id}, {objective.metric} {overall.value:.3f} "
-                      f"at {overall.fidelity}; no proposal or baseline has beaten it yet")
+    proposal = scoring.best_proposal(candidates, objective)
+    if proposal is None:
+        console.print("best proposal: none scored yet")
+        return
+    beaten, baselines = scoring.baselines_beaten(proposal, candidates, objective)
+    verdict = ("beats every baseline" if baselines and len(beaten) == baselines
+               else f"beats {len(beaten)} of {baselines} baselines")
+    console.print(f"best proposal: {proposal.candidate.id}, {objective.metric} {proposal.value:.3f} at "
+                  f"{proposal.fidelity}; {verdict}")
 
 
 def _print_screening(run_dir: Path) -> None:

@@ -78,7 +78,10 @@ def replay(run_dir: Path) -> ReplayReport:
     record = json.loads((run_dir / "run.json").read_text())
     events, _ = read_events(run_dir / "events.jsonl")
     recorded_settings = record["settings"]
-    overrides = {"knowledge": {**recorded_settings.get("knowledge", {}), "path": None}}
+    # the replay's own store, executor and checkpoints: never the run's Chroma server, Ray cluster or Postgres thread
+    overrides = {"knowledge": {**recorded_settings.get("knowledge", {}), "path": None, "url": None},
+                 "executor": {**recorded_settings.get("executor", {}), "backend": "local", "address": None,
+                              "resources": {}}}
     batches = [len(e.data.candidate_ids) for e in events if e.type == "parents_selected"]
     if batches:     # the batch the run had (its setting may say "one per worker", and this machine may have others)
         overrides["loop"] = {**recorded_settings.get("loop", {}), "batch": max(batches)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -177,3 +178,125 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
     if not runs_dir.is_dir():
         return []
     return [summarize(p) for p in sorted(runs_dir.iterdir()) if (p / "run.json").is_file()]
+
+
+# --- for the review page (archlab.ui): names from URLs, one read of a run, its live state ------------------
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")   # a run or candidate id: no path, no leading dot
+# the events that start or end a session of the run; the last one says where the run stands
+LIFECYCLE = ("run_started", "run_resumed", "run_stopped", "run_finished", "run_failed")
+
+
+class ArtifactNotFound(LookupError):
+    """A candidate file that does not exist, or a name that would reach outside the candidate's directory."""
+
+
+def run_dir_named(runs_dir: Path, name: str) -> Path:
+    """The directory `name` directly under `runs_dir`, whether or not its run.json is written yet.
+
+    Only a bare name (no path, no prefix, no `..`, no symlink out of the runs directory): the
+    review page takes names from URLs, and a URL must never reach outside `runs_dir`."""
+    if not SAFE_NAME.fullmatch(name):
+        raise RunNotFound(f"{name!r} is not a run id")
+    root = Path(runs_dir).resolve()
+    path = root / name
+    if not path.is_dir() or path.resolve().parent != root:
+        raise RunNotFound(f"no run {name!r} in {runs_dir}; `archlab runs` lists them")
+    return path
+
+
+def run_dir_names(runs_dir: Path) -> list[str]:
+    """Every directory in `runs_dir` that can be a run (a bare name), newest first: with or without run.json yet."""
+    if not Path(runs_dir).is_dir():
+        return []
+    return sorted((p.name for p in Path(runs_dir).iterdir() if p.is_dir() and SAFE_NAME.fullmatch(p.name)),
+                  reverse=True)
+
+
+@dataclass
+class RunRecord:
+    """Everything the page shows of a run, read once: run.json, the event log, the candidates, the reviews."""
+    run_id: str
+    path: Path
+    record: dict                  # run.json; {} while it is being written
+    events: list                  # agents.events.Event, the complete lines (a torn last line is left out)
+    candidates: list              # agents.records.Candidate
+    objective: Objective | None   # None while run.json is missing, or from a version this one cannot read
+    waiting: list[dict]           # review requests without a decision event (archlab.reviews.pending_reviews)
+    decided: dict[str, dict]      # candidate id -> the decision written for its waiting request, not yet taken up
+    driven: bool                  # a live process drives the run (owner.pid)
+    state: str                    # see run_state
+
+    @property
+    def settings(self) -> dict:
+        return self.record.get("settings", {}) if isinstance(self.record.get("settings"), dict) else {}
+
+
+def run_state(events: list, waiting: list[dict], driven: bool) -> str:
+    """"starting" (nothing logged yet), "running", "waiting for review", "stopped", "finished" or "failed"."""
+    last = next((e.type for e in reversed(events) if e.type in LIFECYCLE), None)
+    if last == "run_finished":
+        return "finished"
+    if last == "run_failed":
+        return "failed"
+    if waiting:
+        return "waiting for review"
+    if driven:
+        return "running"
+    return "starting" if not events else "stopped"
+
+
+def load_run(run_dir: Path) -> RunRecord:
+    """The run as it stands on disk. A run.json not written yet (or half written) reads as {} and the
+    run as "starting"; a torn last event line is left out. A directory deleted meanwhile raises
+    FileNotFoundError; a log from a newer archlab, `EventSchemaError`."""
+    from archlab.reviews import pending_reviews, read_decision
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} no longer exists")
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    try:
+        objective = run_objective(record) if record else None
+    except (KeyError, ValueError):
+        objective = None
+    events, _ = read_events(run_dir / "events.jsonl")
+    candidates = load_candidates(run_dir)
+    waiting = pending_reviews(run_dir, events)
+    decided = {r["candidate_id"]: d for r in waiting if (d := read_decision(run_dir, r)) is not None}
+    driven = owner_alive(run_dir)
+    return RunRecord(run_id=run_dir.name, path=run_dir, record=record, events=events, candidates=candidates,
+                     objective=objective, waiting=waiting, decided=decided, driven=driven,
+                     state=run_state(events, waiting, driven) if record else "starting")
+
+
+def run_version(run_dir: Path) -> str:
+    """A cheap fingerprint that changes whenever anything the page shows may have: the log, run.json,
+    the review decisions, the owner. FileNotFoundError once the directory is gone."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir} no longer exists")
+    parts = []
+    for name in ("run.json", "events.jsonl", "reviews", "candidates"):
+        try:
+            stat = (run_dir / name).stat()
+            parts.append(f"{stat.st_size}:{stat.st_mtime_ns}")
+        except FileNotFoundError:
+            parts.append("-")
+    parts.append("driven" if owner_alive(run_dir) else "idle")
+    return "/".join(parts)
+
+
+def candidate_file(run_dir: Path, candidate_id: str, relative: str) -> Path:
+    """A file in `<run>/candidates/<id>/` (`candidate.py`, `log.txt`, `jobs/<job>/...`); `ArtifactNotFound` for
+    anything else, including a name or symlink that resolves outside that directory."""
+    if not SAFE_NAME.fullmatch(candidate_id):
+        raise ArtifactNotFound(f"{candidate_id!r} is not a candidate id")
+    candidates = (Path(run_dir) / "candidates").resolve()
+    base = (candidates / candidate_id).resolve()
+    target = (base / relative).resolve()
+    if base.parent != candidates or not target.is_relative_to(base) or not target.is_file():
+        raise ArtifactNotFound(f"no file {relative!r} for candidate {candidate_id}")
+    return target

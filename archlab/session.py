@@ -1,7 +1,8 @@
 """Wires a run together — settings to sandbox, engine, knowledge store, event log and graph — and drives it.
 
-The graph is invoked with synchronous durability and the SQLite checkpointer in the run
-directory, so a killed run resumes from its last finished node. Review interrupts are
+The graph is invoked with synchronous durability and the checkpointer `checkpoints.url` names
+(`archlab.checkpoints`: SQLite in the run directory by default, or Postgres), so a killed run
+resumes from its last finished node. Review interrupts are
 answered through decision files in `<run>/reviews/` (written by `archlab review` or the
 review page); a waiting run polls for them.
 """
@@ -10,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from agents.control import Budgets, RunControl, StopRequested
@@ -26,6 +25,7 @@ from agents.graph import build_graph
 from agents.lab import Lab, LoopLimits
 from agents.recorder import Recorder
 from archlab.backends import capacity, make_engine, make_executor, make_sandbox
+from archlab.checkpoints import open_checkpointer
 from archlab.reviews import pending_reviews, read_decision
 from archlab.runstore import OWNER_FILE, create_run
 from archlab.settings import Settings
@@ -73,7 +73,8 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
     events = EventLog(run_dir / "events.jsonl")
     if events.repaired_bytes:
         events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
-    store = KnowledgeStore(settings.knowledge.path or run_dir / "knowledge", make_embedder(settings.knowledge.embedder))
+    store = KnowledgeStore(settings.knowledge.path or run_dir / "knowledge", make_embedder(settings.knowledge.embedder),
+                           url=settings.knowledge.url)
     limits = LoopLimits(rounds=settings.rounds, max_fix_attempts=settings.loop.max_fix_attempts,
                         explore=settings.loop.explore, findings_k=settings.knowledge.k,
                         keep_proxy=settings.loop.keep_proxy if settings.loop.proxy_rung else None,
@@ -110,20 +111,22 @@ def start_run(settings: Settings) -> tuple[str, Path]:
 
 
 def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | None] | None = None,
-          poll_seconds: float = 1.0, on_wait: Callable[[list[dict]], None] = lambda pending: None) -> str:
+          poll_seconds: float = 1.0, on_wait: Callable[[list[dict]], None] = lambda pending: None,
+          checkpoints: str | None = None) -> str:
     """Run the graph until it ends, stops, or (with no way to wait) needs a review.
 
     Returns "finished", "stopped" or "waiting". `decisions(request)` answers a review
     interrupt or returns None to keep waiting; by default decisions are read from
-    `<run>/reviews/`.
+    `<run>/reviews/`. `checkpoints` is `checkpoints.url` (None: SQLite in the run directory).
     """
     (lab.run_dir / OWNER_FILE).write_text(str(os.getpid()))
     if resume:
         lab.control.clear()                 # a stop that ended the last session does not end this one
-    connection = sqlite3.connect(lab.run_dir / "checkpoints.sqlite", check_same_thread=False)
+    stack = ExitStack()
     decide = decisions or (lambda request: read_decision(lab.run_dir, request))
     try:
-        graph = build_graph(lab, SqliteSaver(connection))
+        saver = stack.enter_context(open_checkpointer(checkpoints, lab.run_dir))
+        graph = build_graph(lab, saver)
         config = {"configurable": {"thread_id": lab.run_id}, "recursion_limit": RECURSION_LIMIT}
         lab.events.emit("run_resumed" if resume else "run_started", run_id=lab.run_id, task=lab.spec.name,
                         rounds=lab.limits.rounds, engine=lab.engine.name, sandbox=lab.sandbox.name,
@@ -145,7 +148,7 @@ def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | Non
         lab.events.emit("run_finished", rounds=state.get("round", 0), reason=state.get("finished", ""))
         return "finished"
     finally:
-        connection.close()
+        stack.close()
         (lab.run_dir / OWNER_FILE).unlink(missing_ok=True)
 
 

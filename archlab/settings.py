@@ -10,8 +10,9 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from evaluators.tasks import TASKS
@@ -31,10 +32,28 @@ class SandboxSettings(BaseModel):
 class ExecutorSettings(BaseModel):
     """Where and how many evaluation jobs run at once (`archlab.executors`)."""
 
-    backend: Literal["local"] = "local"                 # local: a pool of sandbox workers on this machine
+    backend: Literal["local", "ray"] = "local"          # local: a pool of sandbox workers here; ray: the same on a Ray cluster
     workers: int | None = Field(default=None, ge=1, le=256)  # jobs at once; None: from the cores, CPUs per job and GPUs
     warm: bool = True                                   # start each worker (interpreter, torch imported) before its job
     share_gpus: bool = False                            # let concurrent jobs share a GPU (off: one job per GPU)
+    # ray: "auto" (a cluster `ray start`ed on this machine), "ray://head:10001" (Ray Client) or "head:6379";
+    # None: a local Ray instance started by the run with this machine's resources
+    address: str | None = None
+    resources: dict[str, float] = Field(default_factory=dict)  # ray: custom resources each job asks for, e.g. {gpu_node = 1}
+    max_retries: int = Field(default=1, ge=0, le=10)   # ray: times a job whose worker or node was lost is run again
+
+    @field_validator("address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        if value is None or value == "auto" or value.startswith("ray://") or ":" in value:
+            return value
+        raise ValueError("a Ray address is 'auto', 'ray://HOST:10001' or 'HOST:6379'")
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> "ExecutorSettings":
+        if self.backend != "ray" and (self.address is not None or self.resources):
+            raise ValueError("executor.address and executor.resources are for executor.backend = 'ray'")
+        return self
 
 
 class Price(BaseModel):
@@ -93,13 +112,59 @@ class LLMSettings(BaseModel):
 
 class KnowledgeSettings(BaseModel):
     path: Path | None = None                            # a shared store; default: <run>/knowledge
+    url: str | None = None                              # a Chroma server (`chroma run`), e.g. http://chroma:8000; wins over path
     embedder: Literal["auto", "minilm", "hashing"] = "auto"  # auto = MiniLM when installed
     k: int = Field(default=5, ge=1, le=50)              # findings retrieved per plan
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("a Chroma server URL is http://HOST:PORT or https://HOST:PORT")
+        return value
+
+    @field_serializer("url")
+    def _written_without_password(self, value: str | None) -> str | None:
+        return without_password(value)
+
+
+class CheckpointSettings(BaseModel):
+    """Where LangGraph keeps the run's graph state (what `archlab resume` continues from)."""
+
+    # a Postgres database, e.g. postgresql://lab@db/archlab; None: SQLite in the run directory. A password in
+    # the URL is used but never written (run.json keeps the URL without it): give it as PGPASSWORD or in
+    # ~/.pgpass, which is also what `archlab resume` reads
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("a checkpoint store URL is postgresql://USER@HOST:PORT/DATABASE")
+        return value
+
+    @field_serializer("url")
+    def _written_without_password(self, value: str | None) -> str | None:
+        return without_password(value)
+
+
+def without_password(url: str | None) -> str | None:
+    """`url` with any password taken out (from the user part and a `password=` query parameter): what
+    run.json, logs and error messages show."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class LoopSettings(BaseModel):
     max_fix_attempts: int = Field(default=2, ge=0)      # failed checks sent back to the coder per round
-    explore: float = Field(default=0.25, ge=0, le=1)    # chance of a random parent instead of the best
+    explore: float = Field(default=0.5, ge=0, le=5)     # weight of the novelty term in parent tournaments (0: quality alone decides)
     proxy_rung: bool = True                             # measure zero-cost proxies before training, and screen on them
     keep_proxy: float = Field(default=0.75, gt=0, le=1)  # top share of the proxy rung (by cheap score) trained at `short`
     promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of the short rung trained at `full` (0: none)
@@ -109,7 +174,7 @@ class LoopSettings(BaseModel):
 
 
 COST_METRICS = ("params", "flops", "flops_per_token", "activation_bytes", "latency_ms_median", "latency_ms_p90",
-                "peak_memory_bytes")
+                "peak_memory_bytes", "mismatch_rate")   # mismatch_rate: decode's share of tokens unlike greedy's
 
 
 class ObjectiveSettings(BaseModel):
@@ -150,6 +215,18 @@ class ReviewSettings(BaseModel):
     poll_seconds: float = Field(default=1.0, gt=0)          # how often a waiting run looks for a decision
 
 
+class UISettings(BaseModel):
+    """The review page (`archlab ui`)."""
+
+    host: str = "127.0.0.1"                             # where it listens; any non-loopback address requires the token
+    port: int = Field(default=8400, ge=0, le=65535)     # 0: a free port, printed at start
+    token_env: str = "ARCHLAB_UI_TOKEN"                 # the NAME of the variable holding the token; unset: one is generated
+
+    def token(self) -> str | None:
+        """The token from the variable named by `token_env`, read when the page starts; never stored or logged."""
+        return os.environ.get(self.token_env) or None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARCHLAB_", env_nested_delimiter="__", extra="forbid")
 
@@ -165,7 +242,9 @@ class Settings(BaseSettings):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    ui: UISettings = Field(default_factory=UISettings)
     objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
+    checkpoints: CheckpointSettings = Field(default_factory=CheckpointSettings)
 
     @field_validator("task")
     @classmethod
@@ -210,9 +289,12 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
                                 f"{get_task(settings.task).metric!r} and 'heldout_loss', not {metric!r}")
         if metric == "heldout_loss" and settings.objective.higher_is_better:
             raise SettingsError("setting 'objective.higher_is_better': heldout_loss is a loss; set it to false")
-        if spec.family != "sequence" and settings.llm.backend == "offline":
-            raise SettingsError(f"setting 'task': the offline engine writes sequence models, and {settings.task!r} "
-                                "needs another contract; use --llm openai, or score modules with `archlab eval`")
+        if spec.family not in ("sequence", "decoding") and settings.llm.backend == "offline":
+            raise SettingsError(f"setting 'task': the offline engine writes sequence models and decoding procedures, "
+                                f"and {settings.task!r} needs another contract; use --llm openai, or score modules "
+                                "with `archlab eval`")
+        if spec.family == "decoding":
+            settings = _decoding_defaults(settings, float(spec.data["match_tolerance"]))
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
     except SettingsError:
@@ -220,6 +302,24 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     except ValueError as exc:
         raise SettingsError(f"task_options: {exc}") from None
     return settings
+
+
+def _decoding_defaults(settings: Settings, tolerance: float) -> Settings:
+    """A decoding task's defaults where the user set none: output unlike greedy's in more than `match_tolerance`
+    of the tokens is infeasible (`mismatch_rate` limit), the Pareto axis is that rate, and there is no proxy rung
+    (a decoding procedure has no zero-cost proxies), and one job at a time unless `executor.workers` says otherwise
+    (timed jobs side by side disturb each other's timings) on one thread unless `sandbox.cpus` does (the model is
+    small: decoding it is overhead-bound, and spare threads only add noise)."""
+    objective, loop, executor, sandbox = settings.objective, settings.loop, settings.executor, settings.sandbox
+    if loop.proxy_rung and "proxy_rung" in loop.model_fields_set:
+        raise SettingsError("setting 'loop.proxy_rung': a decoding task has no zero-cost proxies; set it to false")
+    limits = {"mismatch_rate": tolerance, **objective.limits}
+    costs = objective.costs if "costs" in objective.model_fields_set else ["mismatch_rate"]
+    return settings.model_copy(update={
+        "objective": objective.model_copy(update={"limits": limits, "costs": costs}),
+        "loop": loop.model_copy(update={"proxy_rung": False}),
+        "executor": executor if executor.workers is not None else executor.model_copy(update={"workers": 1}),
+        "sandbox": sandbox if sandbox.cpus is not None else sandbox.model_copy(update={"cpus": 1.0})})
 
 
 def _explain(exc: ValidationError) -> str:

@@ -280,24 +280,33 @@ def seq_random(trainer: Trainer, budget: int, seed: int) -> list[float]:
             for g in random_genomes(budget, seed=RANDOM_STREAM + seed)]
 
 
-def run_sequence(name: str, seeds: int, budget: int) -> dict:
-    options = SEQ_SETTINGS[name]
-    trainer = Trainer(name, options)
-    started = time.perf_counter()
-    curves = {"lab": [], "random": []}
-    for seed in range(seeds):
-        curves["random"].append(best_so_far(seq_random(trainer, budget, seed)))
-        curves["lab"].append(best_so_far(seq_lab(trainer, budget, seed)))
-        print(f"  {name} seed {seed}: random best {curves['random'][-1][-1]:.3f}, lab best {curves['lab'][-1][-1]:.3f} "
-              f"({trainer.trained} trained, {time.perf_counter() - started:.0f} s)", flush=True)
+def one_seed(name: str, seed: int, budget: int, cache: Path) -> dict:
+    """Random search and the lab on one seed of a sequence task; kept in `cache` so an interrupted run resumes."""
+    path = cache / f"{name}-{json.dumps(SEQ_SETTINGS[name], sort_keys=True)}-n{budget}-s{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    trainer = Trainer(name, SEQ_SETTINGS[name])
+    found = {"random": seq_random(trainer, budget, seed), "lab": seq_lab(trainer, budget, seed),
+             "trained": trainer.trained, "seconds": round(trainer.seconds, 1)}
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(found))
+    print(f"  {name} seed {seed}: random best {max(found['random']):.3f}, lab best {max(found['lab']):.3f} "
+          f"({trainer.trained} trained in {trainer.seconds:.0f} s)", flush=True)
+    return found
+
+
+def run_sequence(name: str, per_seed: list[dict], budget: int) -> dict:
+    curves = {k: [best_so_far(found[k]) for found in per_seed] for k in ("lab", "random")}
     target = statistics.median(c[-1] for c in curves["random"])
     needed = {k: [reach(c, target) or budget + 1 for c in runs] for k, runs in curves.items()}
-    return {"space": name, "metric": f"{trainer.task.metric} at short", "task_options": options, "seeds": seeds,
-            "budget": budget, "random_median_best_of_budget": target,
+    from evaluators.tasks import get_task
+    return {"space": name, "metric": f"{get_task(name).metric} at short", "task_options": SEQ_SETTINGS[name],
+            "seeds": len(per_seed), "budget": budget, "random_median_best_of_budget": target,
             "median_evaluations_to_random_median": {k: statistics.median(v) for k, v in needed.items()},
             "iqr_evaluations_to_random_median": {k: list(np.percentile(v, [25, 75])) for k, v in needed.items()},
             "final_gap_at_budget": {k: statistics.median(c[-1] for c in runs) - target for k, runs in curves.items()},
-            "trained": trainer.trained, "train_seconds": round(trainer.seconds, 1), "curves": summarise(curves, budget)}
+            "trained": sum(f["trained"] for f in per_seed), "train_seconds": sum(f["seconds"] for f in per_seed),
+            "curves": summarise(curves, budget)}
 
 
 def plot(results: list[dict], path: Path) -> bool:
@@ -331,8 +340,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nb201-seeds", type=int, default=200)
     parser.add_argument("--budget", type=int, default=24)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_efficiency.json")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds of the sequence tasks trained at once (processes)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/archlab/search_efficiency",
+                        help="per-seed results, so an interrupted benchmark resumes")
     args = parser.parse_args(argv)
     results = []
+    sequences = [space for space in args.spaces if space != "nb201"]
+    work = [(space, seed, args.budget, args.cache) for space in sequences for seed in range(args.seeds)]
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(one_seed, *zip(*work))) if work else []
+    else:
+        done = [one_seed(*w) for w in work]
     for space in args.spaces:
         if space == "nb201":
             if not args.nb201.is_file():
@@ -340,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.append(run_nb201(args.nb201, args.nb201_seeds, 100))
         else:
-            results.append(run_sequence(space, args.seeds, args.budget))
+            results.append(run_sequence(space, [f for w, f in zip(work, done) if w[0] == space], args.budget))
     for r in results:
         needed = r["median_evaluations_to_random_median"]
         print(f"{r['space']}: random median best-of-{r['budget']} {r['random_median_best_of_budget']:.3f}; "

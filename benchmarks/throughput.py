@@ -1,6 +1,7 @@
 """How much of the machine a run uses: per-job overhead, evaluations per hour, and `make run` wall time.
 
     python benchmarks/throughput.py [--repeats 5] [--train-steps 250] [--loop-steps 150] [--skip-make-run]
+    python benchmarks/throughput.py --ray [--ray-train-steps 250] [--ray-rounds 2]
 
 1. Per-job overhead, cold and warm, in the process backend and (where an engine runs) the
    docker backend, for a trivial job (`check` of a tiny model) and a `short` job of
@@ -16,6 +17,12 @@
    time and how many candidates it evaluated, against the figure measured before warm workers
    and batched rounds (324 s for 3 baselines, 3 random references and 6 proposals), per
    candidate. Target: >= 1.5x faster per candidate.
+4. `--ray` (alone): evaluations per hour of one fixed ~10 s job (`--ray-train-steps`) with 1, 2 and 4
+   at a time through the local executor and through the Ray executor on a simulated two-node
+   cluster (two raylets on this machine with custom resources node_a and node_b), the Ray
+   executor's overhead per job over the local one, and that `executor.resources` pins workers
+   to a node. Targets: Ray overhead <= 5% of the job; Ray's scaling within 10% of local's.
+   Writes benchmarks/results/throughput_ray.json (throughput.json is left alone).
 Writes benchmarks/results/throughput.json and prints one summary line.
 """
 from __future__ import annotations
@@ -116,6 +123,160 @@ def loop_run(workers: int, steps: int, runs_dir: Path, args: tuple[str, ...] = (
             "workers_replaced": replaced, "run_dir": str(run_dir)}
 
 
+RAY_TARGETS = {"ray_overhead_fraction_of_10s_job": 0.05, "scaling_vs_local_within": 0.10}
+
+
+def executor_throughput(make, job_for, ready, concurrency: int, rounds: int) -> dict:
+    """`rounds` × `concurrency` copies of one job through an executor, `concurrency` at a time, after one
+    uncounted trivial job per worker and with every worker's replacement ready (`ready(executor)`) before the
+    clock starts: evaluations per hour, and each job's wall time and what the executor reported. At
+    concurrency 1 also `latency_seconds`: jobs one by one, each started with its worker ready (off the clock)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from evaluators.harness import evaluate
+    executor = make(concurrency)
+    try:
+        with tempfile.TemporaryDirectory(prefix="archlab-throughput-ray-") as tmp, \
+                ThreadPoolExecutor(concurrency) as pool:
+            def one(job) -> tuple[float, object]:
+                started = time.perf_counter()
+                result = executor.run(job, Path(tmp) / job.job_id, evaluate)
+                if result.status != "ok":
+                    raise RuntimeError(f"{job.job_id}: {result.status} {result.message[:500]}")
+                return time.perf_counter() - started, result
+            list(pool.map(one, [job_for("check", f"warm{concurrency}-{i}") for i in range(concurrency)]))
+            ready(executor)
+            started = time.perf_counter()
+            done = list(pool.map(one, [job_for("short", f"c{concurrency}-{i}") for i in range(rounds * concurrency)]))
+            wall = time.perf_counter() - started
+            latency = []
+            for i in range(rounds if concurrency == 1 else 0):
+                ready(executor)
+                latency.append(one(job_for("short", f"latency-{i}")))
+    finally:
+        executor.close()
+    results = [r for _, r in done + latency]
+    return {"concurrency": concurrency, "jobs": len(done), "wall_seconds": wall,
+            "latency_seconds": [t for t, _ in latency],
+            "latency_sandbox_seconds": [r.timings.get("wall_seconds", 0.0) for _, r in latency],
+            "latency_ray_transport_seconds": [r.timings["ray_seconds"] - r.timings.get("wall_seconds", 0.0)
+                                              for _, r in latency if "ray_seconds" in r.timings],
+            "evaluations_per_hour": len(done) / wall * 3600,
+            "job_seconds": [t for t, _ in done],
+            "sandbox_seconds": [r.timings.get("wall_seconds", 0.0) for r in results],
+            "ray_transport_seconds": [r.timings["ray_seconds"] - r.timings.get("wall_seconds", 0.0)
+                                      for r in results if "ray_seconds" in r.timings],
+            "nodes": sorted(str(r.environment.get("ray_node_id", "local"))[:8] for r in results)}
+
+
+def ray_benchmark(train_steps: int, rounds: int, counts: tuple[int, ...]) -> dict:
+    """Part 4 (`--ray`): the same fixed job on the local executor and on a simulated two-node Ray cluster."""
+    import ray
+    from ray.cluster_utils import Cluster
+    from archlab.backends import capacity, make_executor
+    from archlab.executors.capacity import plan_capacity
+    from archlab.executors.local import LocalExecutor
+    from archlab.settings import Settings
+    from sandbox.process import ProcessSandbox
+    from wire.jobs import EvalJob, Limits
+
+    task = get_task("mqar")
+    spec = task.default_spec(short_steps=train_steps)
+    source = baseline_source("softmax_attention")
+    limits = Limits(wall_seconds=600, memory_mb=2048, cpus=1)
+
+    def job_for(fidelity: str, job_id: str) -> EvalJob:
+        return EvalJob(job_id=job_id, candidate_id="bench", source=source, task=spec, fidelity=fidelity,
+                       limits=limits)
+
+    in_proc = [in_process(spec, source, "short") for _ in range(2)]
+    # two Ray nodes on this one machine, each a raylet of its own with its own custom resource: the closest
+    # this machine comes to a cluster (the nodes share its 2 cores, as 4 local workers do)
+    started = time.perf_counter()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"node_a": 2},
+                                                            "include_dashboard": False})
+    cluster.add_node(num_cpus=2, resources={"node_b": 2})
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="warning")
+    cluster_seconds = time.perf_counter() - started
+    try:
+        def ray_settings(workers: int, **executor) -> Settings:
+            return Settings(executor={"backend": "ray", "address": cluster.address, "workers": workers, **executor},
+                            sandbox={"cpus": 1, "memory_mb": limits.memory_mb})
+
+        def make_ray(workers: int):
+            settings = ray_settings(workers)
+            return make_executor(settings, sandbox=None)
+
+        def make_local(workers: int):
+            return LocalExecutor(ProcessSandbox(), plan_capacity(workers, 1, 0, limits.memory_mb), warm=True)
+
+        def ready(executor) -> None:
+            if isinstance(executor, LocalExecutor):
+                for slot in executor._slots:
+                    for sandbox in slot.sandboxes.values():
+                        sandbox.wait_ready(limits, 300)
+            else:
+                executor.wait_ready(limits, 300)
+
+        runs: dict[str, list[dict]] = {"local": [], "ray": []}
+        for count in counts:                            # interleaved, so other load falls on both alike
+            for name, make in (("local", make_local), ("ray", make_ray)):
+                runs[name].append(executor_throughput(make, job_for, ready, count, rounds))
+        pinned = ray_settings(2, resources={"node_b": 1})      # executor.resources: both workers on node_b
+        node_b = next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("node_b"))
+        executor = make_executor(pinned, sandbox=None)
+        try:
+            placed = {i["node_id"] for i in executor.identities()}
+        finally:
+            executor.close()
+        pinned_capacity = capacity(ray_settings(None, resources={"node_b": 1}))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    one = {name: next(r for r in entries if r["concurrency"] == 1) for name, entries in runs.items()}
+    job_seconds = median(one["local"]["latency_sandbox_seconds"])
+    overhead = median(one["ray"]["latency_seconds"]) - median(one["local"]["latency_seconds"])
+    scaling = {name: {str(r["concurrency"]): r["evaluations_per_hour"] / one[name]["evaluations_per_hour"]
+                      for r in entries} for name, entries in runs.items()}
+    return {
+        "what": "one fixed job (mqar short, softmax_attention baseline, 1 thread) through the local executor and "
+                "the Ray executor, 1, 2 and 4 at a time; Ray is a simulated two-node cluster on this machine "
+                "(ray.cluster_utils.Cluster: a head node declaring node_a and a second raylet declaring node_b, "
+                "2 CPUs each, on the same 2 cores), not a real multi-machine cluster",
+        "targets": RAY_TARGETS, "train_steps": train_steps, "rounds_per_count": rounds,
+        "in_process_seconds": in_proc, "cluster_start_seconds": cluster_seconds,
+        "job_seconds_in_sandbox": job_seconds,
+        "per_job_seconds_at_1": {name: median(e["latency_seconds"]) for name, e in one.items()},
+        "ray_overhead_seconds": overhead, "ray_overhead_fraction": overhead / job_seconds,
+        # what the Ray executor adds around the sandbox's own time: shipping, the actor call, landing out/
+        "ray_transport_seconds_median": median(one["ray"]["latency_ray_transport_seconds"]),
+        "scaling": scaling,
+        "scaling_gap": {c: scaling["ray"][c] / scaling["local"][c] - 1 for c in scaling["ray"]},
+        "pinned_to_node_b": {"placed_on": sorted(placed), "node_b": node_b, "all_on_node_b": placed == {node_b},
+                             "workers_the_resource_allows": pinned_capacity.workers},
+        "runs": runs,
+    }
+
+
+def ray_main(args) -> None:
+    counts = tuple(c for c in (1, 2, 4) if c <= args.ray_max)
+    report = {"machine": {"cores": os.cpu_count(), "torch": torch.__version__,
+                          "load_average_1min_start": os.getloadavg()[0]},
+              **ray_benchmark(args.ray_train_steps, args.ray_rounds, counts)}
+    report["machine"]["load_average_1min_end"] = os.getloadavg()[0]
+    args.ray_out.parent.mkdir(parents=True, exist_ok=True)
+    args.ray_out.write_text(json.dumps(report, indent=1))
+    rates = "; ".join(f"{name} " + ", ".join(f"{r['concurrency']}: {r['evaluations_per_hour']:.0f}/h"
+                                             for r in report["runs"][name]) for name in ("local", "ray"))
+    print(f"throughput (ray) — job {report['job_seconds_in_sandbox']:.1f} s; Ray overhead "
+          f"{report['ray_overhead_seconds']:+.2f} s ({report['ray_overhead_fraction']:+.1%}), transport "
+          f"{report['ray_transport_seconds_median']:.3f} s; {rates} -> {args.ray_out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
@@ -125,8 +286,16 @@ def main() -> None:
     parser.add_argument("--skip-make-run", action="store_true", help="leave out part 3 (about 5 minutes)")
     parser.add_argument("--loops-only", action="store_true", help="part 2 only (warm and cold), into --out")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
+    parser.add_argument("--ray", action="store_true", help="part 4 only: local vs Ray executor, into --ray-out")
+    parser.add_argument("--ray-train-steps", type=int, default=250, help="steps of part 4's ~10 s job")
+    parser.add_argument("--ray-rounds", type=int, default=2, help="part 4: jobs per worker measured at each count")
+    parser.add_argument("--ray-max", type=int, default=4, help="part 4: largest number of concurrent jobs")
+    parser.add_argument("--ray-out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput_ray.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.ray:
+        ray_main(args)
+        return
     from archlab.executors.capacity import machine_cores
     from sandbox.gpu import detect_gpus
     cores, gpus = machine_cores(), detect_gpus()

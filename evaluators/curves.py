@@ -89,8 +89,20 @@ def extrapolate(curve, short_steps: int, full_steps: int) -> float:
     losses = [float(v) for v in curve]
     if not losses:
         return math.nan
-    steps = curve_steps(short_steps, len(losses))
+    return extrapolate_at(curve_steps(short_steps, len(losses)), losses, full_steps)
+
+
+def extrapolate_at(steps, losses, target: float) -> float:
+    """The loss at `target` predicted from a curve observed at `steps` (epochs, steps, any positive unit).
+
+    The same rule as `extrapolate`: the fitted power law at `target`, never above the last
+    observed loss; the last loss itself when no law can be fitted (fewer than `MIN_POINTS`
+    usable points, a flat curve).
+    """
+    losses = [float(v) for v in losses]
+    if not losses:
+        return math.nan
     law = fit_power_law(steps, losses)
     if not law.fitted:
         return losses[-1]
-    return float(min(losses[-1], law(float(full_steps))))
+    return float(min(losses[-1], law(float(target))))

@@ -4,10 +4,13 @@ The trusted half of the grader lives here. Held-out targets are generated on the
 never written into the job directory; the sandbox returns raw predictions, which are
 validated (file size, dtype, exact shape, finite values) before the task's `score` turns
 them into the quality metric. A candidate that writes its own report, patches `json` or
-`torch`, or fakes its timer still gets the accuracy its predictions earn.
+`torch`, or fakes its timer still gets the accuracy its predictions earn. A task with a
+`judge` (decode) lays out its own inputs (`prepare`) and judges what came back itself, with
+the job's wall time as the host measured it.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,12 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
     write_job(job, jobdir)
     for name, array in task.sandbox_files(job.task).items():   # training data only, never held-out targets
         np.save(jobdir / "inputs" / f"train_{name}.npy", array, allow_pickle=False)
+    judge = getattr(task, "judge", None)      # a task whose host judges a procedure, not predictions (decode)
+    if judge is not None:
+        kept = task.prepare(job, jobdir)      # inputs the sandbox may see; what it must not see stays here
+        started = time.perf_counter()
+        result = sandbox.run(job, jobdir)
+        return judge(job, result, jobdir, kept, time.perf_counter() - started)
     targets = None
     if job.fidelity in TRAINING_FIDELITIES:
         inputs, targets = task.heldout(job.task.at(job.fidelity))

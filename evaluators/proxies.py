@@ -16,6 +16,10 @@ Runs inside the sandbox, next to the candidate (`sandbox.runner`, fidelity `prox
 | `erf`              | long-range reach of the input gradient (sequence models; Luo et al.)  |
 | `proxy_seconds`    | wall time of all of the above                                         |
 
+Outside `compute_proxies`, for benchmarks that score plain modules with no task contract
+(`benchmarks/published_tables.py`): `loss_gradient_proxies` (grad_norm and snip under any
+loss) and `jacob_cov` (Mellor et al.'s Jacobian-covariance score, which needs real inputs).
+
 What these are not: quality measurements. They are cheap signals whose rank correlation with
 trained quality varies by task and search space; `evaluators.promotion` weighs them by how
 well each has ranked the candidates that were trained to the end, and
@@ -116,8 +120,14 @@ def gradient_proxies(task: Task, model: torch.nn.Module, x: torch.Tensor, y: tor
       Network Pruning based on Connection Sensitivity" (Lee et al., ICLR 2019), summed over
       all weights as Abdelfattah et al. use it for NAS.
     """
+    return loss_gradient_proxies(model, x, y, task.loss)
+
+
+def loss_gradient_proxies(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                          loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+    """`gradient_proxies` for any module and loss (`loss(model(x), y)`), without a task contract."""
     model.train().zero_grad(set_to_none=True)
-    task.loss(model(x), y).backward()
+    loss(model(x), y).backward()
     grad_norm = snip = 0.0
     for p in model.parameters():
         if p.grad is not None:
@@ -218,6 +228,32 @@ def naswot(model: torch.nn.Module, x: torch.Tensor) -> float:
     if sign <= 0 or not torch.isfinite(logdet):
         sign, logdet = torch.linalg.slogdet(kernel + 1e-6 * n_a * torch.eye(len(kernel), dtype=kernel.dtype))
     return float(logdet)
+
+
+JACOB_COV_EPS = 1e-5  # the k of Mellor et al.'s score: keeps log and 1/eigenvalue finite
+
+
+def jacob_cov(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """-sum_i [log(lambda_i + k) + 1 / (lambda_i + k)] over the eigenvalues of the input Jacobians' correlations.
+
+    The first score of "Neural Architecture Search without Training" (Mellor et al., 2020 v1),
+    as Abdelfattah et al. (ICLR 2021) use it: J_n = d(sum of the outputs)/d(input n) for each
+    sample n of the batch, flattened; lambda are the eigenvalues of the correlation matrix of
+    the J_n. Networks whose Jacobians are less correlated across samples (they tell inputs
+    apart) score higher. Not part of `compute_proxies`: it needs a batch of real inputs to mean
+    anything, and for token models the input is not differentiable.
+    """
+    x = x.detach().clone().requires_grad_(True)
+    model.train().zero_grad(set_to_none=True)
+    y = model(x)
+    y.backward(torch.ones_like(y))
+    jacobians = x.grad.detach().reshape(len(x), -1).double()            # [B, input size]
+    model.zero_grad(set_to_none=True)
+    corr = torch.corrcoef(jacobians)
+    if not torch.isfinite(corr).all():                                  # a constant Jacobian row
+        return -math.inf
+    eig = torch.linalg.eigvalsh(corr).clamp_min(0.0)
+    return float(-(torch.log(eig + JACOB_COV_EPS) + 1.0 / (eig + JACOB_COV_EPS)).sum())
 
 
 ERF_FLOOR = 1e-12  # share below this counts as "no reach" (log floor of about -27.6)

@@ -14,8 +14,13 @@ FORBIDDEN_CALLS = {"exec", "eval", "compile", "open", "__import__", "breakpoint"
 MAX_SOURCE_BYTES = 200_000
 
 
-def static_problems(source: str) -> list[str]:
-    """Every problem found, each as an actionable sentence; empty when the module looks fine."""
+ENTRY_POINTS = {"build_model": "build_model(spec) function returning an nn.Module",
+                "generate": "generate(model, prompt_ids, max_new_tokens) function returning token ids"}
+
+
+def static_problems(source: str, entry: str = "build_model") -> list[str]:
+    """Every problem found, each as an actionable sentence; empty when the module looks fine. `entry` is the
+    contract's top-level function (`generate` for decoding tasks)."""
     if len(source.encode()) > MAX_SOURCE_BYTES:
         return [f"the module is {len(source.encode())} bytes, over the {MAX_SOURCE_BYTES} limit"]
     try:
@@ -40,6 +45,6 @@ def static_problems(source: str) -> list[str]:
         if isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr not in (
                 "__init__", "__name__", "__class__", "__call__", "__doc__"):
             problems.append(f"line {node.lineno}: access to {node.attr} is not allowed in a candidate")
-    if not any(isinstance(n, ast.FunctionDef) and n.name == "build_model" for n in tree.body):
-        problems.append("the module defines no top-level build_model(spec) function returning an nn.Module")
+    if not any(isinstance(n, ast.FunctionDef) and n.name == entry for n in tree.body):
+        problems.append(f"the module defines no top-level {ENTRY_POINTS.get(entry, entry)}")
     return problems

@@ -1,15 +1,25 @@
-"""The knowledge store: a Chroma persistent collection of findings, searched by meaning.
+"""The knowledge store: Chroma collections of findings (and literature principles), searched by meaning.
 
-One store per run by default (`<run>/knowledge`); point several runs at one directory and
-later runs retrieve what earlier ones learned. The embedder is always passed explicitly
-(Chroma's default would download a model).
+Two homes, one behaviour: by default an embedded Chroma store on disk (`<run>/knowledge`,
+or a directory several runs share), or, with `url`, a Chroma server (`chroma run`, or the
+`chroma` service of the repository's docker-compose.yml) through `chromadb.HttpClient`. The
+collections, their cosine space, the records kept and the embedder are the same in both
+(`tests/test_knowledge_conformance.py` runs one suite over both): runs pointed at one
+server see each other's findings as soon as they are written. The embedder is always passed
+explicitly and runs in this process (Chroma's default would download a model); the server
+only stores and searches vectors.
+
+What it does not do: authenticate to a server (put one behind your own proxy), or merge an
+on-disk store into a server.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import chromadb
+import httpx
 from chromadb.api.types import EmbeddingFunction
 from chromadb.config import Settings as ChromaSettings
 
@@ -19,14 +29,32 @@ FINDINGS = "findings"
 PRINCIPLES = "principles"
 
 
+class KnowledgeStoreUnavailable(RuntimeError):
+    """The Chroma server named by `knowledge.url` cannot be reached: an infrastructure fault."""
+
+
 class KnowledgeStore:
-    def __init__(self, path: Path, embedder: EmbeddingFunction):
-        Path(path).mkdir(parents=True, exist_ok=True)
-        self.path = Path(path)
+    def __init__(self, path: Path | None, embedder: EmbeddingFunction, url: str | None = None):
         self.embedder = embedder
-        self.client = chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
-        self.findings = self.client.get_or_create_collection(
-            FINDINGS, embedding_function=embedder, metadata={"hnsw:space": "cosine"})
+        self.url = url
+        self.path = Path(path) if path is not None and url is None else None
+        if url is not None:
+            self.client = _http_client(url)
+        else:
+            if path is None:
+                raise ValueError("a knowledge store needs a directory (path) or a Chroma server (url)")
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self.client = chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+        self.findings = self._collection(FINDINGS)
+
+    @property
+    def where(self) -> str:
+        """Where the findings live, for messages: the server's URL or the directory."""
+        return self.url or str(self.path)
+
+    def _collection(self, name: str):
+        return self.client.get_or_create_collection(name, embedding_function=self.embedder,
+                                                    metadata={"hnsw:space": "cosine"})
 
     def add(self, finding: Finding) -> Finding:
         """Store (or overwrite) a finding; returns it with its embedding id set."""
@@ -56,5 +84,29 @@ class KnowledgeStore:
 
     def principles(self):
         """The literature collection (filled by `knowledge.literature` on first use), with this store's embedder."""
-        return self.client.get_or_create_collection(
-            PRINCIPLES, embedding_function=self.embedder, metadata={"hnsw:space": "cosine"})
+        return self._collection(PRINCIPLES)
+
+
+def _http_client(url: str):
+    """A client of the Chroma server at `url` (http[s]://host[:port]), checked with one heartbeat."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"knowledge.url {url!r} is not http://HOST:PORT")
+    ssl = parts.scheme == "https"
+    port = parts.port or (443 if ssl else 8000)
+    try:
+        client = chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl,
+                                     settings=ChromaSettings(anonymized_telemetry=False))
+        client.heartbeat()
+    except (ValueError, ConnectionError, httpx.HTTPError) as exc:   # chromadb says "could not connect" as a ValueError
+        raise KnowledgeStoreUnavailable(
+            f"no Chroma server at {parts.scheme}://{parts.hostname}:{port}: {str(exc).splitlines()[0][:300]}. "
+            "Start one (`chroma run --path DIR --port PORT`, or `docker compose up -d chroma`) or unset "
+            "knowledge.url for the on-disk store in the run directory") from None
+    return client
+
+
+def check_server(url: str | None) -> None:
+    """One heartbeat to the Chroma server at `url` (None: nothing to check); KnowledgeStoreUnavailable if none."""
+    if url is not None:
+        _http_client(url)

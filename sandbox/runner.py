@@ -6,7 +6,9 @@ runs `check` first; then `check` and `proxy` add the functional hash (`evaluator
 `proxy` the zero-cost proxies (`evaluators.proxies`), `bench` latency and memory
 (`evaluators.bench`), and `short`/`full` train. It writes `OUT_DIR/report.json` (status,
 metrics, message, environment, functional hash) and, for training fidelities,
-`OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). Nothing it writes is
+`OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). A `decoding` task's job
+is a procedure around a fixed model instead (`evaluators.decoding_job`: references timed
+before the candidate is imported, ids to `OUT_DIR/decoded.npy`). Nothing it writes is
 trusted: the host validates the report's schema and ranges and computes quality metrics
 from the predictions itself.
 
@@ -65,7 +67,7 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     import numpy as np
     import torch
 
-    from evaluators import fidelities
+    from evaluators import decoding_job, fidelities
     from evaluators.bench import run_bench
     from evaluators.funchash import functional_hash
     from evaluators.proxies import compute_proxies
@@ -91,27 +93,33 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     task.attach(spec, files)   # training data the host wrote (a corpus, a dataset); none for generated tasks
     started = _clock()
     try:
-        module = fidelities.load_candidate(Path(inputs_dir) / "candidate.py")
-        model = fidelities.build(module, spec, seed)
-        report["metrics"].update(fidelities.check(task, spec, model, device))
-        if fidelity in ("check", "proxy"):
-            report["functional_hash"] = functional_hash(module, task, spec, device)
-        if fidelity == "proxy":
-            report["metrics"].update(compute_proxies(task, spec, lambda: fidelities.build(module, spec, seed), device))
-        elif fidelity == "bench":
-            metrics, bench_env = run_bench(task, spec, fidelities.build(module, spec, seed), device)
+        if spec.family == "decoding":   # a procedure around the task's fixed model (evaluators.decoding_job)
+            metrics, decode_env = decoding_job.run(spec, files.get("weights"), fidelity, Path(inputs_dir), out,
+                                                   device, _clock)
             report["metrics"].update(metrics)
-            environment.update(bench_env)
-        elif fidelity in ("short", "full"):
-            instance = spec.at(fidelity)                    # the task instance this fidelity trains on
-            model = fidelities.build(module, instance, seed)   # train from the same fresh init
-            trained = fidelities.train(task, instance, model, spec.budgets[fidelity], seed, device)
-            report["curve"] = trained.pop("curve")
-            report["metrics"].update(trained)
-            inputs = {p.stem: np.load(p, allow_pickle=False) for p in sorted(Path(inputs_dir).glob("heldout_*.npy"))}
-            inputs = {k.removeprefix("heldout_"): v for k, v in inputs.items()}
-            predictions = fidelities.heldout_predictions(task, model, inputs)
-            np.save(out / "predictions.npy", predictions, allow_pickle=False)
+            environment.update(decode_env)
+        else:
+            module = fidelities.load_candidate(Path(inputs_dir) / "candidate.py")
+            model = fidelities.build(module, spec, seed)
+            report["metrics"].update(fidelities.check(task, spec, model, device))
+            if fidelity in ("check", "proxy"):
+                report["functional_hash"] = functional_hash(module, task, spec, device)
+            if fidelity == "proxy":
+                report["metrics"].update(compute_proxies(task, spec, lambda: fidelities.build(module, spec, seed), device))
+            elif fidelity == "bench":
+                metrics, bench_env = run_bench(task, spec, fidelities.build(module, spec, seed), device)
+                report["metrics"].update(metrics)
+                environment.update(bench_env)
+            elif fidelity in ("short", "full"):
+                instance = spec.at(fidelity)                    # the task instance this fidelity trains on
+                model = fidelities.build(module, instance, seed)   # train from the same fresh init
+                trained = fidelities.train(task, instance, model, spec.budgets[fidelity], seed, device)
+                report["curve"] = trained.pop("curve")
+                report["metrics"].update(trained)
+                inputs = {p.stem: np.load(p, allow_pickle=False) for p in sorted(Path(inputs_dir).glob("heldout_*.npy"))}
+                inputs = {k.removeprefix("heldout_"): v for k, v in inputs.items()}
+                predictions = fidelities.heldout_predictions(task, model, inputs)
+                np.save(out / "predictions.npy", predictions, allow_pickle=False)
     except fidelities.ContractViolation as exc:
         report.update(status="invalid", message=str(exc))
     except fidelities.Diverged as exc:

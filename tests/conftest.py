@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,40 @@ def run_source(tmp_path, tiny_spec, process_sandbox):
 
 
 BASELINE_DIR = Path(__file__).resolve().parent.parent / "evaluators" / "baselines"
+
+# the server `.ci/services-setup.sh` starts; set ARCHLAB_TEST_POSTGRES_URL to use another (its role needs CREATEDB)
+TEST_POSTGRES_URL = os.environ.get("ARCHLAB_TEST_POSTGRES_URL",
+                                   "postgresql://archlab:archlab-test-pw@127.0.0.1:55432/archlab")
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of a fresh, empty database on the test Postgres server, dropped after the test. Skips (saying
+    why) when no server answers, except under CI, where that fails."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg
+    from archlab.settings import without_password
+    try:
+        admin = psycopg.connect(TEST_POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        message = (f"no test Postgres at {without_password(TEST_POSTGRES_URL)} ({str(exc).strip()[:200]}); "
+                   "run `bash .ci/services-setup.sh` or set ARCHLAB_TEST_POSTGRES_URL")
+        if under_ci():
+            pytest.fail(f"under CI the Postgres tests may not skip: {message}")
+        pytest.skip(message)
+    name = f"archlab_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlsplit(TEST_POSTGRES_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def _xdist_scope(nodeid: str) -> str:

@@ -171,3 +171,73 @@ subprocess.run([sys.executable, "-c", "import time; time.sleep(300)  # MARKER"])
 done = subprocess.run([sys.executable, "-c", "print('spawned while the bomb held')"], capture_output=True, text=True)
 print(done.stdout.strip())
 ''' + MODEL
+
+
+# --- decoding procedures (the `decode` task): each misbehaves inside generate(model, prompt_ids, max_new_tokens) ---
+DECODE_GREEDY = '''
+import torch
+@torch.no_grad()
+def generate(model, prompt_ids, max_new_tokens):
+    seq = prompt_ids.view(1, -1)
+    for _ in range(max_new_tokens):
+        seq = torch.cat([seq, model(seq)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return seq[0, prompt_ids.numel():].clone()
+'''
+
+DECODE_WRONG_LENGTH = DECODE_GREEDY.replace("return seq[0, prompt_ids.numel():].clone()",
+                                            "return seq[0, prompt_ids.numel() + 1:].clone()")
+
+DECODE_WRONG_DTYPE = DECODE_GREEDY.replace(".clone()", ".int()")
+
+DECODE_INFINITE_LOOP = '''
+def generate(model, prompt_ids, max_new_tokens):
+    while True:
+        pass
+'''
+
+DECODE_MEMORY_BOMB = '''
+import torch
+def generate(model, prompt_ids, max_new_tokens):
+    hog = []
+    while True:
+        hog.append(torch.ones(64 * 1024 * 1024))      # 256 MB a step, written at once
+'''
+
+DECODE_MUTATES_MODEL = DECODE_GREEDY.replace("    seq = prompt_ids.view(1, -1)\n",
+                                             "    model.head.weight.mul_(1.01)   # 'calibrates' the shared model\n"
+                                             "    seq = prompt_ids.view(1, -1)\n", 1)
+
+# looks everywhere it can for the reference continuation: files next to its inputs, and int64 tensors of the
+# right length in the process's memory; returns what it finds, else zeros
+DECODE_READS_REFERENCE = '''
+import gc, pathlib, sys
+import numpy as np
+import torch
+FOUND = []
+def _search(n):
+    roots = {pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[2]).parent, pathlib.Path(sys.argv[3]).parent}
+    for root in roots:
+        for path in root.rglob("*.npy"):
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (OSError, ValueError):
+                continue
+            FOUND.append(str(path))
+            if array.dtype == np.int64 and array.ndim == 2 and array.shape[1] == n and "prompt" not in path.name:
+                return torch.from_numpy(array[0])
+    for obj in gc.get_objects():
+        if isinstance(obj, torch.Tensor) and obj.dtype == torch.long and tuple(obj.shape) == (n,):
+            return obj.clone()
+    return None
+def generate(model, prompt_ids, max_new_tokens):
+    stolen = _search(max_new_tokens)
+    print("found", len(FOUND), "files; stolen", stolen is not None)
+    return stolen if stolen is not None else torch.zeros(max_new_tokens, dtype=torch.long)
+'''
+
+# a slow clock for everything timed after import: the candidate would look 1000x faster
+DECODE_PATCHES_TIMER = '''
+import time
+_real = time.perf_counter
+time.perf_counter = lambda: _real() / 1000.0
+''' + DECODE_GREEDY

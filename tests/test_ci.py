@@ -45,6 +45,8 @@ def _ci_copy(tmp_path: Path, docker_rc: int = 0, llm_rc: int | None = 0) -> tupl
     calls = tmp_path / "calls.log"
     record = f'echo "$(basename "$0") $* CI=${{CI:-}}" >> {calls}'
     (tree / ".ci" / "docker-setup.sh").write_text(f"{record}\nexit {docker_rc}\n")
+    (tree / ".ci" / "browser-setup.sh").write_text(f"{record}\nexit 0\n")
+    (tree / ".ci" / "services-setup.sh").write_text(f"{record}\nexit 0\n")
     if llm_rc is not None:
         (tree / ".ci" / "llm-setup.sh").write_text(f"{record}\nexit {llm_rc}\n")
     bin_dir = tmp_path / "bin"
@@ -58,7 +60,9 @@ def test_ci_run_installs_starts_docker_and_the_llm_server_then_tests_under_ci(tm
     proc = subprocess.run(["bash", str(tree / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert calls.read_text().splitlines() == ["make install CI=true", "docker-setup.sh  CI=true",
-                                              "llm-setup.sh  CI=true", "make test CI=true"]
+                                              "browser-setup.sh  CI=true",
+                                              "services-setup.sh  CI=true", "llm-setup.sh  CI=true",
+                                              "make test CI=true"]
 
 
 def test_ci_run_stops_when_docker_or_the_llm_server_cannot_be_had(tmp_path):

@@ -57,14 +57,22 @@ def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
 
 
 class CopyCat(OfflineEngine):
-    """Writes c003 (round 2) as c001's module (round 1) again, with renamed identifiers and a comment: the same function."""
+    """Writes c003 (round 2) as a round-1 module again, with renamed identifiers and a comment: the same function."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.round_one: dict[str, str] = {}
+        self.copied = ""
 
     def code(self, plan, parent, spec):
         source = super().code(plan, parent, spec)
-        if plan.candidate_id == "c001":
-            self.first = source
+        if plan.candidate_id in ("c001", "c002"):
+            self.round_one[plan.candidate_id] = source
         if plan.candidate_id == "c003":
-            return "# an equivalent rewrite\n" + self.first.replace("Mixer", "TokenMixer").replace("FeedForward", "MLPBlock")
+            # a round-1 candidate that is not c003's parent (a copy of the parent is refused before training)
+            self.copied = "c001" if parent.id != "c001" else "c002"
+            return ("# an equivalent rewrite\n"
+                    + self.round_one[self.copied].replace("Mixer", "TokenMixer").replace("FeedForward", "MLPBlock"))
         return source
 
 
@@ -73,14 +81,15 @@ def test_a_functional_duplicate_reuses_the_earlier_result(tmp_path):
                              executor__workers=2, loop__batch=2,
                              task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
     run_id, run_dir = start_run(settings)
-    with open_lab(settings, run_id, run_dir, engine=CopyCat(0)) as lab:
+    engine = CopyCat(0)
+    with open_lab(settings, run_id, run_dir, engine=engine) as lab:
         assert drive(lab) == "finished"
     log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     hits = [e["payload"] for e in log if e["type"] == "cache_hit"]
-    assert hits and hits[0]["candidate_id"] == "c003" and hits[0]["twin_id"] == "c001"
+    assert hits and hits[0]["candidate_id"] == "c003" and hits[0]["twin_id"] == engine.copied
     trained = [e["payload"]["candidate_id"] for e in log if e["type"] == "job_started" and e["payload"]["fidelity"] == "short"]
-    assert "c001" in trained and "c003" not in trained
-    c1, c2 = (json.loads((run_dir / "candidates" / c / "candidate.json").read_text()) for c in ("c001", "c003"))
+    assert engine.copied in trained and "c003" not in trained
+    c1, c2 = (json.loads((run_dir / "candidates" / c / "candidate.json").read_text()) for c in (engine.copied, "c003"))
     assert c1["source_hash"] != c2["source_hash"]
     assert c2["evaluations"]["short"]["metrics"]["accuracy"] == c1["evaluations"]["short"]["metrics"]["accuracy"]
     assert c2["functional_hash"]

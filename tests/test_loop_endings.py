@@ -78,3 +78,27 @@ def test_nothing_left_to_propose_ends_the_run_cleanly(tmp_path):
     assert [e["type"] for e in log if e["type"] in ("search_exhausted", "round_started")] == \
         ["round_started", "search_exhausted"]
     assert "nothing new to propose" in log[-1]["payload"]["reason"]
+
+
+def failing_everything(sandbox, job, jobdir):
+    """Every job fails as a crashing candidate would: nothing in the run ever gets a score."""
+    from wire.jobs import EvalResult
+    return EvalResult(job_id=job.job_id, candidate_id=job.candidate_id, status="error", fidelity=job.fidelity,
+                      message="RuntimeError: the module crashed")
+
+
+def test_a_task_where_every_candidate_fails_ends_with_a_report(tmp_path):
+    import subprocess
+    import sys
+    settings = load_settings(None, rounds=2, runs_dir=tmp_path, knowledge__embedder="hashing", executor__workers=2,
+                             loop__random_pool=2, task_options=TINY)
+    run_id, run_dir = start_run(settings)
+    with open_lab(settings, run_id, run_dir, evaluator=failing_everything) as lab:
+        assert drive(lab) == "finished"
+    log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    ended = [e for e in log if e["type"] == "search_exhausted"]
+    assert ended and "no candidate has a score" in ended[0]["payload"]["reason"]
+    shown = subprocess.run([sys.executable, "-m", "archlab.cli", "show", str(run_dir)], capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "best: none yet" in shown.stdout and "Traceback" not in shown.stdout + shown.stderr

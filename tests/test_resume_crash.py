@@ -9,7 +9,9 @@ import tempfile
 import time
 from pathlib import Path
 from collections import Counter
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from tests.runs_support import archlab, events, start, wait_for
@@ -34,10 +36,18 @@ def _kill_after(proc, seconds: float) -> int:
     return proc.pid
 
 
-@pytest.mark.parametrize("group", [0, 1])
-def test_kill_at_random_moments_then_resume(tmp_path, group):
+# (kill moments, checkpoint store): SQLite in the run directory, or Postgres (`checkpoints.url`, tests/conftest.py)
+@pytest.mark.parametrize("group, store", [(0, "sqlite"), (1, "sqlite"), (1, "postgres")],
+                         ids=["sqlite-0", "sqlite-1", "postgres-1"])
+def test_kill_at_random_moments_then_resume(tmp_path, group, store, request):
     seeds = [s for s in KILL_SEEDS if s % 2 == group]
-    proc = start("run", "--rounds", "2", "--seed", str(group), "--runs-dir", str(tmp_path))
+    run_env, resume_env, password = {}, {}, None
+    if store == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        password = urlsplit(url).password
+        run_env = {"ARCHLAB_CHECKPOINTS__URL": url}     # the password in the URL: used, never written
+        resume_env = {"PGPASSWORD": password}          # run.json keeps the URL without it; libpq reads this
+    proc = start("run", "--rounds", "2", "--seed", str(group), "--runs-dir", str(tmp_path), extra_env=run_env)
     run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
     dead = []
     finished_before: set[str] = set()
@@ -47,10 +57,12 @@ def test_kill_at_random_moments_then_resume(tmp_path, group):
         finished_before |= {e["payload"]["job_id"] for e in log if e["type"] == "result"}
         if log and log[-1]["type"] == "run_finished":
             break
-        proc = start("resume", run_dir.name, "--runs-dir", str(tmp_path))
+        proc = start("resume", run_dir.name, "--runs-dir", str(tmp_path), extra_env=resume_env)
     else:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out
+        if password:
+            assert password not in out
 
     log = _check_log_is_valid(run_dir)
     assert log[-1]["type"] == "run_finished"
@@ -71,6 +83,13 @@ def test_kill_at_random_moments_then_resume(tmp_path, group):
         record = json.loads((run_dir / "candidates" / cid / "candidate.json").read_text())
         assert record["status"] in ("baseline", "evaluated", "failed")
     assert not (run_dir / "owner.pid").exists()
+    if store == "postgres":
+        assert not (run_dir / "checkpoints.sqlite").exists()              # the graph's state went to Postgres
+        for name in ("run.json", "events.jsonl"):
+            assert password not in (run_dir / name).read_text()
+        with psycopg.connect(url) as db:
+            threads = {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+        assert threads == {run_dir.name}
     leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(run_dir))]
     assert not leftovers
     for pid in dead:

@@ -365,3 +365,82 @@ def test_a_warm_worker_sees_exactly_its_devices(backend, tiny_spec, tmp_path):
         for worker in workers.values():
             worker.discard()
     assert seen == {(): "''", ("0",): "'0'", ("1", "3"): "'1,3'"}
+
+
+# --- decoding procedures (the `decode` task): bad techniques are classified, the shared model stays unchanged --
+# They exercise the decode runner and the host's judge on each backend's cold sandbox (the warm path runs the same
+# runner; the generic cases above cover its containment).
+@pytest.fixture(scope="module")
+def decode_spec():
+    from tests.decode_support import decode_spec
+    return decode_spec()
+
+
+@pytest.fixture
+def run_decode(decode_spec, tmp_path):
+    from tests.decode_support import run_decode
+
+    def run(source: str, sandbox, fidelity: str = "check", **limits):
+        return run_decode(decode_spec, source, sandbox, tmp_path, fidelity, **limits)
+    return run
+
+
+def _weights_unchanged(decode_spec, tmp_path) -> None:
+    """Every job's weights file still hashes to the spec's model: nothing changed the shared model."""
+    import numpy as np
+
+    from evaluators.decoding import array_digest
+    files = list(tmp_path.glob("*/inputs/train_weights.npy"))
+    assert files
+    assert all(array_digest(np.load(f)) == decode_spec.data["weights_sha256"] for f in files)
+
+
+def test_decode_greedy_procedure_is_ok_and_exact(run_decode, backend):
+    result = run_decode(cases.DECODE_GREEDY, backend)
+    assert result.status == "ok", result.message + result.log_tail
+    assert result.metrics["exact_match"] == 1.0
+
+
+def test_decode_wrong_length_is_invalid(run_decode, backend):
+    result = run_decode(cases.DECODE_WRONG_LENGTH, backend)
+    assert result.status == "invalid"
+    assert "exactly max_new_tokens new ids" in result.message
+
+
+def test_decode_wrong_dtype_is_invalid(run_decode, backend):
+    result = run_decode(cases.DECODE_WRONG_DTYPE, backend)
+    assert result.status == "invalid"
+    assert "torch.int32" in result.message and "torch.long" in result.message
+
+
+def test_decode_infinite_loop_times_out(run_decode, backend):
+    result = run_decode(cases.DECODE_INFINITE_LOOP, backend, wall_seconds=8)
+    assert result.status == "timeout", result.message
+
+
+def test_decode_unbounded_allocation_is_oom(run_decode, backend):
+    result = run_decode(cases.DECODE_MEMORY_BOMB, backend)
+    assert result.status == "oom", result.message
+
+
+def test_decode_model_mutation_fails_and_the_model_is_unchanged(run_decode, backend, decode_spec, tmp_path):
+    result = run_decode(cases.DECODE_MUTATES_MODEL, backend)
+    assert result.status == "invalid"
+    assert "changed the model's weights" in result.message and "work on a copy" in result.message
+    _weights_unchanged(decode_spec, tmp_path)
+
+
+def test_decode_reference_output_is_out_of_reach(run_decode, backend, tmp_path):
+    result = run_decode(cases.DECODE_READS_REFERENCE, backend, fidelity="short")
+    assert result.status == "ok", result.message + result.log_tail
+    first = re.search(r"stolen (True|False)", result.log_tail).group(1)
+    assert first == "False"                      # the first call found nothing (later ones find only its own zeros)
+    assert result.metrics["exact_match"] < 0.2
+    inputs = {p.name for p in next(tmp_path.glob("*/inputs")).iterdir()}
+    assert inputs == {"candidate.py", "prompts.npy", "train_weights.npy"}
+
+
+def test_decode_patched_timer_is_refused(run_decode, backend):
+    result = run_decode(cases.DECODE_PATCHES_TIMER, backend, fidelity="short")
+    assert result.status == "invalid"
+    assert "replaced time.perf_counter" in result.message

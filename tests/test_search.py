@@ -114,6 +114,11 @@ def test_siblings_on_one_parent_propose_different_genomes():
     plans = [engine.plan(PlanContext(spec=SPEC, round=3, parent=parent, candidates=population, slot=k, batch=3,
                                      sibling_rank=k, objective=ACCURACY)) for k in range(3)]
     assert len({genome_hash(p.genome) for p in plans}) == 3
+    # a recombination that amounts to a single change is the same proposal: siblings never both get it
+    reference = record("r-09", {**parent.genome, "mixer": "gated_linear"}, 0.95, status="reference")
+    twins = [engine.plan(PlanContext(spec=SPEC, round=4, parent=parent, candidates=population + [reference], slot=k,
+                                     batch=6, sibling_rank=k, objective=ACCURACY)) for k in range(6)]
+    assert len({genome_hash(p.genome) for p in twins}) == 6
 
 
 def test_pairs_of_changes_are_offered_once_single_changes_from_a_parent_stall():

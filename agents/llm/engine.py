@@ -125,10 +125,11 @@ class OpenAIEngine:
                                       context.round)
         objective = self.objective
         messages = render("planner", task=spec.name, task_description=ctx.task_description(spec, objective),
-                          contract=ctx.contract(spec, coder=False), parent_id=parent.id, parent_title=parent.title,
+                          contract=task_contract(spec, coder=False), parent_id=parent.id, parent_title=parent.title,
                           parent_metrics=ctx.metrics_line(parent, objective),
                           parent_analysis=parent.analysis or "(none yet)", parent_source=ctx.compact_source(parent.source),
                           baselines=ctx.baselines_text(context.candidates, objective),
+                          best_so_far=ctx.best_so_far_text(context.candidates, objective),
                           findings=ctx.findings_text(context.findings), principles=ctx.principles_text(principles),
                           failures=ctx.failures_text(context.candidates),
                           tried=ctx.tried_text(context.candidates, objective=objective),
@@ -182,7 +183,7 @@ class OpenAIEngine:
     def code(self, plan: Plan, parent: Candidate, spec: TaskSpec, *,
              candidates: list[Candidate] | None = None) -> str:
         """The new module. `candidates` (default: the attached run's records) are the modules a copy is checked against."""
-        messages = render("coder", contract=ctx.contract(spec), title=plan.title, motivation=plan.motivation,
+        messages = render("coder", contract=task_contract(spec), title=plan.title, motivation=plan.motivation,
                           change=plan.change, detail=plan.detail, expected=plan.expected, parent_id=parent.id,
                           parent_source=ctx.clip_source(parent.source))
         evaluated = {c.source_hash: c.id for c in (candidates if candidates is not None else self._records())
@@ -207,7 +208,7 @@ class OpenAIEngine:
                 return None
             fresh = self.code(plan, parent, spec, candidates=candidates)
             return None if fresh.startswith(UNUSABLE_MARK) else (plan, fresh)
-        system = render("coder", contract=ctx.contract(spec) if spec else "(the task contract was not given)",
+        system = render("coder", contract=task_contract(spec) if spec else "(the task contract was not given)",
                         title="", motivation="", change="", detail="", expected="", parent_id="", parent_source="")[0]
         fixer = render("fixer", attempt=attempt, status=failure.status, message=failure.message or "(no message)",
                        log_tail=failure.log_tail[-LOG_TAIL_CHARS:] or "(empty)", source=ctx.clip_source(source),
@@ -267,7 +268,7 @@ class OpenAIEngine:
     # --- analyst -------------------------------------------------------------------------
     def analyze(self, candidate: Candidate, parent: Candidate | None,
                 baselines: list[Candidate]) -> tuple[str, list[Finding]]:
-        comparison, evidence = ctx.measured(candidate, parent, baselines)
+        comparison, evidence = ctx.measured(candidate, parent, baselines, self.objective)
         failed = candidate.status in ("failed", "rejected")
         last = list(candidate.evaluations.values())[-1] if candidate.evaluations else None
         failure = (f"Failure: {last.status}: {last.message[:1500]}\nLog tail:\n{last.log_tail[-1500:]}"
@@ -313,6 +314,13 @@ class OpenAIEngine:
         self.client.emit("llm_error", role=role, model=self.client.model_for(role), call_id=reply.call_id,
                          attempt=count, kind="unusable_answer", status=None, message=problem,
                          will_retry=count <= self.llm.repair_attempts, retry_in=0.0)
+
+
+def task_contract(spec: TaskSpec, coder: bool = True) -> str:
+    """The contract in words: the task's own (`contract_text`, e.g. decode's `generate`), else the model contract."""
+    from evaluators.tasks import get_task
+    own = getattr(get_task(spec.name), "contract_text", None)
+    return own(spec, coder) if own is not None else ctx.contract(spec, coder=coder)
 
 
 def with_note(problem: str, reply: Reply) -> str:

@@ -1,5 +1,7 @@
 """Round 0: the task's baselines, and the run's random reference architectures, measured before any proposal.
 
+A decoding task's baselines are its two references as candidates (`agents.offline.decoding.baselines`).
+
 Baselines get `proxy` and `short` (each job checks the contract first), so the first parents
 have real scores and the proxy rung has peers. With `random_pool` > 0, that many random
 architectures of the offline engine's search space (`agents.offline.blocks.random_genomes`,
@@ -25,7 +27,7 @@ from evaluators.baselines import BASELINES
 def make(lab: Lab):
     def baselines(state: LoopState) -> LoopState:
         jobs, tried = [], []
-        for name, (genome, source) in BASELINES.items():
+        for name, (genome, source) in task_baselines(lab.spec).items():
             candidate = Candidate(id=f"b-{name.split('_')[0]}", run_id=lab.run_id, task=lab.spec.name,
                                   title=f"baseline: {name}", motivation="reference architecture", change="baseline",
                                   source=source, origin="baseline", status="baseline", genome=genome)
@@ -57,6 +59,14 @@ def make(lab: Lab):
                     settle(lab, candidate, 0)
         return {"round": 0, "tried": tried}
     return baselines
+
+
+def task_baselines(spec) -> dict[str, tuple[dict, str]]:
+    """{name: (genome, source)} of the task family's references: architectures, or (decoding) the greedy decoders."""
+    if spec.family == "decoding":
+        from agents.offline.decoding import baselines as decoding_baselines
+        return decoding_baselines()
+    return BASELINES
 
 
 def measure_one(lab: Lab, candidate: Candidate, stage: str, full: bool) -> None:

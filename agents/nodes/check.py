@@ -22,7 +22,7 @@ def make_check(lab: Lab):
         lab.stage(round, "check")
         candidate = lab.recorder.load(state["candidate_id"])
         attempt = state.get("fix_attempts", 0)
-        problems = static_problems(candidate.source)
+        problems = static_problems(candidate.source, entry="generate" if lab.spec.family == "decoding" else "build_model")
         if problems:
             result = EvalResult(job_id=f"{candidate.id}-static-{attempt}", candidate_id=candidate.id,
                                 fidelity="check", status="invalid", message="; ".join(problems))

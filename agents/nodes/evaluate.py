@@ -21,7 +21,7 @@ siblings — so a decision does not depend on which sibling's job finished first
 """
 from __future__ import annotations
 
-from agents import objective, screening, seeds
+from agents import objective, scoring, screening, seeds
 from agents.lab import Lab
 from agents.nodes.review import gate
 from agents.records import Candidate
@@ -123,23 +123,13 @@ def settle(lab: Lab, candidate: Candidate, round: int) -> None:
 def _settle(lab: Lab, candidate: Candidate, round: int) -> None:
     others = [c for c in lab.recorder.load_all() if c.id != candidate.id]
     objective.apply(candidate, lab.objective)
-    set_over_random(lab, candidate, [c for c in others if c.status == "reference"])
+    found = scoring.over_random(candidate, others, lab.objective)
+    if found is not None:
+        candidate.over_random = found
     lab.recorder.save(candidate)
     front, changed = objective.write_front(lab.run_dir, lab.spec.name, others + [candidate], lab.objective)
     if changed:
         lab.events.emit("pareto_front", round=round, task=lab.spec.name, ids=[p["id"] for p in front])
-
-
-def set_over_random(lab: Lab, candidate: Candidate, references: list[Candidate]) -> None:
-    if candidate.status == "reference":
-        return
-    fidelity = objective.quality_fidelity(candidate)
-    pool = [c.metric(lab.objective.metric, fidelity) for c in references] if fidelity else []
-    pool = [v for v in pool if v is not None]
-    value = candidate.metric(lab.objective.metric, fidelity) if fidelity else None
-    if value is None or not pool:
-        return
-    candidate.over_random = seeds.over_random(value, pool, fidelity, lab.objective.higher_is_better)
 
 
 def report_tau(lab: Lab, round: int) -> None:

@@ -109,8 +109,12 @@ class OfflineEngine:
         objective = context.objective or self.objective
         rng = random.Random(f"{self.seed}:{context.round}:{context.parent.id}")
         parent_genome = validate(context.parent.genome or {})
-        options = [o for o in self.options(parent_genome, context, objective)
-                   if genome_hash(o.genome) not in context.tried]
+        options, seen = [], set(context.tried)
+        for option in self.options(parent_genome, context, objective):
+            key = genome_hash(option.genome)   # a recombination can land on a single change's genome: offer it once
+            if key not in seen:
+                seen.add(key)
+                options.append(option)
         if not options:
             raise NoProposal(f"every change to {context.parent.id} has been tried")
         model = search.GeneModel.fit(search.observations(context.candidates, objective), GENE_PRIORS,

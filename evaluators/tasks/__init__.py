@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from evaluators.tasks.base import Task
 from evaluators.tasks.charlm import CharLM
+from evaluators.tasks.decode import Decode
 from evaluators.tasks.digits import Digits
 from evaluators.tasks.mqar import MQAR
 
-TASKS: dict[str, Task] = {"mqar": MQAR(), "charlm": CharLM(), "digits": Digits()}
+TASKS: dict[str, Task] = {"mqar": MQAR(), "charlm": CharLM(), "digits": Digits(), "decode": Decode()}
 
 
 def get_task(name: str) -> Task:
