@@ -128,17 +128,18 @@ def baselines_text(candidates: list[Candidate], objective: Objective | None = No
 
 
 def best_so_far_text(candidates: list[Candidate], objective: Objective | None = None, k: int = 5) -> str:
-    """The `k` best candidates of any origin, labelled, and the gene values the run's evidence associates with
-    quality (`agents.search.GeneModel`, fitted on every evaluation that has a genome)."""
+    """The `k` best proposals and random references, labelled (the baselines are listed on their own), and the gene
+    values the run's evidence associates with quality (`agents.search.GeneModel`, fitted on every evaluation that has a genome)."""
     from agents import search
     if not candidates:
         return "(nothing measured yet)"
     objective = run_objective(objective, candidates[0].task)
-    top = scoring.ranked(candidates, objective, scoring.PARENTS)[:k]
+    # the baselines have their own section: repeating them here only invites a small model to copy the line
+    top = [s for s in scoring.ranked(candidates, objective, scoring.PARENTS) if s.candidate.status != "baseline"][:k]
     lines = [f"- {s.candidate.id} ({s.origin}; {s.candidate.title}): {metrics_line(s.candidate, objective)}"
              for s in top]
     traits = search.describe_traits(search.GeneModel.fit(search.observations(candidates, objective)))
-    return "\n".join(lines + ([traits] if traits else [])) or "(nothing measured yet)"
+    return "\n".join(lines + ([traits] if traits else [])) or "(only the baselines above so far)"
 
 
 def findings_text(findings: list[tuple[Finding, float]]) -> str:
