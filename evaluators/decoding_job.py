@@ -29,8 +29,6 @@ read-only root keeps the evaluator's files themselves out of reach).
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -38,7 +36,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from evaluators import bench, decoding
+from evaluators import bench, decoding, fidelities
 from evaluators.contracts import ContractViolation
 from wire.task import TaskSpec
 
@@ -54,14 +52,9 @@ _weights_digest = decoding.weights_digest
 
 
 def load_generate(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("candidate", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["candidate"] = module
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "generate", None)):
-        raise ContractViolation("the module defines no generate(model, prompt_ids, max_new_tokens) function; add one "
-                                "that returns a 1-D torch.long tensor of max_new_tokens ids")
-    return module
+    return fidelities.load_candidate(path, "generate", "the module defines no generate(model, prompt_ids, "
+                                     "max_new_tokens) function; add one that returns a 1-D torch.long tensor of "
+                                     "max_new_tokens ids")
 
 
 def validated(ids, max_new_tokens: int) -> np.ndarray:

@@ -37,13 +37,16 @@ class Diverged(Exception):
     """Training produced a non-finite loss."""
 
 
-def load_candidate(path: Path) -> ModuleType:
+def load_candidate(path: Path, entry: str = "build_model",
+                   hint: str = "the module defines no build_model(spec) function; add one that returns an nn.Module"
+                   ) -> ModuleType:
+    """Import the candidate module at `path`; ContractViolation (saying `hint`) when it lacks the callable `entry`."""
     spec = importlib.util.spec_from_file_location("candidate", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["candidate"] = module
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "build_model", None)):
-        raise ContractViolation("the module defines no build_model(spec) function; add one that returns an nn.Module")
+    if not callable(getattr(module, entry, None)):
+        raise ContractViolation(hint)
     return module
 
 

@@ -7,6 +7,7 @@ the predictions); replay passes its own, which answers from the log.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -26,6 +27,29 @@ class JobStarted:
     worker: int          # the slot's index, 0 .. workers - 1
     devices: tuple[str, ...]
     started: float       # time.time() when it got its worker
+
+
+class JobBoard:
+    """The jobs an executor has in flight, by worker, and the listeners told whenever that changes (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[list[JobStarted]], None]] = []
+        self._running: dict[int, JobStarted] = {}
+        self._lock = threading.Lock()
+
+    def in_flight(self) -> list[JobStarted]:
+        with self._lock:
+            return sorted(self._running.values(), key=lambda j: j.worker)
+
+    def changed(self, add: JobStarted | None = None, remove: int | None = None) -> None:
+        with self._lock:
+            if add is not None:
+                self._running[add.worker] = add
+            if remove is not None:
+                self._running.pop(remove, None)
+            now = sorted(self._running.values(), key=lambda j: j.worker)
+        for listener in self.listeners:
+            listener(now)
 
 
 class Executor(Protocol):

@@ -16,13 +16,12 @@ cluster executor's job), or preempt a running job.
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from archlab.executors.base import Evaluate, JobStarted
+from archlab.executors.base import Evaluate, JobBoard, JobStarted
 from archlab.executors.capacity import Capacity
 from sandbox.base import Sandbox
 from wire.jobs import EvalJob, EvalResult, Limits
@@ -45,11 +44,10 @@ class LocalExecutor:
         self.workers = capacity.workers
         self.warm = warm
         self.on_event = on_event
-        self.listeners: list[Callable[[list[JobStarted]], None]] = []
+        self._board = JobBoard()
+        self.listeners = self._board.listeners
         self._free: queue.Queue[Slot] = queue.Queue()
         self._slots: list[Slot] = []
-        self._running: dict[int, JobStarted] = {}
-        self._lock = threading.Lock()
         per_job = capacity.gpus_per_job
         for i in range(self.workers):
             devices = tuple(capacity.gpus[(i * per_job + k) % len(capacity.gpus)] for k in range(per_job)) \
@@ -102,18 +100,10 @@ class LocalExecutor:
             self._free.put(slot)
 
     def in_flight(self) -> list[JobStarted]:
-        with self._lock:
-            return sorted(self._running.values(), key=lambda j: j.worker)
+        return self._board.in_flight()
 
     def _changed(self, add: JobStarted | None = None, remove: int | None = None) -> None:
-        with self._lock:
-            if add is not None:
-                self._running[add.worker] = add
-            if remove is not None:
-                self._running.pop(remove, None)
-            now = sorted(self._running.values(), key=lambda j: j.worker)
-        for listener in self.listeners:
-            listener(now)
+        self._board.changed(add, remove)
 
     def close(self) -> None:
         for slot in self._slots:

@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 import ray
 import ray.exceptions
 
-from archlab.executors.base import Evaluate, JobStarted
+from archlab.executors.base import Evaluate, JobBoard, JobStarted
 from archlab.executors.capacity import Capacity, plan_capacity
 from sandbox.base import failure
 from wire.jobs import EvalJob, EvalResult, Limits
@@ -236,7 +236,8 @@ class RayExecutor:
         self.capacity = capacity
         self.workers = capacity.workers
         self.on_event = on_event
-        self.listeners: list[Callable[[list[JobStarted]], None]] = []
+        self._board = JobBoard()
+        self.listeners = self._board.listeners
         self.sandbox_name: str = s.backend
         self.max_retries = e.max_retries
         connect(e.address)
@@ -253,7 +254,6 @@ class RayExecutor:
         self._free: queue.Queue[_Slot] = queue.Queue()
         for slot in self._slots:
             self._free.put(slot)
-        self._running: dict[int, JobStarted] = {}
         self._calls: dict[int, Any] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -324,18 +324,10 @@ class RayExecutor:
         return result
 
     def in_flight(self) -> list[JobStarted]:
-        with self._lock:
-            return sorted(self._running.values(), key=lambda j: j.worker)
+        return self._board.in_flight()
 
     def _changed(self, add: JobStarted | None = None, remove: int | None = None) -> None:
-        with self._lock:
-            if add is not None:
-                self._running[add.worker] = add
-            if remove is not None:
-                self._running.pop(remove, None)
-            now = sorted(self._running.values(), key=lambda j: j.worker)
-        for listener in self.listeners:
-            listener(now)
+        self._board.changed(add, remove)
 
     def close(self) -> None:
         """Cancel the jobs in flight, end the actors (and their sandboxes), and a local Ray instance started here."""
