@@ -348,19 +348,49 @@ class Promotion(Payload):
 
 @event("comparison")
 class Comparison(Payload):
-    """Child against parent at `full`, over seeds (`agents.seeds.verdict`)."""
+    """A verdict against the parent (`agents.scoring.verdict`): at `full` over seeds as soon as both are trained
+    there, else at the end of the round at the rung both reached, against that rung's noise floor."""
+    decides = ("candidate_id", "parent_id", "fidelity", "verdict")
     round: int
     candidate_id: str
     parent_id: str
     metric: str
     delta: Real
-    low: Real
+    low: Real                           # the 95% interval of delta it rests on (NaN: none, e.g. no floor measured)
     high: Real
     better: bool
     worse: bool
-    verdict: str
+    verdict: str                        # "better" | "worse" | "not distinguishable"
     child_seeds: int
     parent_seeds: int
+    fidelity: Fidelity = "full"         # the rung compared at (logs before the noise floor judged only at full)
+    basis: str = "seeds"                # "seeds" | "floor" | "no floor" | "diverged"
+    floor: Real | None = None           # the rung's noise floor, when the verdict rests on it
+    value: Real | None = None           # the child's metric there, and the parent's
+    other: Real | None = None
+    text: str = ""                      # the verdict as `show`, the page and the analysts print it
+
+
+class FloorAtRung(BaseModel):
+    """One rung's noise floor (`agents.scoring.Floor`)."""
+    model_config = ConfigDict(extra="forbid")
+    fidelity: Fidelity
+    metric: str
+    floor: Real                         # half-width of the 95% interval of a difference between two single runs
+    std: Real                           # pooled seed-to-seed standard deviation of one run
+    dof: int
+    results: int                        # single runs it rests on
+    sources: list[str]                  # the baselines / random references measured over several seeds
+
+
+@event("noise_floor")
+class NoiseFloor(Payload):
+    """The run's noise floor per rung (`agents.scoring.noise_floors`), measured in round 0 from the baselines' extra
+    seeds (and the random references' seeds), logged again at the end of any round that changed it."""
+    decides = ("round", "floors")
+    round: int
+    floors: list[FloorAtRung]           # the rungs with a measured floor, most expensive first
+    missing: str = ""                   # why a rung the run uses has none
 
 
 @event("pareto_front")

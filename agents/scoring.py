@@ -18,9 +18,24 @@ the run's best (`archlab runs` / `show`), what the agents are shown (`agents.llm
   other: the search may build on it. Screened and failed candidates never are parents.
 - **Best** (`best`): the best-scored candidate the run knows about, whatever produced it
   (proposal, baseline or random reference), labelled with its origin; `best_proposal` is the
-  best of the proposals alone, and `baselines_beaten` says which baselines it beats.
+  best of the proposals alone, and `baselines_beaten` says which baselines it beats beyond
+  the noise (by `verdict`).
 - **Comparison** (`compare`): two candidates at the most expensive fidelity both finished,
-  as the raw difference and the oriented gain.
+  as the raw difference and the oriented gain: a number, never a claim.
+- **Noise floor** (`noise_floors`): per rung, the seed-to-seed spread of the run's baselines
+  and random references (each measured over several seeds there: the baselines at `short` in
+  round 0, the references at `full`), pooled, as the half-width of the 95% interval of a
+  difference between two single runs (`evaluators.stats.noise_floor`). Derived from the
+  records, so every reader finds the same floor; the loop logs it as a `noise_floor` event.
+- **Verdict** (`verdict`): the one place a difference becomes a claim. A candidate is
+  "better" (or "worse") than another only when the 95% interval of the difference excludes
+  zero: Welch's interval where both sides have several seeds at the rung they are compared
+  at, else the difference must exceed that rung's noise floor; otherwise "not
+  distinguishable" (also when the rung has no measured floor). The `Verdict` carries the
+  interval it rests on, and `Verdict.text()` is the sentence `show`, the review page and both
+  analysts print.
+- **Standing** (`standing`): the run's best, and whether its lead is real: the candidates
+  scored at the same rung that it does not beat beyond the noise are reported as tied with it.
 - **Against random** (`over_random`): a candidate against the run's random references at its
   quality fidelity (the "better than random" yardstick; references are its sample, not its
   subjects).
@@ -33,10 +48,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
+from agents import seeds
 from agents.objective import merged_metrics
 from agents.records import Candidate
+from evaluators import stats
 from evaluators.fitness import Objective, fitness
 
 FIDELITIES = ("full", "short", "bench")   # the fidelities a quality is read at, most expensive first
@@ -45,6 +62,8 @@ RESULTS = ("baseline", "evaluated")       # statuses of the run's own results (r
 PROPOSALS = ("evaluated",)                # what the research engine produced
 TIEBREAK = "heldout_loss"                 # lower breaks ties of the objective's metric; every task reports it
 ORIGINS = {"baseline": "baseline", "reference": "random reference"}   # any other status: "proposal"
+FLOOR_SOURCES = ("baseline", "reference")  # whose seed-to-seed spread is the run's noise floor
+VERDICTS = ("better", "worse", "not distinguishable")
 
 
 @dataclass(frozen=True)
@@ -151,10 +170,15 @@ def best_proposal(candidates: Iterable[Candidate], objective: Objective) -> Scor
     return pool[0] if pool else None
 
 
-def baselines_beaten(found: Score, candidates: Iterable[Candidate], objective: Objective) -> tuple[list[str], int]:
-    """(ids of the baselines `found` beats, how many baselines are scored): it beats one when it ranks above it."""
+def baselines_beaten(found: Score, candidates: Iterable[Candidate], objective: Objective,
+                     floors: Mapping[str, "Floor"] | None = None) -> tuple[list[str], int]:
+    """(ids of the baselines `found` is better than beyond the noise, how many baselines are scored)."""
+    candidates = list(candidates)
+    floors = noise_floors(candidates, objective) if floors is None else floors
     baselines = ranked(candidates, objective, ("baseline",))
-    return [b.candidate.id for b in baselines if found.key() > b.key()], len(baselines)
+    beaten = [b.candidate.id for b in baselines if b.candidate.id != found.candidate.id
+              and (v := verdict(found.candidate, b.candidate, objective, floors)) is not None and v.better]
+    return beaten, len(baselines)
 
 
 def compare(candidate: Candidate, other: Candidate, objective: Objective) -> Comparison | None:
@@ -170,7 +194,6 @@ def compare(candidate: Candidate, other: Candidate, objective: Objective) -> Com
 def over_random(candidate: Candidate, candidates: Iterable[Candidate], objective: Objective) -> dict | None:
     """How far `candidate` sits above the run's random references (`agents.seeds.over_random`), at the training
     fidelity it reached; None for a reference itself, or without references measured there."""
-    from agents import seeds
     from agents.objective import quality_fidelity
     if candidate.status == "reference":
         return None
@@ -183,3 +206,214 @@ def over_random(candidate: Candidate, candidates: Iterable[Candidate], objective
     if value is None or not pool:
         return None
     return seeds.over_random(value, pool, fidelity, objective.higher_is_better)
+
+
+# --- the noise floor, verdicts and the run's standing ---------------------------------------------------------
+@dataclass(frozen=True)
+class Floor:
+    """The noise of single runs at one rung, measured as the seed-to-seed spread of the floor sources."""
+    fidelity: str
+    metric: str
+    value: float                  # the floor: half-width of the 95% interval of a difference of two single runs
+    std: float                    # pooled seed-to-seed standard deviation of one run
+    dof: int
+    results: int                  # single runs it rests on
+    sources: tuple[str, ...]      # the candidates measured over several seeds
+
+    def text(self) -> str:
+        return (f"{self.metric} ±{_fixed(self.value, self.value, sign=False)} at {self.fidelity} (seed-to-seed sd "
+                f"{_fixed(self.std, self.std, sign=False)} from {self.results} runs of {len(self.sources)} architectures, "
+                f"{self.dof} df)")
+
+    def as_event(self) -> dict[str, Any]:
+        return {"fidelity": self.fidelity, "metric": self.metric, "floor": self.value, "std": self.std,
+                "dof": self.dof, "results": self.results, "sources": list(self.sources)}
+
+
+def noise_floors(candidates: Iterable[Candidate], objective: Objective) -> dict[str, Floor]:
+    """{fidelity: its noise floor} for every rung where some baseline or random reference has >= 2 finite seeds of
+    the objective's metric."""
+    candidates = list(candidates)
+    out: dict[str, Floor] = {}
+    for fidelity in FIDELITIES:
+        groups = {}
+        for c in candidates:
+            values = seeds.per_seed(c.seeds.get(fidelity, []), objective.metric) if c.status in FLOOR_SOURCES else []
+            if len(values) >= 2 and all(math.isfinite(v) for v in values):
+                groups[c.id] = values
+        found = stats.noise_floor(groups.values())
+        if found is not None:
+            out[fidelity] = Floor(fidelity, objective.metric, found.half_width, found.std, found.dof, found.results,
+                                  tuple(sorted(groups)))
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One candidate against another at the most expensive rung both finished, with the interval it rests on."""
+    metric: str
+    fidelity: str
+    value: float                  # the candidate's metric there (the mean over seeds when judged over seeds)
+    other: float
+    delta: float                  # value - other, in the metric's units
+    low: float | None             # the 95% interval of `delta` (None when there is none to give)
+    high: float | None
+    word: str                     # one of VERDICTS
+    basis: str                    # "seeds" (Welch over seeds) | "floor" (the rung's noise floor) | "no floor" | "diverged"
+    seeds: tuple[int, int]        # results on each side
+    floor: float | None = None    # the rung's noise floor, when the verdict rests on it
+
+    @property
+    def better(self) -> bool:
+        return self.word == "better"
+
+    @property
+    def worse(self) -> bool:
+        return self.word == "worse"
+
+    def interval(self, plain: bool = False) -> str:
+        """What the verdict rests on, in words (`plain`: numbers as JSON writes them, for prompts)."""
+        width, sign, pct = self._width(), not plain, " percent" if plain else "%"
+        if self.basis == "seeds":
+            return (f"95{pct} interval {_fixed(self.low, width, sign)} to {_fixed(self.high, width, sign)} over "
+                    f"{self.seeds[0]} and {self.seeds[1]} seeds")
+        if self.basis == "floor":
+            return (f"95{pct} interval {_fixed(self.low, width, sign)} to {_fixed(self.high, width, sign)}: the "
+                    f"noise floor ±{_fixed(self.floor, width, sign=False)} at {self.fidelity}, single runs")
+        if self.basis == "no floor":
+            return f"no noise floor measured at {self.fidelity}"
+        return "a non-finite result"
+
+    def text(self, plain: bool = False) -> str:
+        """The verdict as every reader prints it: 'accuracy +0.012 at short (95% interval ...): not distinguishable'
+        (`plain`: no leading '+' and no '%', for prompts whose numbers a model copies into JSON)."""
+        delta = _fixed(self.delta, self._width(), not plain) if math.isfinite(self.delta) else "n/a"
+        return f"{self.metric} {delta} at {self.fidelity} ({self.interval(plain)}): {self.word}"
+
+    def trend(self) -> str:
+        """What the change did to the metric, in the verdict's terms: 'improved accuracy', 'did not move ...'."""
+        return {"better": "improved {}", "worse": "hurt {}"}.get(self.word, "did not move {} beyond the noise").format(
+            self.metric)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "fidelity": self.fidelity, "value": self.value, "other": self.other,
+                "delta": self.delta, "low": self.low, "high": self.high, "verdict": self.word, "basis": self.basis,
+                "better": self.better, "worse": self.worse, "child_seeds": self.seeds[0],
+                "parent_seeds": self.seeds[1], "floor": self.floor, "text": self.text()}
+
+    def _width(self) -> float:
+        return abs(self.high - self.low) / 2 if self.low is not None and self.high is not None else abs(self.delta)
+
+
+def _fixed(value: float | None, scale: float | None, sign: bool = True) -> str:
+    """A number with enough decimals to show differences of size `scale` (at least 3)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    places = 3 if not scale or not math.isfinite(scale) or scale >= 0.005 else min(6, 2 - math.floor(math.log10(scale)))
+    return format(value, f"{'+' if sign else ''}.{places}f")
+
+
+def verdict(candidate: Candidate, other: Candidate, objective: Objective,
+            floors: Mapping[str, Floor]) -> Verdict | None:
+    """`candidate` against `other` at the most expensive rung both measured (None if they share none): "better" or
+    "worse" only when the 95% interval of the difference excludes zero, "not distinguishable" otherwise.
+
+    Over seeds (>= `seeds.MIN_SEEDS` on both sides at that rung): Welch's interval of the
+    difference of means. Otherwise single runs: the difference plus and minus the rung's noise
+    floor (`floors`, from `noise_floors`); a rung without a measured floor decides nothing.
+    """
+    found = compare(candidate, other, objective)
+    if found is None:
+        return None
+    fidelity, metric = found.fidelity, objective.metric
+    mine = seeds.per_seed(candidate.seeds.get(fidelity, []), metric)
+    theirs = seeds.per_seed(other.seeds.get(fidelity, []), metric)
+    counts = (max(1, len(mine)), max(1, len(theirs)))
+    finite = math.isfinite(found.value), math.isfinite(found.other)
+    if not all(finite):
+        word = "not distinguishable" if finite == (False, False) else "better" if finite[0] else "worse"
+        return Verdict(metric, fidelity, found.value, found.other, found.delta, None, None, word, "diverged", counts)
+    if min(len(mine), len(theirs)) >= seeds.MIN_SEEDS and all(math.isfinite(v) for v in mine + theirs):
+        judged = seeds.verdict(mine, theirs, objective.higher_is_better)
+        return Verdict(metric, fidelity, sum(mine) / len(mine), sum(theirs) / len(theirs), judged["delta"],
+                       judged["low"], judged["high"], judged["verdict"], "seeds", (len(mine), len(theirs)))
+    floor = floors.get(fidelity)
+    if floor is None:
+        return Verdict(metric, fidelity, found.value, found.other, found.delta, None, None, "not distinguishable",
+                       "no floor", counts)
+    word = "better" if found.gain > floor.value else "worse" if found.gain < -floor.value else "not distinguishable"
+    return Verdict(metric, fidelity, found.value, found.other, found.delta, found.delta - floor.value,
+                   found.delta + floor.value, word, "floor", counts, floor.value)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The run's best and whether its lead is real: `leads` holds its verdict against every other candidate scored at
+    the same rung (and as feasible), best first; those it does not beat are tied with it."""
+    best: Score
+    leads: tuple[tuple[Score, Verdict], ...]
+    floor: Floor | None           # the noise floor at the best's rung
+
+    @property
+    def tied(self) -> list[tuple[Score, Verdict]]:
+        return [(s, v) for s, v in self.leads if not v.better]
+
+    @property
+    def runner_up(self) -> tuple[Score, Verdict] | None:
+        return self.leads[0] if self.leads else None
+
+    def text(self, shown: int = 4) -> str:
+        """'tied with X (...) within the noise', or the lead over the runner-up with its interval."""
+        tied = self.tied
+        if tied:
+            names = ", ".join(s.candidate.id for s, _ in tied[:shown]) + (
+                f" and {len(tied) - shown} more" if len(tied) > shown else "")
+            floor = (f" floor ±{_fixed(self.floor.value, self.floor.value, sign=False)} at {self.floor.fidelity}"
+                     if self.floor is not None and any(v.basis == "floor" for _, v in tied) else "")
+            details = "; ".join(f"over {s.candidate.id} ({s.origin}, {s.value:.3f}): {v.text()}" for s, v in tied[:shown])
+            return f"tied with {names} within the noise{floor} (its lead {details})"
+        if self.runner_up is None:
+            return "nothing else scored at its rung to compare with"
+        s, v = self.runner_up
+        return f"its lead over the runner-up {s.candidate.id} ({s.origin}, {s.value:.3f}): {v.text()}"
+
+
+def standing(candidates: Iterable[Candidate], objective: Objective, references: bool = True,
+             floors: Mapping[str, Floor] | None = None) -> Standing | None:
+    """The run's best (`best`) and its verdicts against the candidates scored at its rung; None if nothing is
+    scored. `floors` default to the candidates' own (`noise_floors`)."""
+    candidates = list(candidates)
+    floors = noise_floors(candidates, objective) if floors is None else floors
+    pool = ranked(candidates, objective, RESULTS + (("reference",) if references else ()))
+    if not pool:
+        return None
+    top = pool[0]
+    leads = tuple((s, v) for s in pool[1:] if s.fidelity == top.fidelity and s.feasible == top.feasible
+                  and (v := verdict(top.candidate, s.candidate, objective, floors)) is not None)
+    return Standing(top, leads, floors.get(top.fidelity))
+
+
+def takes_lead(challenger: Score, incumbent: Score, objective: Objective, floors: Mapping[str, Floor]) -> bool:
+    """Whether `challenger` replaces `incumbent` as the run's best: it ranks above it and, at the same rung and
+    feasibility, is better beyond the noise (a higher rung or the feasible side wins as the ranking says)."""
+    if challenger.key() <= incumbent.key():
+        return False
+    if (challenger.feasible, challenger.fidelity) != (incumbent.feasible, incumbent.fidelity):
+        return True
+    found = verdict(challenger.candidate, incumbent.candidate, objective, floors)
+    return found is not None and found.better
+
+
+def baselines_text(candidate: Candidate, baselines: Iterable[Candidate], objective: Objective,
+                   floors: Mapping[str, Floor]) -> str:
+    """Which baselines `candidate` is better than beyond the noise (`verdict`) and which it cannot be told from, as
+    the analysts write it; "" without a baseline to compare with."""
+    against = [(b.id, v) for b in baselines if b.id != candidate.id
+               and (v := verdict(candidate, b, objective, floors)) is not None]
+    if not against:
+        return ""
+    beaten = [bid for bid, v in against if v.better]
+    level = [bid for bid, v in against if v.word == "not distinguishable"]
+    return (f"It beats {len(beaten)} of {len(against)} baselines beyond the noise"
+            + (f" ({', '.join(beaten)})" if beaten else "")
+            + (f"; not distinguishable from {', '.join(level)}" if level else "") + ".")

@@ -7,6 +7,8 @@ gets `<metric>_ci_low`, `<metric>_ci_high` (Student-t, `evaluators.stats.mean_ci
 `<metric>_std`. One failed seed fails the whole: a model that diverges once in three is not
 "better" on average. `verdict` says whether a child beats its parent beyond the interval of
 the difference (Welch); `over_random` how far it sits above the average random architecture.
+Claims are made in one place, `agents.scoring.verdict`, which calls `verdict` where both
+sides have several seeds and the run's noise floor where they do not.
 """
 from __future__ import annotations
 

@@ -363,8 +363,11 @@ def runs(runs_dir: Path = typer.Option(Path("runs"), help="where run directories
     table = Table("run", "task", "state", "candidates", "best", "quality")
     for summary in list_runs(runs_dir):
         best = summary.best
+        tied = summary.standing.tied if summary.standing is not None else []
         table.add_row(summary.run_id, summary.task, summary.state, str(summary.candidates),
-                      f"{best.candidate.id} ({best.origin})" if best else "-",
+                      f"{best.candidate.id} ({best.origin})" + (
+                          f", tied with {', '.join(s.candidate.id for s, _ in tied)} within the noise" if tied else "")
+                      if best else "-",
                       f"{summary.objective.metric} {best.value:.3f} ({best.fidelity})" if best else "-")
     console.print(table)
 
@@ -413,17 +416,21 @@ def _print_table(run_dir: Path) -> None:
     loaded = load_candidates(run_dir)
     ranked = {s.candidate.id: s for s in scoring.ranked(loaded, objective)}
     candidates = [s.candidate for s in ranked.values()] + [c for c in loaded if c.id not in ranked]
+    by_id = {c.id: c for c in loaded}
+    floors = scoring.noise_floors(loaded, objective)
+    versus = {c.id: _versus(c, by_id, objective, floors) for c in candidates}
     metric = objective.metric
     with_full = any(c.evaluations.get("full") is not None for c in candidates)
     with_random = any(c.over_random for c in candidates)
     shown = [metric] + [m for m in ("accuracy", "heldout_loss") if m != metric]     # the objective's metric first
     columns = ["id", "parent", "change", *(m if m == metric else {"heldout_loss": "loss"}.get(m, m) for m in shown),
                "params", "status"]
-    columns += ["full (95% CI)", "vs parent"] if with_full else []
+    columns += ["full (95% CI)"] if with_full else []
+    columns += [VERSUS]
     columns += ["vs random"] if with_random else []
     decoding = any(c.metric("exact_match") is not None for c in candidates)   # a decode run: techniques, not models
     if decoding:
-        columns = ["id", "parent", "technique", metric, "95% CI", "exact match", "sequences", "status"]
+        columns = ["id", "parent", "technique", metric, "95% CI", "exact match", "sequences", "status", VERSUS]
     table = Table(*columns, title=f"candidates of {run_dir.name}")
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for c in candidates:
@@ -431,21 +438,47 @@ def _print_table(run_dir: Path) -> None:
         params = c.metric("params") or c.metric("params", "check") or c.metric("params", "proxy")
         feasible = ranked[c.id].feasible if c.id in ranked else c.feasible is not False
         if decoding:
-            table.add_row(*_decoding_row(c, metric, feasible))
+            table.add_row(*_decoding_row(c, metric, feasible), versus[c.id])
             continue
         row = [c.id, ", ".join(c.parent_ids) or "-", change, *(_fmt(c.metric(m), ".3f") for m in shown),
                _fmt(params, ",.0f"), c.status + ("" if feasible else " (over a limit)")]
         if with_full:
             mean, low, high = (c.metric(k, "full") for k in (metric, f"{metric}_ci_low", f"{metric}_ci_high"))
             row.append("-" if mean is None else f"{mean:.3f} [{_fmt(low, '.3f')}, {_fmt(high, '.3f')}]")
-            row.append(f"{c.comparison['delta']:+.3f} {c.comparison['verdict']}" if c.comparison else "-")
+        row.append(versus[c.id])
         if with_random:
             over = c.over_random
             row.append(f"{over['delta']:+.3f} ({over['z']:+.1f} sd, {over['fidelity']})" if over else "-")
         table.add_row(*row)
     console.print(table)
-    _print_best(loaded, objective)
+    _print_floors(floors, objective)
+    _print_best(loaded, objective, floors)
     _print_screening(run_dir)
+
+
+VERSUS = "vs parent (95% interval)"
+
+
+def _versus(candidate, by_id: dict, objective, floors) -> str:
+    """The verdict against the first parent (`agents.scoring.verdict`): difference, the interval it rests on, word."""
+    from agents import scoring
+    parent = by_id.get(candidate.parent_ids[0]) if candidate.parent_ids else None
+    found = scoring.verdict(candidate, parent, objective, floors) if parent is not None else None
+    if found is None:
+        return "-"
+    where = "" if found.fidelity == "short" else f" at {found.fidelity}"
+    if found.low is None:
+        return f"{found.delta:+.3f}{where} ({found.interval()}): {found.word}"
+    return f"{found.delta:+.3f} [{found.low:+.3f}, {found.high:+.3f}]{where} {found.word}"
+
+
+def _print_floors(floors, objective) -> None:
+    """The run's noise floor per rung: a difference inside it is never called better."""
+    if not floors:
+        console.print(f"noise floor: none measured (no baseline or random reference has two runs at a rung), so no "
+                      f"single-run difference of {objective.metric} is called better or worse")
+        return
+    console.print("noise floor: " + "; ".join(f.text() for f in floors.values()))
 
 
 def _decoding_row(c, metric: str, feasible: bool) -> list[str]:
@@ -464,26 +497,27 @@ def _decoding_row(c, metric: str, feasible: bool) -> list[str]:
                 "mismatch_rate" in v for v in c.violations) else " (over a limit)")]
 
 
-def _print_best(candidates, objective) -> None:
-    """The best candidate the run knows about (labelled with what produced it), and the best proposal against the
-    baselines."""
+def _print_best(candidates, objective, floors) -> None:
+    """The best candidate the run knows about (labelled with what produced it) and whether its lead is beyond the
+    noise (`agents.scoring.standing`), and the best proposal against the baselines."""
     from agents import scoring
     direction = "higher" if objective.higher_is_better else "lower"
-    best = scoring.best(candidates, objective)
-    if best is None:
+    standing = scoring.standing(candidates, objective, floors=floors)
+    if standing is None:
         console.print(f"best: none yet (no candidate has {objective.metric} at {', '.join(scoring.FIDELITIES)})")
         return
+    best = standing.best
     console.print(f"best: {best.candidate.id} ({best.origin}), {objective.metric} {best.value:.3f} at {best.fidelity} "
-                  f"({direction} is better)" + ("" if best.feasible else f"; over a limit: {'; '.join(best.violations)}"))
+                  f"({direction} is better)" + ("" if best.feasible else f"; over a limit: {'; '.join(best.violations)}")
+                  + f"; {standing.text()}")
     proposal = scoring.best_proposal(candidates, objective)
     if proposal is None:
         console.print("best proposal: none scored yet")
         return
-    beaten, baselines = scoring.baselines_beaten(proposal, candidates, objective)
-    verdict = ("beats every baseline" if baselines and len(beaten) == baselines
-               else f"beats {len(beaten)} of {baselines} baselines")
+    baselines = scoring.baselines_text(proposal.candidate, [c for c in candidates if c.status == "baseline"],
+                                       objective, floors)
     console.print(f"best proposal: {proposal.candidate.id}, {objective.metric} {proposal.value:.3f} at "
-                  f"{proposal.fidelity}; {verdict}")
+                  f"{proposal.fidelity}" + (f"; {baselines[0].lower()}{baselines[1:]}" if baselines else ""))
 
 
 def _print_screening(run_dir: Path) -> None:

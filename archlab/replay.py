@@ -82,9 +82,11 @@ def replay(run_dir: Path) -> ReplayReport:
     overrides = {"knowledge": {**recorded_settings.get("knowledge", {}), "path": None, "url": None},
                  "executor": {**recorded_settings.get("executor", {}), "backend": "local", "address": None,
                               "resources": {}}}
+    if "noise_seeds" not in recorded_settings.get("loop", {}):     # recorded before the noise floor was measured
+        overrides["loop"] = {**recorded_settings.get("loop", {}), "noise_seeds": 1}
     batches = [len(e.data.candidate_ids) for e in events if e.type == "parents_selected"]
     if batches:     # the batch the run had (its setting may say "one per worker", and this machine may have others)
-        overrides["loop"] = {**recorded_settings.get("loop", {}), "batch": max(batches)}
+        overrides["loop"] = {**overrides.get("loop", recorded_settings.get("loop", {})), "batch": max(batches)}
     settings = Settings(**{**recorded_settings, **overrides})
     replays = run_dir / "replays"
     replays.mkdir(exist_ok=True)

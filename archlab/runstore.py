@@ -142,9 +142,10 @@ class RunSummary:
     task: str
     started: str
     candidates: int
-    best: scoring.Score | None        # by the run's objective; random references are never the best of a run
+    best: scoring.Score | None        # by the run's objective, whatever produced it
     state: str
     objective: Objective | None = None   # None: run.json's settings cannot be read by this version
+    standing: scoring.Standing | None = None   # the best's lead, or who it is tied with within the noise
 
 
 def run_objective(record: dict) -> Objective:
@@ -165,13 +166,14 @@ def summarize(run_dir: Path) -> RunSummary:
         objective = run_objective(record)
     except (KeyError, ValueError):      # settings of another version: the run is listed without a best
         objective = None
-    best = scoring.best(candidates, objective) if objective is not None else None
+    standing = scoring.standing(candidates, objective) if objective is not None else None
+    best = standing.best if standing is not None else None
     events, _ = read_events(run_dir / "events.jsonl")
     state = "finished" if events and events[-1].type == "run_finished" else (
         "failed" if events and events[-1].type == "run_failed" else "unfinished")
     return RunSummary(run_id=record["run_id"], path=run_dir, task=record.get("settings", {}).get("task", "?"),
                       started=record.get("started", ""), candidates=len(candidates), best=best, state=state,
-                      objective=objective)
+                      objective=objective, standing=standing)
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:

@@ -170,6 +170,7 @@ class LoopSettings(BaseModel):
     promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of the short rung trained at `full` (0: none)
     full_seeds: int = Field(default=3, ge=3, le=20)     # seeds per `full` evaluation: mean and 95% interval need >= 3
     random_pool: int = Field(default=0, ge=0, le=64)    # random architectures trained in round 0: "better than random"
+    noise_seeds: int = Field(default=2, ge=1, le=10)    # runs of each baseline at `short` in round 0: their spread is the noise floor (1: none)
     batch: int | None = Field(default=None, ge=1, le=64)  # candidates proposed and evaluated per round; None: = workers
 
 

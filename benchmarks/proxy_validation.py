@@ -147,6 +147,7 @@ def evaluate_candidate(job: dict) -> dict:
 
     from evaluators import fidelities
     from evaluators.proxies import compute_proxies
+    from evaluators.heldout import machine_secret
     from wire.task import TaskSpec
     from evaluators.tasks import get_task
 
@@ -170,7 +171,7 @@ def evaluate_candidate(job: dict) -> dict:
         for fidelity in ("short", "full"):
             t0 = time.perf_counter()
             instance = spec.at(fidelity)               # short may train on a smaller instance of the task
-            inputs, targets = task.heldout(instance)
+            inputs, targets = task.heldout(instance, machine_secret())   # trusted, in-process study
             model = fidelities.build(module, instance, TRAIN_SEED)
             trained = fidelities.train(task, instance, model, spec.budgets[fidelity], TRAIN_SEED, device)
             predictions = fidelities.heldout_predictions(task, model, inputs)

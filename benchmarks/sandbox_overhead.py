@@ -38,6 +38,7 @@ from evaluators.baselines import baseline_source  # noqa: E402
 from evaluators.funchash import functional_hash  # noqa: E402
 from evaluators.harness import evaluate  # noqa: E402
 from evaluators.tasks import get_task  # noqa: E402
+from evaluators.heldout import machine_secret  # noqa: E402
 from wire.jobs import EvalJob, Limits  # noqa: E402
 
 
@@ -55,7 +56,7 @@ def in_process(spec, source: str, fidelity: str) -> float:
         if fidelity == "short":
             model = fidelities.build(module, spec, 0)
             fidelities.train(task, spec, model, spec.budgets["short"], 0, torch.device("cpu"))
-            inputs, _ = task.heldout(spec)
+            inputs, _ = task.heldout(spec, machine_secret())
             task.predict(model, inputs)
     return time.perf_counter() - started
 

@@ -1,34 +1,42 @@
-"""How much of the machine a run uses: per-job overhead, evaluations per hour, and `make run` wall time.
+"""How much of the machine a run uses: per-job overhead, and candidates per second with 1 and 2 workers.
 
-    python benchmarks/throughput.py [--repeats 5] [--train-steps 250] [--loop-steps 150] [--skip-make-run]
+    python benchmarks/throughput.py [--repeats 5] [--train-steps 250] [--candidates 8] [--loop-steps 150]
+    python benchmarks/throughput.py --workers-only [--repeats 4]          # part 2 alone
+    python benchmarks/throughput.py --make-run                           # also part 3 (one run, ~5 min)
     python benchmarks/throughput.py --ray [--ray-train-steps 250] [--ray-rounds 2]
 
 1. Per-job overhead, cold and warm, in the process backend and (where an engine runs) the
    docker backend, for a trivial job (`check` of a tiny model) and a `short` job of
-   `--train-steps` steps, against the same work in-process. Warm: the job goes to a
-   `sandbox.warm.WarmSandbox` whose worker was started ahead of time and is ready (as in a
-   run, where the replacement worker starts while the previous job runs). Targets on a
-   2-core machine: warm overhead <= 0.3 s (process) and <= 0.5 s (docker).
-2. Evaluations per hour of a fixed 2-round loop (`archlab run --rounds 2`, no random pool,
-   one thread per job) with 1 worker (1 candidate per round) and 2 workers (2 per round),
-   and more where the machine has more cores or GPUs: sandbox jobs finished per hour of
-   wall time. Target: 2 workers >= 1.7x 1 worker.
-3. `make run` as the README gives it (3 rounds of 2 candidates, 3 random references), its wall
-   time and how many candidates it evaluated, against the figure measured before warm workers
-   and batched rounds (324 s for 3 baselines, 3 random references and 6 proposals), per
-   candidate. Target: >= 1.5x faster per candidate.
+   `--train-steps` steps, against the same work in-process. Modes are interleaved within each
+   repeat; the overhead is the mean of the per-repeat differences with its 95% interval.
+   Warm: the job goes to a `sandbox.warm.WarmSandbox` whose worker was started ahead of time and
+   is ready (as in a run, where the replacement worker starts while the previous job runs).
+   Targets on a 2-core machine: warm overhead <= 0.3 s (process) and <= 0.5 s (docker).
+2. Candidates per second with 1 and 2 workers (and more where the machine has the cores): one
+   fixed set of `--candidates` candidates (the shipped baselines and fixed genomes of the offline
+   engine, mqar), each evaluated as the loop does (`check`, then `short` of `--loop-steps`
+   steps), through the local executor (`archlab.executors.local.LocalExecutor`, process
+   sandbox, one thread per job), warm and cold. The same set runs at every worker count, the
+   counts alternate within each of `--repeats` repeats (ABBA order, so drift falls on both), and
+   the ratio "2 workers / 1 worker" is taken per repeat: its geometric mean with a 95% Student-t
+   interval over repeats. Target: 2 workers >= 1.7x the candidates per second of 1.
+3. `--make-run`: `make run` as the README gives it (3 rounds of 2 candidates, 3 random
+   references), its wall time per candidate, against the figure measured before warm workers
+   and batched rounds (324 s for 12 candidates, issue 11). One run against a historical figure:
+   no interval. Target: >= 1.5x faster per candidate.
 4. `--ray` (alone): evaluations per hour of one fixed ~10 s job (`--ray-train-steps`) with 1, 2 and 4
    at a time through the local executor and through the Ray executor on a simulated two-node
    cluster (two raylets on this machine with custom resources node_a and node_b), the Ray
    executor's overhead per job over the local one, and that `executor.resources` pins workers
    to a node. Targets: Ray overhead <= 5% of the job; Ray's scaling within 10% of local's.
    Writes benchmarks/results/throughput_ray.json (throughput.json is left alone).
-Writes benchmarks/results/throughput.json and prints one summary line.
+Writes benchmarks/results/throughput.json (every figure, raw times included) and prints one summary line.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -44,6 +52,7 @@ import torch  # noqa: E402
 
 from benchmarks.sandbox_overhead import in_process, in_sandbox  # noqa: E402
 from evaluators.baselines import baseline_source  # noqa: E402
+from evaluators.stats import MIN_SEEDS, mean_ci  # noqa: E402
 from evaluators.tasks import get_task  # noqa: E402
 
 BEFORE_MAKE_RUN = {"seconds": 324.0, "candidates": 12, "what": "3 baselines, 3 random references, 6 proposals; "
@@ -91,6 +100,9 @@ def overhead(repeats: int, train_steps: int) -> dict:
         report["median_seconds"][kind] = {"in_process": base, **medians}
         report["overhead_seconds"][kind] = {m: v - base for m, v in medians.items()}
         report["overhead_fraction"][kind] = {m: v / base - 1 for m, v in medians.items()}
+        if count >= MIN_SEEDS:                          # the repeats are paired: each mode ran beside in-process
+            report.setdefault("overhead_interval_seconds", {})[kind] = {
+                m: interval([t - b for t, b in zip(times[m], times["in_process"])]) for m in medians}
         report["raw_seconds"][kind] = times
     for mode, box in modes.items():
         if hasattr(box, "close"):
@@ -98,29 +110,118 @@ def overhead(repeats: int, train_steps: int) -> dict:
     return report
 
 
-def loop_run(workers: int, steps: int, runs_dir: Path, args: tuple[str, ...] = (), one_thread: bool = True,
-             warm: bool = True) -> dict:
-    """One `archlab run` in a subprocess; its wall time and what it evaluated, read from its log."""
-    env = {**os.environ, **({"ARCHLAB_SANDBOX__CPUS": "1"} if one_thread else {}),
-           "ARCHLAB_EXECUTOR__WARM": "true" if warm else "false"}
-    command = [sys.executable, "-m", "archlab.cli", "run", "--runs-dir", str(runs_dir), *args]
-    if workers:
-        command += ["--workers", str(workers), "--batch", str(workers)]
-    if steps:
-        command += ["--short-steps", str(steps)]
+def interval(values: list[float]) -> dict:
+    """Mean and 95% Student-t interval (`evaluators.stats.mean_ci`)."""
+    found = mean_ci(values)
+    return {"mean": found.mean, "low": found.low, "high": found.high, "n": found.n}
+
+
+def ratio_interval(ratios: list[float]) -> dict:
+    """Geometric mean of per-repeat ratios with the 95% Student-t interval of their logarithms, exponentiated."""
+    found = mean_ci([math.log(r) for r in ratios])
+    return {"geometric_mean": math.exp(found.mean), "low": math.exp(found.low), "high": math.exp(found.high),
+            "n": found.n, "per_repeat": ratios}
+
+
+def fixed_candidates(count: int) -> list[tuple[str, str]]:
+    """(name, source) of part 2's candidates, the same at every worker count: the baselines, then fixed genomes."""
+    from agents.offline.blocks import random_genomes, render
+    from evaluators.baselines import NAMES
+    found = [(name, baseline_source(name)) for name in NAMES]
+    found += [(f"genome-{i}", render(g)) for i, g in enumerate(random_genomes(max(0, count - len(found)), seed=0))]
+    return found[:count]
+
+
+def candidates_per_second(box, workers: int, warm: bool, candidates: list[tuple[str, str]], spec, tag: str) -> dict:
+    """Every candidate through a fresh local executor of `workers` slots (`check`, then `short`), `workers` at a
+    time; the clock starts once each slot's first worker is ready (warm) and stops when the last result is in."""
+    from concurrent.futures import ThreadPoolExecutor
+    from archlab.executors.capacity import plan_capacity
+    from archlab.executors.local import LocalExecutor
+    from evaluators.harness import evaluate
+    from wire.jobs import EvalJob, Limits
+    limits = Limits(wall_seconds=600, memory_mb=2048, cpus=1)
+    executor = LocalExecutor(box, plan_capacity(workers, 1, 0, limits.memory_mb), warm=warm)
+    try:
+        executor.prestart([limits])
+        for slot in executor._slots if warm else ():
+            for sandbox in slot.sandboxes.values():
+                if not sandbox.wait_ready(limits, 300):
+                    raise RuntimeError("a warm worker did not get ready in 300 s")
+        with tempfile.TemporaryDirectory(prefix="archlab-throughput-") as tmp:
+            def one(candidate: tuple[str, str]) -> list[float]:
+                name, source = candidate
+                seconds = []
+                for fidelity in ("check", "short"):
+                    job = EvalJob(job_id=f"{tag}-{name}-{fidelity}", candidate_id=name, source=source, task=spec,
+                                  fidelity=fidelity, limits=limits)
+                    started = time.perf_counter()
+                    result = executor.run(job, Path(tmp) / job.job_id, evaluate)
+                    if result.status != "ok":
+                        raise RuntimeError(f"{job.job_id}: {result.status} {result.message[:500]}")
+                    seconds.append(time.perf_counter() - started)
+                return seconds
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                done = list(pool.map(one, candidates))
+            wall = time.perf_counter() - started
+    finally:
+        executor.close()
+    return {"workers": workers, "warm": warm, "wall_seconds": wall, "candidates": len(candidates),
+            "candidates_per_second": len(candidates) / wall,
+            "job_seconds": {name: seconds for (name, _), seconds in zip(candidates, done)}}
+
+
+def scaling(repeats: int, count: int, steps: int, counts: list[int], modes: tuple[bool, ...]) -> dict:
+    """Part 2: the same candidates at every worker count, `repeats` times, counts in ABBA order."""
+    from sandbox.process import ProcessSandbox
+    box = ProcessSandbox()
+    candidates = fixed_candidates(count)
+    spec = get_task("mqar").default_spec(short_steps=steps)
+    runs: list[dict] = []
+    for repeat in range(repeats):
+        order = counts if repeat % 2 == 0 else counts[::-1]
+        for warm in modes:
+            for workers in order:
+                entry = candidates_per_second(box, workers, warm, candidates, spec, f"r{repeat}-w{workers}-{warm}")
+                runs.append({"repeat": repeat, **entry})
+                print(f"  repeat {repeat} {'warm' if warm else 'cold'} {workers} worker(s): "
+                      f"{entry['candidates_per_second']:.3f} candidates/s", flush=True)
+    out: dict = {"candidates": [name for name, _ in candidates], "short_steps": steps, "repeats": repeats,
+                 "task": "mqar", "threads_per_job": 1, "runs": runs}
+    for warm in modes:
+        mode = "warm" if warm else "cold"
+        rate = {w: [r["candidates_per_second"] for r in runs if r["warm"] == warm and r["workers"] == w]
+                for w in counts}
+        out[mode] = {"candidates_per_second": {str(w): {"median": statistics.median(v), **interval(v)}
+                                               for w, v in rate.items()},
+                     "speedup": {str(w): ratio_interval([a / b for a, b in zip(rate[w], rate[counts[0]])])
+                                 for w in counts[1:]}}
+    target = TARGETS["speedup_2_workers"]
+    if "2" in out.get("warm", {}).get("speedup", {}):
+        found = out["warm"]["speedup"]["2"]
+        out["target_2_workers"] = {"target": target, "verdict": "met" if found["low"] >= target else
+                                   "missed" if found["high"] < target else "not distinguishable from the target"}
+    return out
+
+
+def make_run(runs_dir: Path) -> dict:
+    """Part 3: one `archlab run` as `make run` gives it, in a subprocess; its wall time per candidate."""
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    command = [sys.executable, "-m", "archlab.cli", "run", "--runs-dir", str(runs_dir), "--task", "mqar",
+               "--rounds", "3", "--random-pool", "3"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"archlab run failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     run_dir = max(runs_dir.iterdir(), key=lambda p: p.stat().st_mtime)
-    log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    jobs = [e for e in log if e["type"] == "result"]
-    candidates = {p.parent.name for p in run_dir.glob("candidates/*/candidate.json")}
-    replaced = sum(e["type"] == "worker_replaced" for e in log)
-    return {"workers": workers, "warm": warm, "wall_seconds": wall, "jobs": len(jobs), "candidates": len(candidates),
-            "jobs_per_hour": len(jobs) / wall * 3600, "candidates_per_hour": len(candidates) / wall * 3600,
-            "workers_replaced": replaced, "run_dir": str(run_dir)}
+    candidates = len({p.parent.name for p in run_dir.glob("candidates/*/candidate.json")})
+    per_now = wall / candidates
+    per_before = BEFORE_MAKE_RUN["seconds"] / BEFORE_MAKE_RUN["candidates"]
+    return {"after": {"wall_seconds": wall, "candidates": candidates}, "before": BEFORE_MAKE_RUN,
+            "seconds_per_candidate": {"before": per_before, "after": per_now},
+            "speedup_per_candidate": per_before / per_now, "note": "one run against a historical figure: no interval"}
 
 
 RAY_TARGETS = {"ray_overhead_fraction_of_10s_job": 0.05, "scaling_vs_local_within": 0.10}
@@ -279,12 +380,16 @@ def ray_main(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="part 1: repeats per mode")
     parser.add_argument("--train-steps", type=int, default=250, help="steps of the short job in part 1")
-    parser.add_argument("--loop-steps", type=int, default=150, help="short steps of the 2-round loops in part 2")
+    parser.add_argument("--scaling-repeats", type=int, default=4, help="part 2: repeats of every worker count (>= 3)")
+    parser.add_argument("--candidates", type=int, default=8, help="part 2: candidates in the fixed set")
+    parser.add_argument("--loop-steps", type=int, default=150, help="part 2: short steps of each candidate")
     parser.add_argument("--max-workers", type=int, default=None, help="largest worker count in part 2 (default: cores)")
-    parser.add_argument("--skip-make-run", action="store_true", help="leave out part 3 (about 5 minutes)")
-    parser.add_argument("--loops-only", action="store_true", help="part 2 only (warm and cold), into --out")
+    parser.add_argument("--cold", action=argparse.BooleanOptionalAction, default=True,
+                        help="part 2: also measure cold workers")
+    parser.add_argument("--workers-only", action="store_true", help="part 2 only")
+    parser.add_argument("--make-run", action="store_true", help="also part 3 (one make-run-sized run, ~5 min)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "throughput.json")
     parser.add_argument("--ray", action="store_true", help="part 4 only: local vs Ray executor, into --ray-out")
     parser.add_argument("--ray-train-steps", type=int, default=250, help="steps of part 4's ~10 s job")
@@ -296,50 +401,50 @@ def main() -> None:
     if args.ray:
         ray_main(args)
         return
+    if args.scaling_repeats < MIN_SEEDS:
+        parser.error(f"--scaling-repeats must be at least {MIN_SEEDS}: fewer give no interval")
     from archlab.executors.capacity import machine_cores
     from sandbox.gpu import detect_gpus
     cores, gpus = machine_cores(), detect_gpus()
+    started = time.perf_counter()
     report: dict = {"machine": {"cores": cores, "gpus": len(gpus), "torch": torch.__version__,
-                                "load_average_1min_start": os.getloadavg()[0]}, "targets": TARGETS}
-    if not args.loops_only:
+                                "load_average_1min_start": os.getloadavg()[0]}, "targets": TARGETS,
+                    "command": " ".join(["python", "benchmarks/throughput.py", *sys.argv[1:]])}
+    if not args.workers_only:
         report["per_job"] = overhead(args.repeats, args.train_steps)
-
     top = args.max_workers or max(2, cores)
     counts = sorted({1, 2, *(w for w in (4, 8, 16) if w <= top)})
-    with tempfile.TemporaryDirectory(prefix="archlab-throughput-") as tmp:
-        # warm and cold: a warm worker's replacement starts (imports torch) on a core of its own, which one
-        # worker has to spare on a 2-core machine and two workers do not
-        loops = [loop_run(w, args.loop_steps, Path(tmp) / f"w{w}-{warm}", args=("--rounds", "2", "--random-pool", "0"),
-                          warm=warm) for warm in (True, False) for w in counts]
-        for entry in loops:
-            entry.pop("run_dir")
-        report["loop"] = loops
-        for warm in (True, False):
-            mode = [e for e in loops if e["warm"] == warm]
-            report["loop_speedup" if warm else "loop_speedup_cold"] = {
-                str(e["workers"]): e["jobs_per_hour"] / mode[0]["jobs_per_hour"] for e in mode}
-        if not (args.skip_make_run or args.loops_only):
-            entry = loop_run(0, 0, Path(tmp) / "make-run", one_thread=False,   # the README's defaults, untouched
-                             args=("--task", "mqar", "--rounds", "3", "--random-pool", "3"))
-            entry.pop("run_dir")
-            per_now = entry["wall_seconds"] / entry["candidates"]
-            per_before = BEFORE_MAKE_RUN["seconds"] / BEFORE_MAKE_RUN["candidates"]
-            report["make_run"] = {"after": entry, "before": BEFORE_MAKE_RUN,
-                                  "seconds_per_candidate": {"before": per_before, "after": per_now},
-                                  "speedup_per_candidate": per_before / per_now}
+    report["workers"] = scaling(args.scaling_repeats, args.candidates, args.loop_steps, counts,
+                                (True, False) if args.cold else (True,))
+    if args.make_run:
+        with tempfile.TemporaryDirectory(prefix="archlab-throughput-") as tmp:
+            report["make_run"] = make_run(Path(tmp))
     report["machine"]["load_average_1min_end"] = os.getloadavg()[0]
+    report["seconds"] = time.perf_counter() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    print("throughput — " + "; ".join(summary(report)) + f" -> {args.out}")
+
+
+def summary(report: dict) -> list[str]:
+    parts = []
     over = report["per_job"]["overhead_seconds"]["trivial"] if "per_job" in report else {}
-    parts = [f"warm {m.split('_')[0]} +{v:.2f} s" for m, v in over.items() if m.endswith("_warm")]
+    parts += [f"warm {m.split('_')[0]} +{v:.2f} s" for m, v in over.items() if m.endswith("_warm")]
     parts += [f"cold {m.split('_')[0]} +{v:.2f} s" for m, v in over.items() if m.endswith("_cold")]
-    parts.append(f"2 workers {report['loop_speedup']['2']:.2f}x the jobs/hour of 1 warm, "
-                 f"{report['loop_speedup_cold']['2']:.2f}x cold")
+    for mode in ("warm", "cold"):
+        found = report["workers"].get(mode)
+        if found and "2" in found["speedup"]:
+            rate = found["candidates_per_second"]
+            s2 = found["speedup"]["2"]
+            parts.append(f"{mode}: {rate['1']['median']:.3f} -> {rate['2']['median']:.3f} candidates/s, 2 workers "
+                         f"{s2['geometric_mean']:.2f}x [{s2['low']:.2f}, {s2['high']:.2f}]")
+    if "target_2_workers" in report["workers"]:
+        parts.append(f"target >= {TARGETS['speedup_2_workers']}x: {report['workers']['target_2_workers']['verdict']}")
     if "make_run" in report:
         m = report["make_run"]
         parts.append(f"make run {m['after']['wall_seconds']:.0f} s for {m['after']['candidates']} candidates "
-                     f"({m['speedup_per_candidate']:.2f}x per candidate vs before)")
-    print("throughput — " + "; ".join(parts) + f" -> {args.out}")
+                     f"({m['speedup_per_candidate']:.2f}x per candidate vs before, one run)")
+    return parts
 
 
 if __name__ == "__main__":

@@ -34,9 +34,8 @@ The references: `greedy_nocache` recomputes the whole sequence each step; `greed
 keeps a KV cache (what a library's `generate` does): the honest baseline a speed-up is
 measured against. Both return int64 ids [max_new_tokens].
 
-`time_procedure` times a decoding procedure over a set of prompts with the `bench` fidelity's
-method (warm-up, repeats until the median's 95% interval is tight, median/p90/CV), with a
-clock the caller hands in (the runner binds it before a candidate is imported).
+`paired_ratio` is the speed-up's statistic: the median of per-pass ratios of a reference's
+seconds to a candidate's on the same pass's prompts, with a signed-rank interval.
 What this module does not do: judge outputs (the host does, `evaluators.tasks.decode`).
 """
 from __future__ import annotations
@@ -56,7 +55,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from evaluators import bench   # the bench fidelity's interval of the median (bench imports the tasks: no names here)
 
 RECIPE_VERSION = 1     # bump when the model or its training changes, so caches are rebuilt
 EXIT_LOSS = 0.5        # weight of the early-exit head's loss (LayerSkip-style)
@@ -170,32 +168,35 @@ def log_likelihood(model: CharTransformer, prompt_ids: torch.Tensor, new_ids: to
     return float(logp[P - 1:].gather(-1, seq[0, P:].unsqueeze(-1)).sum())
 
 
-# --- timing ----------------------------------------------------------------------------
-def time_procedure(fn, clock, warmup: int = 1, min_repeats: int = 5, max_repeats: int = 50,
-                   max_seconds: float = 10.0, rel_ci: float = 0.05, after=lambda: None) -> dict[str, float]:
-    """Seconds per call of `fn` (one call decodes one pass of prompts), as in `evaluators.bench.time_repeats`:
-    warm-up, then repeats until the median's 95% interval is within `rel_ci`; `clock` is the timer, and
-    `after()` runs after every call, outside the timed span."""
-    for _ in range(warmup):
-        fn()
-        after()
-    samples: list[float] = []
-    started = clock()
-    while len(samples) < max_repeats:
-        t0 = clock()
-        fn()
-        samples.append(clock() - t0)
-        after()
-        if len(samples) >= min_repeats:
-            median, lo, hi = bench.median_ci(samples)
-            if (hi - lo) / 2 <= rel_ci * median or clock() - started > max_seconds:
-                break
-    median, lo, hi = bench.median_ci(samples)
-    mean = statistics.fmean(samples)
-    cv = statistics.stdev(samples) / mean if len(samples) > 1 and mean > 0 else 0.0
-    p90 = sorted(samples)[min(len(samples) - 1, int(math.ceil(0.9 * len(samples))) - 1)]
-    return {"median": median, "ci_low": lo, "ci_high": hi, "p90": p90, "cv": cv, "repeats": float(len(samples)),
-            "total": float(sum(samples))}
+# --- paired timing -----------------------------------------------------------------------
+def paired_ratio(reference: list[float], candidate: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(median, low, high) of the per-pass ratios reference[k] / candidate[k] (seconds of the same pass's prompts).
+
+    The estimate is the median of the ratios; the interval is the signed-rank one (Wilcoxon; Walsh averages of the
+    log-ratios with the exact null distribution), distribution-free for a symmetric spread of the log-ratios. Below
+    6 pairs no 95% interval exists: the range of the ratios is returned instead."""
+    reference, candidate = [float(r) for r in reference], [float(c) for c in candidate]
+    logs = [math.log(r) - math.log(c) for r, c in zip(reference, candidate, strict=True)]
+    n = len(logs)
+    if n == 0:
+        raise ValueError("no paired passes")
+    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(n) for j in range(i, n))
+    total = len(walsh)
+    counts = [1] + [0] * total              # counts[t]: subsets of the ranks 1..n summing to t (the null of T+)
+    for rank in range(1, n + 1):
+        for t in range(total, rank - 1, -1):
+            counts[t] += counts[t - rank]
+    # cut: the largest t with P(T+ <= t) <= (1 - confidence) / 2; the interval is [W(cut+1), W(total-cut)]
+    tail, cumulative, cut = (1 - confidence) / 2 * 2 ** n, 0, 0
+    for t in range(total + 1):
+        cumulative += counts[t]
+        if cumulative > tail:
+            break
+        cut = t
+    cut = min(cut, (total - 1) // 2)
+    median = statistics.median(r / c for r, c in zip(reference, candidate))
+    # a skewed spread can leave the median just outside the signed-rank interval: widen it to hold the estimate
+    return median, min(median, math.exp(walsh[cut])), max(median, math.exp(walsh[total - 1 - cut]))
 
 
 # --- weights: flat arrays, hashing, the disk cache ----------------------------------------

@@ -7,6 +7,10 @@
 - `improvement_over_random(value, pool)`: how far a score is above the average random
   architecture of a pool (the baseline a search must beat), in raw units and in pool
   standard deviations, with the share of the pool it beats.
+- `noise_floor(groups)`: the seed-to-seed spread of architectures each measured over several
+  seeds (the pooled standard deviation), and the half-width of the 95% interval of the
+  difference between two single-seed results it implies: a difference between two single
+  runs smaller than that is inside the noise.
 
 Higher is better throughout; negate losses before calling. Runs on the host; pure numbers in,
 pure numbers out.
@@ -93,3 +97,29 @@ def improvement_over_random(value: float, pool) -> OverRandom:
     delta = float(value - array.mean())
     std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
     return OverRandom(delta, delta / std if std > 0 else 0.0, float((array < value).mean()))
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    half_width: float   # of the 95% interval of a difference between two single-seed results: the floor
+    std: float          # pooled seed-to-seed standard deviation of one result
+    dof: int            # degrees of freedom of `std` (results minus groups)
+    results: int        # single-seed results it rests on
+    groups: int         # architectures (each measured over >= 2 seeds)
+
+
+def noise_floor(groups, confidence: float = CONFIDENCE) -> NoiseFloor | None:
+    """The seed-to-seed noise of single results, from `groups` (each the per-seed values of one architecture);
+    groups with fewer than 2 values carry no spread and are left out. None when nothing is left.
+
+    The floor is Student-t's half-width for a difference of two independent single results,
+    t(dof) * std * sqrt(2): with few degrees of freedom it is wide, as it should be.
+    """
+    arrays = [_finite(g) for g in groups]
+    arrays = [a for a in arrays if len(a) >= 2]
+    dof = sum(len(a) - 1 for a in arrays)
+    if dof < 1:
+        return None
+    std = math.sqrt(sum(float(((a - a.mean()) ** 2).sum()) for a in arrays) / dof)
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof) * std * math.sqrt(2))
+    return NoiseFloor(half, std, dof, sum(len(a) for a in arrays), len(arrays))

@@ -8,15 +8,27 @@ A `Worker` is a warm, one-shot sandbox: started (`backend.spawn(limits, devices)
 job is known, with the runner's imports done, it takes exactly one job and exits. Its
 isolation is the backend's own, set up at spawn exactly as for a cold job of the same limits.
 `sandbox.warm.WarmSandbox` keeps one ready per limits profile.
+
+Capabilities a backend may declare (`backend.capabilities`, read by the conformance suite and
+by the harness before it sends a job that relies on one): `no_network`, `pid_namespace`,
+`readonly_root`, `hidden_home`, `pid_limit`, `memory_limit` (else `address_space_only`),
+`cpu_quota` (`Limits.cpus` is enforced: more threads buy no more CPU time per wall second) and
+`hidden_paths` (`Limits.hidden_paths` cannot be read by the job, cold or warm).
+
+Hidden paths are covered when a sandbox starts. `hidden_state` records what each one was then,
+so a warm worker started before a hidden path was created, replaced or moved is not given a job
+(`sandbox.handoff.hand_over` raises `WorkerLost`, and a fresh worker covers the path as it is now).
 """
 from __future__ import annotations
 
 import collections
 import json
 import math
+import os
+import sysconfig
 import threading
 from pathlib import Path
-from typing import IO, Protocol, Sequence, runtime_checkable
+from typing import IO, Iterable, Protocol, Sequence, runtime_checkable
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -50,6 +62,7 @@ class Worker(Protocol):
     name: str                     # backend name, "process" or "docker"
     limits: Limits                # the profile it was started for
     devices: tuple[str, ...]      # GPU indices it may see; () = none
+    refused: str                  # why the backend would not start it for these limits ("" when it did)
 
     def wait_ready(self, timeout: float) -> bool:
         """True once its imports are done and it waits for a job."""
@@ -88,6 +101,41 @@ def check_fits(worker_limits: Limits, job: EvalJob) -> None:
         raise ValueError(f"job {job.job_id} has limits {job.limits.model_dump(exclude={'wall_seconds'})}, but the "
                          f"worker was started for {worker_limits.model_dump(exclude={'wall_seconds'})}; only "
                          "wall_seconds may differ — spawn a worker for this profile")
+
+
+def hidden_state(paths: Iterable[str]) -> tuple:
+    """What each hidden path is now: where it resolves to and which file that is (None if missing)."""
+    state: list[tuple[str, str, int | None, int | None]] = []
+    for path in paths:
+        real = os.path.realpath(path)
+        try:
+            found = os.stat(real)
+            state.append((path, real, found.st_dev, found.st_ino))
+        except OSError:
+            state.append((path, real, None, None))
+    return tuple(state)
+
+
+def interpreter_paths() -> list[Path]:
+    """The directories any job's interpreter imports from (standard library, site-packages)."""
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    return [Path(p) for p in {sysconfig.get_paths().get(n) for n in names} if p]
+
+
+def hidden_conflict(hidden_paths: Iterable[str], needed: Iterable[Path]) -> str:
+    """Why these hidden paths cannot be hidden from a job that needs `needed` to run, or "" if they can.
+
+    A hidden path that is, or contains, the interpreter, the project or the job's own directory
+    would stop the job from starting at all: that is a configuration fault, said once, up front."""
+    resolved = [Path(os.path.realpath(n)) for n in needed]
+    for path in hidden_paths:
+        real = Path(os.path.realpath(path))
+        for need in resolved:
+            if need == real or real in need.parents:
+                return (f"hidden path {path} contains {need}, which the sandboxed job needs to run (its interpreter, "
+                        "the project's runner packages or the job's own directory); hide the files inside it that "
+                        "must stay secret instead")
+    return ""
 
 
 def write_job(job: EvalJob, jobdir: Path) -> None:

@@ -3,37 +3,56 @@
 Every container gets: no network (`network_mode="none"`); a read-only root filesystem; a
 size-capped tmpfs at /tmp (the working directory) and /dev/shm; the job's inputs mounted
 read-only and its `out/` as the one writable mount; a memory limit with no swap beyond it;
-a CPU quota; a pid limit; file-size, open-file and core ulimits; all capabilities dropped and
+a CPU quota of `Limits.cpus` (`nano_cpus`, the kernel's CFS quota: all the container's
+threads together get at most `cpus` CPU-seconds per wall second; capability `cpu_quota`);
+a pid limit; file-size, open-file and core ulimits; all capabilities dropped and
 `no-new-privileges`; a non-root user; an environment with nothing from the host in it; a
 wall-clock timeout (enforced here, and by `timeout` inside the container should archlab
 die); bounded logs. Containers carry `archlab.*` labels and are always removed: after each
 job (try/finally), at exit (atexit), on a SIGTERM nobody else handles, and — for an archlab
-that was SIGKILLed — by the sweep of dead owners' leftovers at the next `connect()`. GPUs are requested through device
-requests and handed out by a `GpuAllocator` so that concurrent jobs never share one.
+that was SIGKILLed — by the sweep of dead owners' leftovers at the next `connect()`. GPUs
+are requested through device requests and handed out by a `GpuAllocator` so that
+concurrent jobs never share one.
+
+Hidden paths. Host paths outside the mounted trees (the interpreter, the venv, the runner's
+packages, the system's /usr and /lib, the job's files) do not exist inside at all; each of
+`Limits.hidden_paths` that a mounted tree holds is covered there — an empty read-only tmpfs
+over a directory, an empty read-only file over a file (`hidden_mounts`; capability
+`hidden_paths`). A hidden path that holds a mounted tree (something the job needs to run) is
+refused as `sandbox_error`.
+
+No cpuset is set: pinning would need a core allocator so that concurrent jobs do not share
+cores while others idle, and the quota already bounds what extra threads buy.
 
 An engine that disappears mid-job, or an image removed after `connect()`, is a
 `sandbox_error` result saying what to do, never an exception. The memory limit is the job's
 own `memory_mb` (capability `memory_limit`); an OOM kill is status `oom`.
 
 Warm workers (`spawn`, `DockerWorker`, used by `sandbox.warm.WarmSandbox`) are containers
-created with exactly these options for their limits profile, started before their job is
-known: the runner imports torch and the evaluators, then waits on a FIFO in its slot
-(`sandbox.handoff`). The slot replaces the job directory: `/job` (job.json, inputs/, the
-FIFOs) read-only, `/job/out` the one writable mount, copied back to `jobdir/out` (regular
-files only) once the container is gone. The wall clock is enforced here from the handoff, and
-inside by the runner's supervisor (PID 1, out of the job's reach) in place of `timeout`,
-whose limit is not known at spawn. GPUs are the `devices` the worker was spawned with, as a
-device request. Each container takes one job and is removed after it, like a cold one.
+created with exactly these options for their limits profile (CPUs and hidden paths
+included), started before their job is known: the runner imports torch and the evaluators,
+then waits on a FIFO in its slot (`sandbox.handoff`). A worker whose hidden paths were
+created, replaced or moved after it started is not given the job (`hand_over`). The slot
+replaces the job directory: `/job` (job.json, inputs/, the FIFOs) read-only, `/job/out` the
+one writable mount, copied back to `jobdir/out` (regular files only) once the container is
+gone. The wall clock is enforced here from the handoff, and inside by the runner's
+supervisor (PID 1, out of the job's reach) in place of `timeout`, whose limit is not known
+at spawn. GPUs are the `devices` the worker was spawned with, as a device request. Each
+container takes one job and is removed after it, like a cold one.
 
 What it does not give: protection from kernel exploits (containers share the host
-kernel), or from a Docker Engine that is itself misconfigured.
+kernel), or from a Docker Engine that is itself misconfigured; a hidden file's contents under
+another name inside a mounted tree (a hard link).
 """
 from __future__ import annotations
 
 import atexit
+import functools
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -47,7 +66,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
-from sandbox.base import SandboxUnavailable, TailBuffer, failure
+from sandbox.base import SandboxUnavailable, TailBuffer, failure, hidden_conflict, hidden_state, interpreter_paths
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
 from sandbox.handoff import Channel, Slot, hand_over
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
@@ -65,7 +84,7 @@ _SANDBOXES: weakref.WeakSet = weakref.WeakSet()   # for the SIGTERM safety net
 class DockerSandbox:
     name = "docker"
     capabilities = frozenset({"pid_limit", "no_network", "pid_namespace", "readonly_root", "hidden_home",
-                              "memory_limit"})
+                              "memory_limit", "cpu_quota", "hidden_paths"})
 
     def __init__(self, client, plan: ImagePlan, gpus: GpuAllocator | None = None):
         self.client = client
@@ -149,10 +168,15 @@ class DockerSandbox:
         )
         if devices:
             options["device_requests"] = [DeviceRequest(device_ids=list(devices), capabilities=[["gpu"]])]
+        options["mounts"] += hidden_mounts(limits.hidden_paths, options["mounts"])
         return options
 
     def _plan_mounts(self) -> list[Mount]:
         return [Mount(target, source, type="bind", read_only=True) for source, target in self.plan.mounts.items()]
+
+    def _refusal(self, limits: Limits, job_paths: list[Path]) -> str:
+        """Why a job with these limits cannot run here at all ("" if it can): a hidden path holding what it needs."""
+        return hidden_conflict(limits.hidden_paths, [*map(Path, self.plan.mounts), *interpreter_paths(), *job_paths])
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         jobdir = Path(jobdir).resolve()
@@ -167,6 +191,9 @@ class DockerSandbox:
 
     def _run(self, job: EvalJob, jobdir: Path, out: Path, devices: list[str]) -> EvalResult:
         limits = job.limits
+        refusal = self._refusal(limits, [jobdir])
+        if refusal:
+            return failure(job, "sandbox_error", refusal)
         command = ["/usr/bin/timeout", "-s", "KILL", str(int(limits.wall_seconds) + GRACE_SECONDS),
                    self.plan.python, "-m", "sandbox.runner", "/job/job.json", "/job/inputs", "/job/out"]
         if not self.plan.offline:
@@ -289,6 +316,7 @@ class DockerWorker:
         self.devices = tuple(devices)
         self.id = f"warm-{uuid.uuid4().hex[:10]}"
         self.slot = Slot(world_writable_out=True)
+        self.hidden_state = hidden_state(limits.hidden_paths)     # before the mounts cover them: see hand_over
         for fifo in ("go", "ready"):
             os.mkfifo(self.slot.job / fifo)
             os.chmod(self.slot.job / fifo, 0o666)
@@ -310,6 +338,12 @@ class DockerWorker:
                   Mount("/job/out", str(self.slot.out), type="bind", read_only=False)]
         labels = {LABEL: self.id, "archlab.run": "", "archlab.worker": "warm"}
         options = sandbox._options(limits, command, mounts, labels, self.devices)
+        refusal = sandbox._refusal(limits, [self.slot.root])
+        self.refused = refusal          # the backend cannot run jobs of these limits at all (WarmSandbox says so)
+        if refusal:                     # never started: wait_ready says no, and why_lost says why
+            self.launch_error = refusal
+            self._launched.set()
+            return
         threading.Thread(target=self._launch, args=(options,), name=f"archlab-{self.id}", daemon=True).start()
 
     def _launch(self, options: dict) -> None:
@@ -390,6 +424,48 @@ class DockerWorker:
             return []
         root = int(self.container.attrs["State"].get("Pid") or 0)
         return descendants(root) if root else []
+
+
+def hidden_mounts(hidden_paths: Sequence[str], mounts: list[Mount]) -> list[Mount]:
+    """Mounts that cover each hidden path where a bind mount brings it into the container.
+
+    A hidden host path appears in the container only under a bind mount of a directory that
+    holds it (or of the path itself); there it is covered — an empty read-only tmpfs over a
+    directory, an empty read-only file over a file. A path no mount brings in is invisible
+    already. The engine mounts shallower targets first, so the covers go on top of the trees."""
+    covers: dict[str, Mount] = {}
+    for path in hidden_paths:
+        real = Path(os.path.realpath(path))
+        if not real.exists():
+            continue
+        for mount in mounts:
+            if mount["Type"] != "bind":
+                continue
+            source = Path(os.path.realpath(mount["Source"]))
+            if real != source and source not in real.parents:
+                continue
+            target = str(Path(mount["Target"]) / real.relative_to(source))
+            if real.is_dir():
+                covers[target] = Mount(target, None, type="tmpfs", read_only=True, tmpfs_size=4096,
+                                       tmpfs_mode=0o755)
+            else:
+                covers[target] = Mount(target, str(_empty_file()), type="bind", read_only=True)
+    # a path under a covered directory is gone already (and a mount point inside a read-only tmpfs cannot be made)
+    folders = [Path(t) for t, m in covers.items() if m["Type"] == "tmpfs"]
+    return [m for t, m in covers.items() if not any(f in Path(t).parents for f in folders)]
+
+
+@functools.cache
+def _empty_file() -> Path:
+    """An empty, read-only file to bind over hidden files (in `archlab-<pid>-hidden`, removed at exit or swept)."""
+    folder = Path(tempfile.gettempdir()) / f"archlab-{os.getpid()}-hidden"
+    folder.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(folder, 0o755)
+    empty = folder / "empty"
+    empty.touch()
+    os.chmod(empty, 0o444)
+    atexit.register(shutil.rmtree, folder, True)
+    return empty
 
 
 def _docker_wording(result: EvalResult) -> EvalResult:

@@ -19,9 +19,11 @@ The protocol, over two byte channels (pipes for the process backend, FIFOs in th
                                         the worker then closes both channels
 
 A worker that dies before "taken" (the host reads EOF, or its process is gone) never ran its
-candidate: the host may run the job elsewhere (`WorkerLost`). After "taken" the job is the
-worker's, and however it ends is classified like a cold job. The runner side is
-`sandbox.runner --warm`.
+candidate: the host may run the job elsewhere (`WorkerLost`). So may a worker whose hidden
+paths (`Limits.hidden_paths`) were created, replaced or moved after it started: it covered
+them as they were, so it is discarded before "go" and a fresh one covers them as they are.
+After "taken" the job is the worker's, and however it ends is classified like a cold job.
+The runner side is `sandbox.runner --warm`.
 """
 from __future__ import annotations
 
@@ -188,14 +190,18 @@ def hand_over(worker, job, jobdir: Path) -> tuple[Path, float]:
     worker is ready, place the job in its slot, say "go" and wait for "taken". Returns the resolved job
     directory and when the job was handed over; `WorkerLost` (the worker discarded) if it dies before "taken".
 
-    `worker` is a backend's worker: it has `limits`, `slot`, `channel`, `id`, `_lock`, `_used`, `_discarded`,
-    `_running()`, `wait_ready()`, `why_lost()` and `discard()`."""
-    from sandbox.base import WorkerLost, check_fits
+    `worker` is a backend's worker: it has `limits`, `hidden_state` (`sandbox.base.hidden_state` at spawn), `slot`,
+    `channel`, `id`, `_lock`, `_used`, `_discarded`, `_running()`, `wait_ready()`, `why_lost()` and `discard()`."""
+    from sandbox.base import WorkerLost, check_fits, hidden_state
     check_fits(worker.limits, job)
     with worker._lock:
         if worker._used or worker._discarded:
             raise RuntimeError(f"worker {worker.id} was already used or discarded; a worker runs one job")
         worker._used = True
+    if hidden_state(worker.limits.hidden_paths) != worker.hidden_state:
+        worker.discard()         # it covered the hidden paths as they were at spawn: a fresh one covers them as now
+        raise WorkerLost("a hidden path was created, replaced or moved after the worker started; the job goes to a "
+                         "fresh worker that hides it as it is now")
     if not worker.wait_ready(READY_TIMEOUT):
         reason = f"the worker was not ready within {READY_TIMEOUT:g} s ({worker.why_lost()})"
         worker.discard()

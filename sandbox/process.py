@@ -11,6 +11,11 @@ What it gives, wherever the OS allows:
   more than they touch; capability `address_space_only`). With the cgroup, that address-space
   limit stays as a per-process backstop, except for GPU jobs (CUDA maps more than any such
   limit allows);
+- as root and confined, a CPU cgroup quota of `Limits.cpus` (capability `cpu_quota`): all the
+  job's threads and processes together get at most `cpus` CPU-seconds per wall second, so a
+  candidate that starts more threads than it was given gains nothing (`OMP_NUM_THREADS` and
+  the runner's `torch.set_num_threads` only request the same count). Unconfined, a root job
+  could write itself out of its group, so no quota is claimed there;
 - a scrubbed environment (no API keys or tokens), its own scratch directory as cwd, HOME and
   TMPDIR, removed afterwards;
 - new network and PID namespaces (`unshare`) when unprivileged user namespaces or root allow
@@ -18,26 +23,34 @@ What it gives, wherever the OS allows:
   with it, and no process outside is visible or can be signalled;
 - with mount namespaces (`sandbox.confine`): the host filesystem read-only except the job's
   output and scratch directories, home directories hidden behind a tmpfs (only the
-  interpreter, the virtual environment and the project are brought back), a private
-  /dev/shm, and every capability dropped;
+  interpreter, the virtual environment and the project are brought back), the job's
+  `Limits.hidden_paths` covered (a tmpfs over a directory, an empty read-only file over a
+  file; capability `hidden_paths`), a private /dev (no disks) with a private /dev/shm, and
+  every capability dropped. A hidden path that contains what the job needs to run (the
+  interpreter, the project, the job's directory) is refused as `sandbox_error`, and so is any
+  hidden path where the machine cannot confine jobs;
 - PR_SET_PDEATHSIG: the job dies with archlab, even when archlab is SIGKILLed.
 
 Warm workers (`spawn`, used by `sandbox.warm.WarmSandbox`) get every one of these, set up at
-spawn time exactly as for a cold job of the same limits: each is a fresh `unshare`d,
-confined, rlimited, cgrouped process tree that imports the runner's dependencies, then waits
-for one job on a pipe (`sandbox.handoff`, `sandbox.runner --warm`). Its job's files are
-copied into its slot (read-only inside its mount namespace); only the slot's `out/` and
-scratch are writable, and `out/` is copied back to `jobdir/out` (regular files only) after
-the whole tree is dead. The one job-specific limit, CPU seconds (it depends on the wall
-clock), is lowered by the trusted runner before the candidate is imported; the wall clock is
-enforced here from the handoff. Workers are forked by one long-lived thread, since the
-kernel sends PDEATHSIG when the *thread* that forked a child exits.
+spawn time exactly as for a cold job of the same limits (the limits profile includes the
+CPUs and the hidden paths): each is a fresh `unshare`d, confined, rlimited, cgrouped process
+tree that imports the runner's dependencies, then waits for one job on a pipe
+(`sandbox.handoff`, `sandbox.runner --warm`). Its job's files are copied into its slot
+(read-only inside its mount namespace); only the slot's `out/` and scratch are writable, and
+`out/` is copied back to `jobdir/out` (regular files only) after the whole tree is dead. The
+one job-specific limit, CPU seconds (it depends on the wall clock), is lowered by the trusted
+runner before the candidate is imported; the wall clock is enforced here from the handoff. A
+worker whose hidden paths were created, replaced or moved after it started is not given the
+job (`hand_over`). Workers are forked by one long-lived thread, since the kernel sends
+PDEATHSIG when the *thread* that forked a child exits.
 
 What it does not give (use the `docker` backend for these): where namespaces are not
 available, none of the isolation above — the job then reads and writes what the invoking
-user can, and can see and signal other processes; even confined, it can read the rest of the
-host filesystem (system files, the project and its other runs); a CPU quota (only CPU
-seconds).
+user can, can see and signal other processes, has no CPU quota and no hidden paths; even
+confined, it can read the rest of the host filesystem (system files, the project and its
+other runs) except the homes and the hidden paths, and a hidden file's contents under another
+name (a hard link, a second mount of its filesystem). No CPU affinity is set (a job can widen
+its own mask; the quota is the limit).
 """
 from __future__ import annotations
 
@@ -58,7 +71,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from sandbox import cgroups
-from sandbox.base import TailBuffer, failure, read_report, result_from_report
+from sandbox.base import (TailBuffer, failure, hidden_conflict, hidden_state, interpreter_paths, read_report,
+                          result_from_report)
 from sandbox.handoff import Channel, Slot, hand_over
 from wire.jobs import EvalJob, EvalResult, Limits
 
@@ -84,12 +98,22 @@ def namespace_prefix() -> tuple[str, ...]:
     return tuple(base) if probe.returncode == 0 else ()
 
 
-def confine_spec(writable: list[Path]) -> str:
+def runtime_paths() -> list[Path]:
+    """What a confined job brings back from under the hidden homes: the interpreter, the venv, the project."""
+    return sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), PROJECT_ROOT,
+                   Path(sys.executable).resolve().parent.parent})
+
+
+def confine_spec(writable: list[Path], hidden: Sequence[str] = ()) -> str:
     """What `sandbox.confine` keeps writable, hides and brings back, as JSON for its command line."""
     homes = sorted({str(Path.home()), "/root", "/home"})
-    keep = sorted({str(Path(sys.base_prefix).resolve()), str(Path(sys.prefix).resolve()), str(PROJECT_ROOT),
-                   str(Path(sys.executable).resolve().parent.parent)})
-    return json.dumps({"writable": [str(p) for p in writable], "hide": homes, "keep": keep})
+    return json.dumps({"writable": [str(p) for p in writable], "hide": homes,
+                       "keep": [str(p) for p in runtime_paths()], "hidden": list(hidden)})
+
+
+def hidden_paths_problem(limits: Limits, job_paths: Sequence[Path]) -> str:
+    """Why `limits.hidden_paths` cannot be hidden from a job of this backend (see `sandbox.base.hidden_conflict`)."""
+    return hidden_conflict(limits.hidden_paths, [*runtime_paths(), *interpreter_paths(), *job_paths])
 
 
 @functools.cache
@@ -116,7 +140,9 @@ def process_capabilities() -> frozenset[str]:
     if namespace_prefix():
         found |= {"no_network", "pid_namespace"}
     if confinement_works():
-        found |= {"readonly_root", "hidden_home"}
+        found |= {"readonly_root", "hidden_home", "hidden_paths"}
+        if cgroups.cpu_cgroup_works():       # confined, the job cannot write the cgroup files to leave its group
+            found.add("cpu_quota")
     if os.geteuid() != 0 or cgroups.pids_cgroup_works():
         found.add("pid_limit")
     found.add("memory_limit" if cgroups.memory_cgroup_works() else "address_space_only")
@@ -175,10 +201,24 @@ class ProcessSandbox:
         self.confined = "readonly_root" in self.capabilities
         self.swept = sweep_leftovers()
 
-    def _command(self, runner: list[str], writable: list[Path]) -> list[str]:
+    def _command(self, runner: list[str], writable: list[Path], hidden: Sequence[str] = ()) -> list[str]:
         if self.confined:
-            return [*namespace_prefix(), self.python, "-m", "sandbox.confine", confine_spec(writable), "--", *runner]
+            return [*namespace_prefix(), self.python, "-m", "sandbox.confine", confine_spec(writable, hidden), "--",
+                    *runner]
         return [*namespace_prefix(), *runner]
+
+    def _cgroup(self, name: str, limits: Limits) -> cgroups.JobCgroup:
+        # a CPU quota only where it holds: unconfined, a root job could write itself out of its group
+        return cgroups.JobCgroup(name, limits.pids, limits.memory_mb,
+                                 limits.cpus if "cpu_quota" in self.capabilities else None)
+
+    def _refusal(self, limits: Limits, job_paths: Sequence[Path]) -> str:
+        """Why a job with these limits cannot run here at all ("" if it can)."""
+        if limits.hidden_paths and "hidden_paths" not in self.capabilities:
+            return ("the job's limits hide host paths, but this machine cannot confine process jobs (no mount "
+                    "namespaces), so they would stay readable; run with `--sandbox docker` (sandbox.backend = "
+                    "'docker'), or as root or with unprivileged user namespaces enabled")
+        return hidden_paths_problem(limits, job_paths)
 
     def _preexec(self, limits: Limits, cgroup: cgroups.JobCgroup, cpu_seconds: int) -> Callable[[], None]:
         # the interpreter and torch map far more virtual memory than they touch; CUDA maps more than any
@@ -216,9 +256,13 @@ class ProcessSandbox:
         jobdir = Path(jobdir).resolve()
         out = jobdir / "out"
         scratch = Path(tempfile.mkdtemp(prefix=f"archlab-{os.getpid()}-{job.job_id}-"))
-        cgroup = cgroups.JobCgroup(job.job_id, job.limits.pids, job.limits.memory_mb)
+        refusal = self._refusal(job.limits, [jobdir, scratch])
+        if refusal:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return failure(job, "sandbox_error", refusal)
+        cgroup = self._cgroup(job.job_id, job.limits)
         runner = [self.python, "-m", "sandbox.runner", str(jobdir / "job.json"), str(jobdir / "inputs"), str(out)]
-        command = self._command(runner, [out, scratch])
+        command = self._command(runner, [out, scratch], job.limits.hidden_paths)
         cpu_seconds = int(job.limits.wall_seconds * max(1.0, job.limits.cpus)) + 5
         tail = TailBuffer()
         started = time.perf_counter()
@@ -302,7 +346,8 @@ class ProcessWorker:
         self.devices = tuple(devices)
         self.id = f"w{uuid.uuid4().hex[:10]}"
         self.slot = Slot()
-        self.cgroup = cgroups.JobCgroup(self.id, limits.pids, limits.memory_mb)
+        self.hidden_state = hidden_state(limits.hidden_paths)     # before confinement covers them: see hand_over
+        self.cgroup = sandbox._cgroup(self.id, limits)
         go_read, go_write = os.pipe()
         ready_read, ready_write = os.pipe()
         self.channel = Channel(ready_read, go_write)
@@ -317,9 +362,17 @@ class ProcessWorker:
         self._ended = False
         runner = [sandbox.python, "-m", "sandbox.runner", "--warm", str(self.slot.job), str(self.slot.out),
                   f"fd:{go_read}", f"fd:{ready_write}", *(["--cuda"] if limits.gpus and self.devices else [])]
-        command = sandbox._command(runner, [self.slot.out, self.slot.home])
+        command = sandbox._command(runner, [self.slot.out, self.slot.home], limits.hidden_paths)
         env = sandbox._environment(self.slot.home, limits, self.devices)
         preexec = sandbox._preexec(limits, self.cgroup, WARM_CPU_SECONDS)
+        refusal = sandbox._refusal(limits, [self.slot.root])
+        self.refused = refusal          # the backend cannot run jobs of these limits at all (WarmSandbox says so)
+        if refusal:                     # never started: wait_ready says no, and why_lost says why
+            self.launch_error = refusal
+            for fd in (go_read, ready_write):
+                os.close(fd)
+            self._launched.set()
+            return
         _LAUNCHER.submit(lambda: self._launch(command, env, preexec, (go_read, ready_write)))
 
     def _launch(self, command: list[str], env: dict[str, str], preexec, child_fds: tuple[int, int]) -> None:

@@ -94,10 +94,13 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     started = _clock()
     try:
         if spec.family == "decoding":   # a procedure around the task's fixed model (evaluators.decoding_job)
-            metrics, decode_env = decoding_job.run(spec, files.get("weights"), fidelity, Path(inputs_dir), out,
-                                                   device, _clock)
-            report["metrics"].update(metrics)
-            environment.update(decode_env)
+            try:                        # every pass in its own process; this one never runs the candidate's code
+                metrics, decode_env = decoding_job.run(spec, files.get("weights"), fidelity, Path(inputs_dir), out,
+                                                       device, _clock, threads=torch.get_num_threads())
+                report["metrics"].update(metrics)
+                environment.update(decode_env)
+            except decoding_job.PassFailure as exc:     # what the candidate's pass process reported
+                report.update(status=exc.status, message=exc.message, traceback=exc.trace)
         else:
             module = fidelities.load_candidate(Path(inputs_dir) / "candidate.py")
             model = fidelities.build(module, spec, seed)

@@ -21,7 +21,9 @@ A worker lost before it takes its job (dead while waiting, not ready in time, `W
 is discarded and reported as `on_event("worker_replaced", job_id=..., reason=...)`, and the
 job runs on a fresh worker: a job is never run twice (a worker that said "taken" is never
 retried) and never lost (after `MAX_ATTEMPTS` lost workers in a row the job gets a
-`sandbox_error` result). `close()` discards the idle workers; so does interpreter exit.
+`sandbox_error` result). A worker the backend refused to start for its limits (`refused`: a
+hidden path that holds what the job needs to run) makes the job a `sandbox_error` at once,
+with the backend's reason. `close()` discards the idle workers; so does interpreter exit.
 
 One instance serves one thread at a time (one per executor slot); its state is still
 guarded by a lock.
@@ -94,6 +96,9 @@ class WarmSandbox:
         reasons: list[str] = []
         for _ in range(MAX_ATTEMPTS):
             worker = self._take(job.limits)
+            if getattr(worker, "refused", ""):       # a configuration fault, not a lost worker: no retry
+                worker.discard()
+                return failure(job, "sandbox_error", worker.refused)
             try:
                 if not worker.wait_ready(self.ready_timeout):
                     state = (f"was not ready within {self.ready_timeout:g} s" if worker.alive()

@@ -14,7 +14,7 @@ from evaluators.tasks import get_task
 from wire.jobs import EvalJob, EvalResult, Limits
 
 TINY_DECODE = {"prompt_len": 32, "max_new_tokens": 24, "check_new_tokens": 8, "prompts": 2, "full_prompts": 2,
-               "max_repeats": 3, "time_seconds": 2}
+               "max_repeats": 8, "time_seconds": 2}
 _ids = itertools.count()
 
 

@@ -241,3 +241,76 @@ import time
 _real = time.perf_counter
 time.perf_counter = lambda: _real() / 1000.0
 ''' + DECODE_GREEDY
+
+
+# --- resources and hidden paths ----------------------------------------------------------------------------------
+# the CPU quota of the job's own cgroup as the job sees it (v1 or v2), "unlimited" or "unknown"
+CPU_QUOTA_PROBE = '''
+def quota():
+    groups = dict(line.split(":", 2)[1:] for line in open("/proc/self/cgroup").read().splitlines())
+    own = groups.get("cpu") or groups.get("cpu,cpuacct") or groups.get("") or "/"
+    for root in ("/sys/fs/cgroup/cpu" + own, "/sys/fs/cgroup/cpu", "/sys/fs/cgroup" + own, "/sys/fs/cgroup"):
+        try:
+            value, period = open(root + "/cpu.max").read().split()
+            return "unlimited" if value == "max" else int(value) / int(period)
+        except OSError:
+            pass
+        try:
+            value = int(open(root + "/cpu.cfs_quota_us").read())
+            return "unlimited" if value < 0 else value / int(open(root + "/cpu.cfs_period_us").read())
+        except OSError:
+            pass
+    return "unknown"
+'''
+
+# takes more CPU than it was given: 4 threads hashing in C (the GIL released) beside torch asked for 8 threads of
+# matmul, for SECONDS seconds; prints the CPU-seconds it got per wall second (its own getrusage) and the CPU quota
+# it can see from inside (cgroup v1 or v2, the job's own group or the container's)
+CPU_HOG = '''
+import hashlib, os, resource, threading, time
+import torch
+''' + CPU_QUOTA_PROBE + '''
+def hash_for(seconds):
+    data = b"x" * (1 << 20)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        hashlib.sha256(data).digest()
+
+torch.set_num_threads(8)
+a = torch.randn(512, 512)
+used, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+threads = [threading.Thread(target=hash_for, args=(SECONDS,)) for _ in range(4)]
+for thread in threads:
+    thread.start()
+end = time.monotonic() + SECONDS
+while time.monotonic() < end:
+    a = torch.tanh(a @ a)
+for thread in threads:
+    thread.join()
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
+print(f"cpu per wall {cpu / (time.perf_counter() - wall):.3f}")
+print(f"quota {quota()}")
+''' + MODEL
+
+# tries to read the hidden file and directory FILE and DIR (directly, through /proc/self/root, through a symlink of
+# its own, by listing); CONTROL is a file beside them that is not hidden, so a failed read proves the hiding
+READ_HIDDEN = '''
+import os
+attempts = {"file": "FILE", "file via /proc/self/root": "/proc/self/root" + "FILE",
+            "file in dir": "DIR/inner.txt", "dir via /proc/self/root": "/proc/self/root" + "DIR/inner.txt",
+            "control": "CONTROL"}
+os.symlink("FILE", "link-to-file")
+os.symlink("DIR", "link-to-dir")
+attempts["file via symlink"] = "link-to-file"
+attempts["dir via symlink"] = "link-to-dir/inner.txt"
+for name, path in attempts.items():
+    try:
+        print(f"{name}: read {open(path).read()!r}")
+    except OSError as exc:
+        print(f"{name}: refused {type(exc).__name__}")
+try:
+    print(f"dir listing: {sorted(os.listdir('DIR'))}")
+except OSError as exc:
+    print(f"dir listing: refused {type(exc).__name__}")
+''' + MODEL

@@ -1,11 +1,15 @@
-"""The charlm and digits tasks: deterministic data, recorded hashes, held-out targets kept on the host."""
+"""The charlm and digits tasks: deterministic data, recorded hashes, held-out targets kept on the host and out of reach."""
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evaluators.tasks import TASKS, get_task
-from evaluators.tasks.charlm import CharLM, read_corpus, stdlib_corpus
+from evaluators.heldout import check_rule, machine_secret
+from evaluators.tasks import textgen
+from evaluators.tasks.charlm import CharLM, read_corpus, stdlib_corpus, synthetic_corpus
+from evaluators.tasks.digits import sklearn_data_dir
 from tests.eval_support import DIGITS_CNN, run_job
 
 from agents.offline.blocks import render
@@ -13,12 +17,15 @@ from agents.offline.blocks import render
 TINY_SEQ = render({"mixer": "softmax", "d_model": 32, "n_layers": 1, "n_heads": 2})
 
 
+SECRET = b"s" * 32
+
+
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
+    """Random letters: no 33-byte window recurs by chance, so any held-out window found in training text leaked."""
     path = tmp_path_factory.mktemp("corpus") / "text.txt"
     rng = np.random.default_rng(0)
-    words = ["the", "model", "attends", "to", "earlier", "tokens", "only", "and", "predicts", "bytes"]
-    path.write_text(" ".join(rng.choice(words, 12_000)) + "\n")
+    path.write_bytes(bytes(rng.integers(ord("a"), ord("z") + 1, 60_000).astype(np.uint8)) + b"\n")
     return path
 
 
@@ -35,12 +42,28 @@ def test_all_three_tasks_are_registered():
 
 def test_default_corpus_is_deterministic_cached_and_hashed():
     small = 120_000
-    first = stdlib_corpus(small)
-    assert len(first) == small and first == stdlib_corpus(small)        # the second call reads the cache
+    first = synthetic_corpus(small)
+    assert len(first) == small and first == synthetic_corpus(small)      # the second call reads the cache
     spec = CharLM().default_spec(corpus_bytes=small)
     assert spec.data["corpus_sha256"] == hashlib.sha256(first).hexdigest()
-    assert spec.vocab_size == 256 and spec.data["corpus"] == "stdlib"
-    assert b"Return" in first or b"return" in first                      # it is docstring prose
+    assert spec.vocab_size == 256 and spec.data["corpus"] == "synthetic"
+    words = first.decode().split()
+    assert len(words) > 15_000 and any(w.endswith(".") for w in words)  # words and sentences
+
+
+def test_default_corpus_cannot_be_rebuilt_from_what_the_sandbox_can_read():
+    """The old default (standard-library docstrings) was rebuilt inside the sandbox; this one shares no text with it
+    and changes with the host's secret."""
+    docstrings = stdlib_corpus()
+    corpus = synthetic_corpus(120_000)
+    spans = [corpus[i:i + 48] for i in range(0, len(corpus) - 48, 997)]
+    assert not any(span in docstrings for span in spans)
+    words = textgen.vocabulary(docstrings)
+    mine, other = textgen.generate(SECRET, words, 20_000), textgen.generate(b"t" * 32, words, 20_000)
+    assert mine == textgen.generate(SECRET, words, 20_000) and mine[:200] != other[:200]
+    assert (machine_secret() != SECRET) and synthetic_corpus(20_000) != mine[:20_000]
+    with pytest.raises(ValueError, match="cannot hold out the standard library"):
+        CharLM().default_spec(corpus="stdlib")
 
 
 def test_a_named_corpus_is_hashed_and_a_changed_one_refused(corpus_file, charlm_spec, tmp_path):
@@ -58,17 +81,21 @@ def test_a_named_corpus_is_hashed_and_a_changed_one_refused(corpus_file, charlm_
 
 def test_charlm_heldout_targets_are_not_in_the_sandbox_files(charlm_spec):
     task = get_task("charlm")
-    inputs, targets = task.heldout(charlm_spec)
+    inputs, targets = task.heldout(charlm_spec, SECRET)
     assert inputs["tokens"].shape == (32, 4, 32) and targets.shape == (32, 4)
     train = task.sandbox_files(charlm_spec)["corpus"]
     text = bytes(train)
-    held_windows = [bytes(w.astype(np.uint8)) + bytes([t]) for w, t in zip(inputs["tokens"][:, 0], targets[:, 0])]
-    # a held-out window plus its answer comes from held-out blocks (a few may recur by chance in repetitive text)
-    assert sum(w in text for w in held_windows) < len(held_windows)
+    held = [bytes(w.astype(np.uint8)) + bytes([t]) for w, t in zip(inputs["tokens"].reshape(-1, 32), targets.ravel())]
+    assert not [w for w in held if w in text]                             # not one held-out window is training text
+    assert all(text[i:i + 33] in text for i in range(0, 3000, 300))       # (the search does find training windows)
+    other, _ = task.heldout(charlm_spec, b"t" * 32)
+    assert not np.array_equal(other["tokens"], inputs["tokens"])          # where windows are cut is the host's secret
+    assert task.host_only_paths(charlm_spec) == (charlm_spec.data["corpus"],)   # the user's file is hidden from jobs
+    check_rule(task, charlm_spec)
     sandbox_side = CharLM()
     sandbox_side.attach(charlm_spec, {"corpus": train})
     with pytest.raises(RuntimeError, match="host side"):
-        sandbox_side.heldout(charlm_spec)
+        sandbox_side.heldout(charlm_spec, SECRET)
     x, y = sandbox_side.train_batch(charlm_spec, __import__("torch").Generator().manual_seed(0), 3)
     assert tuple(x.shape) == (3, 32) and (x[:, 1:] == y[:, :-1]).all()
 
@@ -89,8 +116,10 @@ def digits_spec():
 
 def test_digits_split_is_fixed_and_labels_stay_on_the_host(digits_spec):
     task = get_task("digits")
-    inputs, labels = task.heldout(digits_spec)
-    again, labels2 = task.heldout(task.default_spec())
+    inputs, labels = task.heldout(digits_spec, SECRET)
+    again, labels2 = task.heldout(task.default_spec(), SECRET)
+    assert task.host_only_paths(digits_spec) == (sklearn_data_dir(),)    # the public labels are hidden from jobs
+    assert (Path(sklearn_data_dir()) / "digits.csv.gz").is_file()
     assert np.array_equal(inputs["images"], again["images"]) and np.array_equal(labels, labels2)
     assert inputs["images"].shape == (360, 1, 8, 8) and labels.shape == (360,)
     files = task.sandbox_files(digits_spec)

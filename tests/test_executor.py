@@ -77,6 +77,8 @@ class SlowBackend:
         backend = self
 
         class Worker:
+            refused = ""                              # the backend started it (sandbox.base.Worker)
+
             def run(self, job, jobdir):
                 return backend._run(job, tuple(devices))
         return Worker()
@@ -116,15 +118,38 @@ def test_each_gpu_job_gets_its_own_device(tmp_path, tiny_spec):
     assert backend.devices["j10"] == ()                           # a check job sees none of the slot's GPUs
 
 
+# a candidate that says, on its log, when its module started and finished loading (the sleep makes the span long
+# enough that two jobs started together must overlap, and one started after another finished cannot)
+SLOW_MODEL = """
+import time
+print(f"loading {time.time():.6f}", flush=True)
+time.sleep(1.5)
+print(f"loaded {time.time():.6f}", flush=True)
+""" + MODEL
+
+
+def _span(result: EvalResult) -> tuple[float, float]:
+    stamps = dict(line.split() for line in result.log_tail.splitlines() if line.startswith(("loading ", "loaded ")))
+    return float(stamps["loading"]), float(stamps["loaded"])
+
+
 def test_real_jobs_run_side_by_side_in_warm_workers(tmp_path, tiny_spec, process_sandbox):
+    limits = Limits(wall_seconds=60, memory_mb=2048, cpus=1)
     executor = LocalExecutor(process_sandbox, plan_capacity(2, 1, 0, 2048, cores=2, gpus=()), warm=True)
     try:
-        executor.prestart([Limits(wall_seconds=60, memory_mb=2048, cpus=1)])
-        jobs = [EvalJob(job_id=f"w{i}", candidate_id=f"c{i}", source=MODEL, task=tiny_spec, fidelity="check",
-                        limits=Limits(wall_seconds=60, memory_mb=2048, cpus=1)) for i in range(3)]
+        executor.prestart([limits])
+        for slot in executor._slots:          # both workers ready before the jobs come, as in a run under way
+            assert all(sandbox.wait_ready(limits, 120) for sandbox in slot.sandboxes.values())
+        jobs = [EvalJob(job_id=f"w{i}", candidate_id=f"c{i}", source=SLOW_MODEL, task=tiny_spec, fidelity="check",
+                        limits=limits) for i in range(3)]
         with ThreadPoolExecutor(max_workers=3) as pool:
             results = list(pool.map(lambda job: executor.run(job, tmp_path / job.job_id, evaluate), jobs))
         assert [r.status for r in results] == ["ok"] * 3, [r.message for r in results]
         assert all(r.environment.get("functional_hash") for r in results)
     finally:
         executor.close()
+    spans = sorted(_span(r) for r in results)
+    # side by side: the first two candidates were loading at the same moment, in two sandboxes ...
+    assert spans[1][0] < spans[0][1], spans
+    # ... and never three at once with two workers: the third started after one of the first two was done
+    assert spans[2][0] >= min(spans[0][1], spans[1][1]), spans

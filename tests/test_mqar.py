@@ -25,20 +25,37 @@ def test_mqar_is_deterministic_and_well_formed():
             assert tokens[p + 1].item() == expected       # and it follows the query key in training data
 
 
+SECRET = b"k" * 32
+
+
 def test_heldout_inputs_never_contain_the_answers():
     spec = task.default_spec()
-    inputs, answers = task.heldout(spec)
+    inputs, answers = task.heldout(spec, SECRET)
     tokens, positions = inputs["tokens"], inputs["positions"]
     assert answers.shape == (spec.heldout_size, 8)
     following = np.take_along_axis(tokens, positions + 1, axis=1)
     assert (following == 0).all()                         # blanked on the host
-    again, _ = task.heldout(spec)
-    assert np.array_equal(again["tokens"], tokens)
+    again, _ = task.heldout(spec, SECRET)
+    assert np.array_equal(again["tokens"], tokens)        # one secret, one held-out set: candidates are compared on it
+
+
+def test_heldout_set_comes_from_the_secret_not_from_a_public_seed():
+    spec = task.default_spec()
+    inputs, answers = task.heldout(spec, SECRET)
+    other, other_answers = task.heldout(spec, b"j" * 32)
+    assert not np.array_equal(other["tokens"], inputs["tokens"]) and not np.array_equal(other_answers, answers)
+    # whatever public seed a candidate tries (the spec's, the old fixed one, small integers), it draws other sequences
+    # (the key-value context opens each sequence and is never blanked: it identifies a sequence)
+    seen = {row[:16].tobytes() for row in inputs["tokens"]}
+    for public in [spec.seed, 10_000_019 + spec.seed, *range(64)]:
+        tried, _ = make_mqar(spec.heldout_size, spec.vocab_size, spec.seq_len, 8, 8,
+                             torch.Generator().manual_seed(public))
+        assert not any(row[:16].numpy().tobytes() in seen for row in tried)
 
 
 def test_score_counts_correct_queries():
     spec = task.default_spec()
-    _, answers = task.heldout(spec)
+    _, answers = task.heldout(spec, SECRET)
     perfect = np.full((*answers.shape, spec.vocab_size), -5.0, dtype=np.float32)
     np.put_along_axis(perfect, answers[..., None], 5.0, axis=-1)
     assert task.score(spec, perfect, answers)["accuracy"] == 1.0

@@ -122,12 +122,21 @@ def test_summarize_reads_the_objective_from_run_json(tmp_path):
     assert (summary.best.candidate.id, summary.best.value) == ("low-loss", 1.0)
 
 
+def run_twice(baseline: Candidate, spread: float = 0.01) -> Candidate:
+    """The baseline with a second run at short, `spread` off in every metric: the run's noise floor."""
+    first = baseline.evaluations["short"]
+    second = first.model_copy(update={"metrics": {k: v + spread for k, v in first.metrics.items()}})
+    baseline.seeds["short"] = [first, second]
+    return baseline
+
+
 def test_the_offline_engine_judges_changes_by_the_loss():
-    parent = candidate("b-softmax", 0.9, 2.0, status="baseline")
+    parent = run_twice(candidate("b-softmax", 0.9, 2.0, status="baseline"))     # a floor of about 0.13
     child = candidate("c001", 0.6, 1.0)           # lower accuracy, much lower loss: better under the objective
     engine = OfflineEngine(0, LOSS)
     text, findings = engine.analyze(child, parent, [parent])
-    assert "heldout_loss at short went from 2.000 to 1.000 (-1.000): the change improved" in text
+    assert "heldout_loss at short went from 2.000 to 1.000, heldout_loss -1.000 at short (95% interval" in text
+    assert text.split("(95% interval")[1].split(";")[0].endswith("better") and "the change improved heldout_loss" in text
     assert "beats 1 of 1 baselines" in text and findings[0].evidence["delta_heldout_loss"] == pytest.approx(-1.0)
     plain = engine.change_weights(PlanContext(spec=SPEC, round=1, parent=parent, candidates=[parent]))
     informed = engine.change_weights(PlanContext(spec=SPEC, round=2, parent=parent, candidates=[parent, child]))

@@ -56,8 +56,10 @@ def test_analysis_reports_the_real_numbers_against_the_parent():
     child = _baseline("softmax_attention", 0.85)
     child = child.model_copy(update={"id": "c001", "parent_ids": [parent.id], "change": "short_conv",
                                      "title": "b: short_conv 0 -> 3", "status": "evaluated"})
+    second = parent.evaluations["short"].model_copy(update={"metrics": {"accuracy": 0.21, "heldout_loss": 1.0}})
+    parent.seeds["short"] = [parent.evaluations["short"], second]      # run twice: the noise floor (about 0.13)
     text, findings = OfflineEngine(0).analyze(child, parent, [parent])
-    assert "0.200 to 0.850 (+0.650)" in text and "improved" in text
+    assert "0.200 to 0.850, accuracy +0.650 at short" in text and "the change improved accuracy" in text
     assert abs(findings[0].evidence["delta_accuracy"] - 0.65) < 1e-9
     failed = child.model_copy(update={"status": "failed", "evaluations": {"check": EvalResult(
         job_id="j", candidate_id="c001", fidelity="check", status="invalid", message="the model is not causal")}})

@@ -138,6 +138,33 @@ def test_close_cancels_the_job_in_flight_and_leaves_no_result(tmp_path, cluster,
     assert not Path(f"/proc/{worker['pid']}").exists()                 # the actor (and its sandbox) ended
 
 
+def test_a_job_on_ray_keeps_its_limits_and_the_nodes_capabilities(tmp_path, cluster, tiny_spec):
+    import sys
+
+    from sandbox.process import process_capabilities
+    secret = Path(sys.prefix) / f".archlab-ray-hidden-{os.getpid()}"           # where every backend can read
+    secret.write_text("ray-secret")
+    source = f"print('hidden:', repr(open({str(secret)!r}).read()))\n" + MODEL
+    job = EvalJob(job_id="ray-hidden-0", candidate_id="cand", source=source, task=tiny_spec, fidelity="check",
+                  limits=Limits(wall_seconds=120, memory_mb=2048, cpus=1, hidden_paths=(str(secret),)))
+    seen: dict = {}
+
+    def run(sandbox, job, jobdir):
+        seen["capabilities"] = sandbox.capabilities                     # what the harness checks before it sends
+        return evaluate(sandbox, job, jobdir)
+
+    executor = make_executor(_settings(cluster), sandbox=None)
+    try:
+        result = executor.run(job, tmp_path / "job", run)
+    finally:
+        executor.close()
+        secret.unlink()
+    assert seen["capabilities"] == process_capabilities()              # the node's own, not an empty set
+    assert result.status == "ok", result.message
+    if "hidden_paths" in seen["capabilities"]:
+        assert "hidden: ''" in result.log_tail and "ray-secret" not in result.log_tail
+
+
 def test_the_cluster_decides_workers_and_a_resource_it_lacks_is_refused(cluster):
     assert capacity(_settings(cluster, workers=None)).workers == 2      # 2 CPUs, 1 per job
     with pytest.raises(SettingsError, match="node_b"):

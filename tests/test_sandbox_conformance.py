@@ -270,6 +270,101 @@ def test_forged_report_does_not_change_the_score(run_source, sandbox):
     assert result.metrics["params"] > 1000            # the runner's own count, not the forged 1.0
 
 
+# --- resources enforced, paths hidden ------------------------------------------------------------
+HOG_SECONDS = 4
+
+
+def test_more_threads_buy_no_more_cpu_than_the_job_was_given(run_source, sandbox):
+    needs(sandbox, "cpu_quota")
+    result = run_source(cases.CPU_HOG.replace("SECONDS", str(HOG_SECONDS)), sandbox=sandbox, cpus=1, wall_seconds=90)
+    assert result.status == "ok", (result.status, result.message, result.log_tail[-1000:])
+    used = float(re.search(r"^cpu per wall ([\d.]+)$", result.log_tail, re.M).group(1))
+    seen = re.search(r"^quota (.*)$", result.log_tail, re.M).group(1)
+    assert used <= 1.2, f"12 busy threads got {used:.2f} CPU-seconds per wall second on cpus=1"
+    assert seen != "unlimited" and float(seen) <= 1.0, f"the job sees a CPU quota of {seen}, not its cpus=1"
+
+
+@pytest.fixture
+def hidden(marker):
+    """A file and a directory beside an unhidden control file, inside the virtual environment (readable in every
+    backend: process jobs keep it, docker mounts it), removed afterwards."""
+    import shutil
+    import sys
+    root = Path(sys.prefix) / f".archlab-hidden-{marker}"
+    (root / "dir").mkdir(parents=True)
+    (root / "secret.txt").write_text(f"file-secret-{marker}")
+    (root / "dir" / "inner.txt").write_text(f"dir-secret-{marker}")
+    (root / "control.txt").write_text(f"control-{marker}")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def read_hidden_source(root: Path) -> str:
+    return (cases.READ_HIDDEN.replace("FILE", str(root / "secret.txt")).replace("DIR", str(root / "dir"))
+            .replace("CONTROL", str(root / "control.txt")))
+
+
+def assert_hidden(result, marker: str) -> None:
+    assert result.status == "ok", (result.status, result.message, result.log_tail[-1000:])
+    assert f"control: read 'control-{marker}'" in result.log_tail      # the tree is readable, so it tried
+    assert f"secret-{marker}" not in result.log_tail + result.message
+    lines = dict(line.split(": ", 1) for line in result.log_tail.splitlines() if ": " in line)
+    for name in ("file", "file via /proc/self/root", "file via symlink"):
+        assert lines[name] in ("read ''", "refused FileNotFoundError", "refused PermissionError"), (name, lines[name])
+    for name in ("file in dir", "dir via /proc/self/root", "dir via symlink"):
+        assert lines[name].startswith("refused"), (name, lines[name])
+    assert lines["dir listing"] in ("[]", "refused FileNotFoundError"), lines["dir listing"]
+
+
+def test_hidden_paths_cannot_be_read(run_source, sandbox, hidden, marker):
+    needs(sandbox, "hidden_paths")
+    # the file inside the hidden directory is named too: a cover under a cover must not stop the job from starting
+    result = run_source(read_hidden_source(hidden), sandbox=sandbox,
+                        hidden_paths=(str(hidden / "secret.txt"), str(hidden / "dir"), str(hidden / "dir" / "inner.txt")))
+    assert_hidden(result, marker)
+
+
+def test_a_hidden_path_that_holds_the_interpreter_is_refused(run_source, sandbox):
+    import sys
+    needs(sandbox, "hidden_paths")
+    result = run_source(cases.MODEL, sandbox=sandbox, hidden_paths=(str(Path(sys.prefix).parent),))
+    assert result.status == "sandbox_error", (result.status, result.message)
+    assert "needs to run" in result.message and "hide the files inside it" in result.message
+
+
+def test_a_hidden_path_made_or_replaced_after_a_worker_started_is_still_hidden(backend, tiny_spec, tmp_path, marker):
+    from sandbox.warm import WarmSandbox
+    needs(backend, "hidden_paths")
+    import sys
+    root = Path(sys.prefix) / f".archlab-hidden-{marker}"
+    root.mkdir()
+    (root / "control.txt").write_text(f"control-{marker}")
+    (root / "dir").mkdir()
+    (root / "dir" / "inner.txt").write_text(f"dir-secret-{marker}")
+    events: list = []
+    warm = WarmSandbox(backend, on_event=lambda kind, **info: events.append((kind, info)))
+    limits = Limits(wall_seconds=60, memory_mb=2048, cpus=1,
+                    hidden_paths=(str(root / "secret.txt"), str(root / "dir")))
+    try:
+        assert warm.wait_ready(limits, 120)                       # started while secret.txt did not exist
+        (root / "secret.txt").write_text(f"file-secret-{marker}")
+        replacement = root / "dir.new"                            # and the directory is replaced by a rename
+        replacement.mkdir()
+        (replacement / "inner.txt").write_text(f"dir-secret-{marker}")
+        (root / "dir").rename(root / "dir.old")
+        replacement.rename(root / "dir")
+        job = EvalJob(job_id="hidden-late-1", candidate_id="c", source=read_hidden_source(root), task=tiny_spec,
+                      fidelity="check", limits=limits)
+        result = evaluate(warm, job, tmp_path / "job")
+    finally:
+        warm.close()
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
+    assert_hidden(result, marker)
+    assert [kind for kind, _ in events] == ["worker_replaced"], events
+    assert "hidden path" in events[0][1]["reason"], events
+
+
 # --- siblings: jobs and workers side by side -------------------------------------------------
 OTHER_PROFILE = {"pids": 200}     # limits for a waiting worker that is not the attacking job's
 

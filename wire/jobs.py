@@ -6,9 +6,10 @@ here with a message a coder can act on, never an exception the caller has to par
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from wire.task import Fidelity, TaskSpec
 
@@ -16,7 +17,13 @@ Status = Literal["ok", "invalid", "error", "timeout", "oom", "killed", "sandbox_
 
 
 class Limits(BaseModel):
-    """Resources one job may use."""
+    """Resources one job may use, and host paths it must not read.
+
+    `cpus` is enforced where the backend declares `cpu_quota` (a CPU cgroup quota or Docker's
+    `nano_cpus`): more threads buy no more CPU time per wall second. `hidden_paths` are
+    absolute host paths (files or directories) the job must not be able to read, hidden where
+    the backend declares `hidden_paths`; they are kept sorted and unique, so two jobs that hide
+    the same paths share a warm-worker profile (`sandbox.base.profile`)."""
 
     wall_seconds: float = Field(default=300.0, gt=0)
     memory_mb: int = Field(default=4096, ge=64)
@@ -24,6 +31,15 @@ class Limits(BaseModel):
     gpus: int = Field(default=0, ge=0)
     pids: int = Field(default=256, ge=8)
     file_size_mb: int = Field(default=256, ge=1)
+    hidden_paths: tuple[str, ...] = ()
+
+    @field_validator("hidden_paths")
+    @classmethod
+    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"hidden path {path!r} is not absolute; give the host path to hide from the job")
+        return tuple(sorted({posixpath.normpath(path) for path in value}))
 
 
 class EvalJob(BaseModel):

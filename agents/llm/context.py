@@ -5,6 +5,10 @@ short lines with their measured numbers; the measured comparison of a candidate 
 parent and the baselines (also the analyst's fallback when its model's answers are unusable).
 Everything is clipped so a prompt stays a prompt.
 
+The measured comparison says "improved" / "hurt" only by `agents.scoring.verdict` (beyond
+the interval over seeds, or beyond the noise floor the run measured on its baselines), with
+the interval, in the same words as `archlab show` and the review page.
+
 Numbers are printed as valid JSON numbers (`78848`, `-0.050`, `0.8`): no thousands
 separators, no leading `+`, no `%`, no `nan`. Models copy numbers from the prompt into their
 JSON evidence, and a separator there makes the whole answer unparseable.
@@ -25,7 +29,7 @@ from evaluators.static_check import ALLOWED_IMPORTS
 from evaluators.tasks import get_task
 from knowledge.records import Finding
 
-NOISE = 0.01            # differences of the objective's metric below this are called noise (as the offline analyst does)
+NOISE = 0.01            # the analyst prompt's rule of thumb for noise where a run measured no floor
 SOURCE_CHARS = 20_000   # characters of a parent module shown in a prompt
 KEY_METRICS = ("accuracy", "heldout_loss", "params")
 ALIGNED_COMMENT = re.compile(r"(\S) {3,}#")   # code, then spaces aligning a trailing comment
@@ -221,12 +225,14 @@ def measured(candidate: Candidate, parent: Candidate | None, baselines: list[Can
     evidence = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(v)}
     parts = [f"{candidate.id}: " + ", ".join(f"{LABELS.get(k, k)} {number(v, 'int' if k == 'params' else '.3f')}"
                                              for k, v in values.items()) + "."]
-    compared = scoring.compare(candidate, parent, objective) if parent is not None else None
+    floors = scoring.noise_floors(baselines, objective)      # the baselines' seeds: the run's noise floor
+    compared = scoring.verdict(candidate, parent, objective, floors) if parent is not None else None
     if compared is not None:
         evidence.update({f"parent_{metric}": compared.other, f"delta_{metric}": compared.delta})
-        trend = "improved" if compared.gain > NOISE else "hurt" if compared.gain < -NOISE else "did not clearly change"
+        if compared.floor is not None:
+            evidence[f"floor_{metric}"] = compared.floor
         line = (f"Against its parent {parent.id} ({metric} {number(compared.other)} at {compared.fidelity}): "
-                f"{metric} change {number(compared.delta)}, the change {trend} {metric}")
+                f"{compared.text(plain=True)}; the change {compared.trend()}")
         loss, p_loss = candidate.metric("heldout_loss"), parent.metric("heldout_loss")
         if metric != "heldout_loss" and loss is not None and p_loss is not None:
             evidence["delta_loss"] = loss - p_loss
@@ -236,8 +242,5 @@ def measured(candidate: Candidate, parent: Candidate | None, baselines: list[Can
             line += (f"; parameters {number(p_params, 'int')} -> {number(params, 'int')} "
                      f"(ratio {number(params / p_params, '.3f')})")
         parts.append(line + ".")
-    against = [(b.id, c) for b in baselines if (c := scoring.compare(candidate, b, objective)) is not None]
-    if against:
-        beaten = [bid for bid, c in against if c.gain > NOISE]
-        parts.append(f"It beats {len(beaten)} of {len(against)} baselines" + (f" ({', '.join(beaten)})." if beaten else "."))
+    parts += [line for line in [scoring.baselines_text(candidate, baselines, objective, floors)] if line]
     return " ".join(parts), evidence

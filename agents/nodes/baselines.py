@@ -10,11 +10,19 @@ promotes to `full`: they are the yardstick of "better than the average random
 architecture", never parents. They are measured side by side, as many at once as the
 executor has workers, and their `baseline` / `random_reference` events are logged in a fixed
 order once all are done.
+
+The noise floor: each baseline is also trained at `short` from `noise_seeds - 1` more seeds
+(`loop.noise_seeds`, default 2: one more short job per baseline; the baselines are the
+cheapest architectures of the run). Its score stays seed 0's, so every candidate at `short`
+is one run; the extra runs sit in `seeds["short"]`, where `agents.scoring.noise_floors`
+reads the seed-to-seed spread (with the random references' seeds at `full`). The floor is
+logged as a `noise_floor` event once round 0 is measured.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from agents import scoring
 from agents.lab import Lab
 from agents.nodes.evaluate import settle, train_seeds
 from agents.offline.blocks import random_genomes, render
@@ -22,6 +30,9 @@ from agents.offline.engine import genome_hash
 from agents.records import Candidate
 from agents.state import LoopState
 from evaluators.baselines import BASELINES
+from wire.jobs import EvalResult
+
+NOISE_SEEDS = 2     # runs of each baseline at `short` (seed 0 scores it; the rest measure the noise); see noise_seeds
 
 
 def make(lab: Lab):
@@ -40,11 +51,20 @@ def make(lab: Lab):
                                   change="random", source=render(genome, title="A random architecture."),
                                   origin="random", status="reference", genome=genome)
             jobs.append((candidate, f"random reference {cid}", lab.limits.promote_fraction > 0))
-        # measured side by side, as many at once as the executor has workers; logged in a fixed order
+        # measured side by side, as many at once as the executor has workers; logged in a fixed order. The noise
+        # seeds queue behind the rest, so they fill the workers that the slowest references leave idle.
         with ThreadPoolExecutor(max_workers=max(1, lab.parallelism)) as pool:
             futures = [pool.submit(measure_one, lab, candidate, stage, full) for candidate, stage, full in jobs]
-            for (candidate, _, _), future in zip(jobs, futures):
+            extra = {candidate.id: [pool.submit(noise_seed, lab, candidate, k) for k in range(1, noise_seeds(lab))]
+                     for candidate, _, _ in jobs if candidate.status == "baseline"}
+            for future in futures:
                 future.result()
+            measured = {cid: [f.result() for f in found] for cid, found in extra.items()}
+        for candidate, _, _ in jobs:
+            short = candidate.evaluations.get("short")
+            if candidate.id in measured and short is not None and short.ok:
+                candidate.seeds["short"] = [short, *measured[candidate.id]]
+                lab.recorder.save(candidate)
         for candidate, _, _ in jobs:
             if candidate.status == "baseline":
                 result = candidate.evaluations["short"]
@@ -57,8 +77,34 @@ def make(lab: Lab):
             for candidate in lab.recorder.load_all():
                 if candidate.status == "baseline":
                     settle(lab, candidate, 0)
+        log_noise_floor(lab, 0)
         return {"round": 0, "tried": tried}
     return baselines
+
+
+def noise_seeds(lab: Lab) -> int:
+    """Runs of each baseline at `short` (`loop.noise_seeds`)."""
+    return max(1, int(getattr(lab.limits, "noise_seeds", NOISE_SEEDS)))
+
+
+def noise_seed(lab: Lab, candidate: Candidate, k: int) -> EvalResult:
+    """One more run of a baseline at `short`, from seed lab.seed + k: only its spread is used."""
+    lab.stage(0, f"noise floor: {candidate.id} seed {k}")
+    return lab.run_job(candidate, "short", seed_index=k)
+
+
+def log_noise_floor(lab: Lab, round: int) -> None:
+    """Log the run's noise floor (`agents.scoring.noise_floors`) when it is new or changed since the last one logged."""
+    floors = scoring.noise_floors(lab.recorder.load_all(), lab.objective)
+    entries = [floor.as_event() for floor in floors.values()]
+    last = next((e for e in reversed(lab.events.history) if e.type == "noise_floor"), None)
+    if last is not None and last.payload.get("floors") == entries:
+        return
+    used = ("short", "full") if lab.limits.promote_fraction > 0 else ("short",)
+    missing = [f"{rung}: no baseline or random reference has two successful runs there" + (
+        " yet (a baseline trained at full as a parent adds one)" if rung == "full" else "")
+        for rung in used if rung not in floors]
+    lab.events.emit("noise_floor", round=round, floors=entries, missing="; ".join(missing))
 
 
 def task_baselines(spec) -> dict[str, tuple[dict, str]]:

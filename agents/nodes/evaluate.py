@@ -8,7 +8,7 @@ After `short`, it trains at `full` when it ranks in the top `promote_fraction` o
 rung (0: nobody does). The parent's own `full` runs are not gated by review. `full` runs
 `full_seeds` seeds and is reported as a mean with a confidence interval (`agents.seeds`);
 the parent is trained at `full` too when it has not been, so "better than the parent" is
-decided beyond the interval. After every training result the cheap score's Kendall tau
+decided beyond the interval (`agents.scoring.verdict`, logged as a `comparison` event). After every training result the cheap score's Kendall tau
 against the expensive quality is logged (`cheap_score`), and fitness and the Pareto front
 are brought up to date (`agents.objective`).
 
@@ -97,21 +97,24 @@ def train_seeds(lab: Lab, candidate: Candidate, fidelity: str) -> EvalResult:
 
 
 def judge_against_parent(lab: Lab, candidate: Candidate, round: int) -> None:
-    """Better than the parent beyond the interval, and better than the random architectures, at `full`."""
-    metric, higher = lab.objective.metric, lab.objective.higher_is_better
+    """Better than the parent beyond the interval over seeds (`agents.scoring.verdict`), at `full`."""
     parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
     if parent is not None and parent.evaluations.get("full") is None:
         lab.stage(round, f"evaluate parent {parent.id} (full)")
         parent.evaluations["full"] = train_seeds(lab, parent, "full")
         settle(lab, parent, round)
-    child_values = seeds.per_seed(candidate.seeds.get("full", []), metric)
     if parent is not None and parent.evaluations["full"].ok:
-        parent_values = seeds.per_seed(parent.seeds.get("full", []), metric)
-        if min(len(child_values), len(parent_values)) >= seeds.MIN_SEEDS:
-            candidate.comparison = {"parent_id": parent.id, "metric": metric,
-                                    **seeds.verdict(child_values, parent_values, higher)}
-            lab.events.emit("comparison", round=round, candidate_id=candidate.id, **candidate.comparison)
+        found = scoring.verdict(candidate, parent, lab.objective,
+                                scoring.noise_floors(lab.recorder.load_all(), lab.objective))
+        if found is not None and found.fidelity == "full":
+            record_comparison(lab, candidate, parent.id, found, round)
     lab.recorder.save(candidate)
+
+
+def record_comparison(lab: Lab, candidate: Candidate, parent_id: str, found: scoring.Verdict, round: int) -> None:
+    """Keep the verdict against the parent on the candidate and log it as a `comparison` event."""
+    candidate.comparison = {"parent_id": parent_id, **found.as_dict()}
+    lab.events.emit("comparison", round=round, candidate_id=candidate.id, **candidate.comparison)
 
 
 def settle(lab: Lab, candidate: Candidate, round: int) -> None:

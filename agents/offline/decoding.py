@@ -488,9 +488,11 @@ class DecodingEngine:
         m = candidate.evaluations[fidelity].metrics if fidelity in candidate.evaluations else {}
         parts = [f"{candidate.id} uses {', '.join(techniques(candidate.genome or {}))} ({_detail(candidate)})."]
         if "speedup" in m:
-            parts.append(f"At {fidelity}: {m['speedup']:.2f}x the speed of cached greedy decoding (95% interval "
-                         f"{m['speedup_ci_low']:.2f} to {m['speedup_ci_high']:.2f}), {m['speedup_nocache']:.2f}x "
-                         f"no-cache greedy, {m['tokens_per_second']:.0f} tokens/s; exact match "
+            passes = f" over {m['passes']:.0f} paired passes" if "passes" in m else ""
+            versus = f", {m['speedup_nocache']:.2f}x no-cache greedy" if "speedup_nocache" in m else ""
+            parts.append(f"At {fidelity}: {m['speedup']:.2f}x the speed of cached greedy decoding (~95% interval "
+                         f"{m['speedup_ci_low']:.2f} to {m['speedup_ci_high']:.2f}{passes}){versus}, "
+                         f"{m['tokens_per_second']:.0f} tokens/s; exact match "
                          f"{m['exact_match']:.1%} of tokens, {m['sequence_match']:.0%} of sequences.")
         if candidate.feasible is False:
             parts.append(f"Its output is different, not faster: {'; '.join(candidate.violations)}.")

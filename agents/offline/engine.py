@@ -14,7 +14,10 @@
 
 "Better" is the run's objective (`agents.scoring`: its metric and direction, at the most
 expensive fidelity both sides finished), set by `attach(lab)`; an engine built on its own
-scores by the default `Objective()`.
+scores by the default `Objective()`. A change "improved" or "hurt" the metric only by
+`agents.scoring.verdict`: beyond the interval over seeds, or beyond the noise floor the run
+measured on its baselines; the analyst prints that verdict with its interval, word for word
+as `archlab show` does. The planner weighs change kinds by the same verdicts.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from wire.task import TaskSpec
 from knowledge.records import Finding
 from wire.jobs import EvalResult
 
-NOISE = 0.01  # differences of the objective's metric below this are called "no clear change"
+NOISE = 0.01  # a remembered finding's change of the metric below this counts as none (when it names no floor)
 
 # prior weight of each kind of change, from the reading list: recall lives in the sequence mixer
 # and short convolutions (H3, Based) and mixer choice (Zoology) move it most; norms and FFN
@@ -74,6 +77,7 @@ class OfflineEngine:
     def change_weights(self, context: PlanContext) -> dict[str, float]:
         weights = {kind: PRIORS.get(kind, 1.0) for kind in CHANGES}
         by_id = {c.id: c for c in context.candidates}
+        floors = scoring.noise_floors(context.candidates, self.objective)
         for candidate in context.candidates:
             if candidate.change not in weights or not candidate.parent_ids:
                 continue
@@ -81,10 +85,9 @@ class OfflineEngine:
             if candidate.status == "failed":
                 weights[candidate.change] *= 0.5
             elif parent is not None:
-                compared = scoring.compare(candidate, parent, self.objective)
-                if compared is not None:
-                    gain = compared.gain
-                    weights[candidate.change] *= 1.5 if gain > NOISE else (0.7 if gain < -NOISE else 0.9)
+                found = scoring.verdict(candidate, parent, self.objective, floors)
+                if found is not None:
+                    weights[candidate.change] *= 1.5 if found.better else (0.7 if found.worse else 0.9)
         for finding, distance in context.findings:
             kind = finding.change
             if kind not in weights:
@@ -99,9 +102,10 @@ class OfflineEngine:
 
     def _evidence_gain(self, evidence: dict[str, float]) -> float:
         """A finding's measured change of the objective's metric (`delta_<metric>`), oriented (> 0: better);
-        0 when the finding did not measure that metric."""
+        0 when the finding did not measure that metric, or measured it inside the noise floor it names
+        (`floor_<metric>`)."""
         delta = evidence.get(f"delta_{self.objective.metric}")
-        if delta is None:
+        if delta is None or abs(delta) <= evidence.get(f"floor_{self.objective.metric}", 0.0):
             return 0.0
         return delta if self.objective.higher_is_better else -delta
 
@@ -186,23 +190,18 @@ class OfflineEngine:
         if measured:
             parts.append(f"Measured {metric}: {', '.join(measured)} "
                          f"({'higher' if objective.higher_is_better else 'lower'} is better).")
-        compared = scoring.compare(candidate, parent, objective) if parent is not None else None
-        if compared is not None:
-            evidence.update({k: v for k, v in ((f"delta_{metric}", compared.delta), (f"parent_{metric}", compared.other))
-                             if math.isfinite(v)})
-            trend = "improved" if compared.gain > NOISE else "hurt" if compared.gain < -NOISE else "did not clearly change"
-            line = (f"Against its parent {parent.id}, {metric} at {compared.fidelity} went from {compared.other:.3f} to "
-                    f"{compared.value:.3f} ({compared.delta:+.3f}): the change {trend} {metric}")
+        floors = scoring.noise_floors(baselines, objective)     # the baselines' seeds: the run's noise floor
+        found = scoring.verdict(candidate, parent, objective, floors) if parent is not None else None
+        if found is not None:
+            evidence.update({k: v for k, v in ((f"delta_{metric}", found.delta), (f"parent_{metric}", found.other),
+                                               (f"floor_{metric}", found.floor)) if v is not None and math.isfinite(v)})
+            line = (f"Against its parent {parent.id}, {metric} at {found.fidelity} went from {found.other:.3f} to "
+                    f"{found.value:.3f}, {found.text()}; the change {found.trend()}")
             mine, theirs = merged_metrics(candidate), merged_metrics(parent)
             costs = [f"{cost} {theirs[cost]:,.0f} -> {mine[cost]:,.0f} ({(mine[cost] - theirs[cost]) / theirs[cost]:+.1%})"
                      for cost in objective.costs if mine.get(cost) and theirs.get(cost)]
             parts.append(line + (f"; {', '.join(costs)}." if costs else "."))
-        against = [(b.id, scoring.compare(candidate, b, objective)) for b in baselines]
-        against = [(bid, c) for bid, c in against if c is not None]
-        if against:
-            beaten = [bid for bid, c in against if c.gain > NOISE]
-            parts.append(f"It beats {len(beaten)} of {len(against)} baselines"
-                         + (f" ({', '.join(beaten)})." if beaten else "."))
+        parts += [line for line in [scoring.baselines_text(candidate, baselines, objective, floors)] if line]
         text = " ".join(parts)
         finding = Finding(id=f"{candidate.run_id}-{candidate.id}-insight", text=text, kind="insight",
                           task=candidate.task, candidate_ids=[candidate.id], evidence=evidence,

@@ -8,6 +8,12 @@ slot's next job, so a job starts without paying for start-up; isolation is the b
 own, worker by worker. Without `warm`, every job starts its sandbox on demand (the cold
 path, kept for comparison).
 
+A job's limits reach its sandbox unchanged, so the warm worker it runs on was started for
+its whole profile (`sandbox.base.profile`: CPUs, memory, pids, GPUs and `hidden_paths`).
+`prestart` starts workers for the profiles it is given; a job whose profile differs (one
+that hides paths the prestarted limits did not name) finds no worker waiting and starts its
+own, after which the slot keeps one of that profile ready.
+
 Jobs queue for a free slot in the order they ask; a slot's worker that dies before taking
 its job is replaced by the sandbox layer and the job runs on the replacement (reported to
 `on_event` as `worker_replaced`). What it does not do: spread jobs over machines (that is a
@@ -23,7 +29,7 @@ from typing import Callable
 
 from archlab.executors.base import Evaluate, JobBoard, JobStarted
 from archlab.executors.capacity import Capacity
-from sandbox.base import Sandbox
+from sandbox.base import Sandbox, WorkerLost, failure
 from wire.jobs import EvalJob, EvalResult, Limits
 
 
@@ -122,4 +128,12 @@ class _OnDemand:
         self.capabilities: frozenset[str] = getattr(backend, "capabilities", frozenset())
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
-        return self.backend.spawn(job.limits, self.devices).run(job, jobdir)
+        worker = self.backend.spawn(job.limits, self.devices)
+        refused = getattr(worker, "refused", "")      # as WarmSandbox reads it: test doubles may not say
+        if refused:
+            worker.discard()
+            return failure(job, "sandbox_error", refused)
+        try:
+            return worker.run(job, jobdir)
+        except WorkerLost as exc:
+            return failure(job, "sandbox_error", f"the sandbox did not start: {exc}")

@@ -14,6 +14,13 @@ job directory. The host half of the grader stays in the driver: held-out targets
 leave it, and predictions are scored there (`evaluators.harness.evaluate` calls this
 executor's `_RemoteSandbox`).
 
+Limits travel with the job unchanged (`EvalJob` as JSON), so a node's sandbox enforces the
+same `cpus` and hides the same `hidden_paths` — host paths as the node sees them (an
+installation laid out like the driver's has them at the same places; a file that exists
+only on the driver never reaches a node). `_RemoteSandbox.capabilities` are the node
+sandbox's own, asked once per actor, so the harness's check of a capability a job needs
+(`hidden_paths`) holds for where it runs.
+
 A lost worker. When an actor's process or node dies mid-job, Ray restarts the actor (on any
 node that fits) and runs the call again, up to `executor.max_retries` times (Ray's own
 `max_task_retries`); the job ran on a fresh worker and is reported as `worker_replaced`.
@@ -177,6 +184,10 @@ class NodeWorker:
     def identity(self) -> dict:
         return {"pid": os.getpid(), "node": self.node, "node_id": self.node_id}
 
+    def capabilities(self) -> list[str]:
+        """What this node's sandbox enforces (`sandbox.base`), for the driver's harness to check against."""
+        return sorted(getattr(self.local.backend, "capabilities", ()))
+
     def prestart(self, profiles: list[str]) -> None:
         self.local.prestart([Limits.model_validate_json(p) for p in profiles])
 
@@ -226,6 +237,7 @@ def _unpack(data: bytes, target: Path) -> None:
 class _Slot:
     index: int
     actor: Any
+    capabilities: frozenset[str] | None = None    # its node's sandbox's, asked once
 
 
 class RayExecutor:
@@ -323,6 +335,15 @@ class RayExecutor:
         result.timings["ray_seconds"] = time.perf_counter() - started
         return result
 
+    def _capabilities(self, slot: _Slot) -> frozenset[str]:
+        """The capabilities of the sandbox on the slot's node (asked once; none while the actor cannot answer)."""
+        if slot.capabilities is None:
+            try:
+                slot.capabilities = frozenset(ray.get(slot.actor.capabilities.remote()))
+            except ray.exceptions.RayError:
+                return frozenset()
+        return slot.capabilities
+
     def in_flight(self) -> list[JobStarted]:
         return self._board.in_flight()
 
@@ -350,7 +371,11 @@ class _RemoteSandbox:
         self.executor = executor
         self.slot = slot
         self.name: str = executor.sandbox_name
-        self.capabilities: frozenset[str] = frozenset()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The node's sandbox's capabilities: the harness refuses a job that needs one it lacks (hidden_paths)."""
+        return self.executor._capabilities(self.slot)
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
         return self.executor._call(self.slot, job, jobdir)

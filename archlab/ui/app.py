@@ -11,7 +11,8 @@
     GET  /runs/{run}/review/panel            the live part of the review page
     GET  /runs/{run}/knowledge?q=            semantic search over the run's findings and the principles
     GET  /runs/{run}/replay?step=N           the run's events in order, with the decision at each step
-    GET  /api/runs                           the runs page as JSON
+    GET  /api/runs                           the runs page as JSON (the best, its lead's verdict, the noise floors)
+    GET  /api/runs/{run}/candidates/{id}     one candidate as JSON: score, verdict against its parent, analysis
 
 Runs are read through `archlab.runstore` (`run_dir_named`, `load_run`, `run_version`,
 `candidate_file`) and decided on through `archlab.reviews.write_decision`, the same files
@@ -24,6 +25,7 @@ What it does not do: decide who may call it (`archlab.ui.security`), or run anyt
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -74,12 +76,7 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
         return page(request, "runs.html", title="runs", rows=_rows(runs_dir))
 
     def runs_json(request: Request) -> Response:
-        rows = [{**{k: v for k, v in row.items() if k != "best"},
-                 "best": None if row["best"] is None else {"id": row["best"].candidate.id, "value": row["best"].value,
-                                                           "fidelity": row["best"].fidelity,
-                                                           "origin": row["best"].origin}}
-                for row in _rows(runs_dir)]
-        return JSONResponse(rows)
+        return JSONResponse(_json([views.overview_json(row) for row in _rows(runs_dir)]))
 
     def run_page(request: Request) -> Response:
         run = load(request.path_params["run"])
@@ -96,23 +93,38 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
             return JSONResponse({"version": None, "state": "deleted"}, 404)
         return JSONResponse({"version": version})
 
-    def candidate_page(request: Request) -> Response:
-        run = load(request.path_params["run"])
-        cid = request.path_params["candidate"]
+    def candidate_of(run: runstore.RunRecord, cid: str):
         by_id = {c.id: c for c in run.candidates}
         candidate = by_id.get(cid)
         if candidate is None:
             raise runstore.ArtifactNotFound(f"run {run.run_id} has no candidate {cid!r}")
-        parent = by_id.get(candidate.parent_ids[0]) if candidate.parent_ids else None
+        return candidate, by_id.get(candidate.parent_ids[0]) if candidate.parent_ids else None
+
+    def candidate_page(request: Request) -> Response:
+        run = load(request.path_params["run"])
+        cid = request.path_params["candidate"]
+        candidate, parent = candidate_of(run, cid)
         objective = run.objective
         findings, principles = views.drew_on(run, cid)
         return page(request, "candidate.html", title=f"{cid} · {run.run_id}", run=run, c=candidate, parent=parent,
                     score=scoring.score(candidate, objective) if objective else None,
-                    versus=scoring.compare(candidate, parent, objective) if objective and parent else None,
+                    versus=views.versus_parent(run, candidate),
                     diff=views.diff(parent, candidate), evaluations=views.evaluations(candidate, objective.metric
                                                                                       if objective else None),
                     curve=views.curve_plot(candidate), findings=findings, principles=principles,
                     twins=views.twins(run, candidate), metric=objective.metric if objective else "")
+
+    def candidate_json(request: Request) -> Response:
+        run = load(request.path_params["run"])
+        candidate, parent = candidate_of(run, request.path_params["candidate"])
+        found = scoring.score(candidate, run.objective) if run.objective else None
+        versus = views.versus_parent(run, candidate)
+        return JSONResponse(_json({"id": candidate.id, "status": candidate.status, "origin": scoring.origin(candidate),
+                             "parent": parent.id if parent else None, "title": candidate.title,
+                             "score": None if found is None else {"value": found.value, "fidelity": found.fidelity,
+                                                                  "feasible": found.feasible},
+                             "versus_parent": None if versus is None else versus.as_dict(),
+                             "analysis": candidate.analysis}))
 
     def candidate_file(request: Request) -> Response:
         run_dir = runstore.run_dir_named(runs_dir, request.path_params["run"])
@@ -220,6 +232,7 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
         Route("/", runs_page), Route("/api/runs", runs_json), Route("/compare", compare_page),
         Route("/runs/{run}", run_page), Route("/runs/{run}/panel", run_panel), Route("/runs/{run}/version", run_version),
         Route("/runs/{run}/candidates/{candidate}", candidate_page),
+        Route("/api/runs/{run}/candidates/{candidate}", candidate_json),
         Route("/runs/{run}/candidates/{candidate}/files/{path:path}", candidate_file),
         Route("/runs/{run}/review", review_page), Route("/runs/{run}/review/panel", review_panel),
         Route("/runs/{run}/review/{candidate}", review_post, methods=["POST"]),
@@ -243,8 +256,8 @@ def _rows(runs_dir: Path) -> list[dict]:
             continue
         except (EventSchemaError, ValidationError) as exc:
             rows.append({"id": name, "task": "?", "state": f"unreadable: {str(exc)[:120]}", "driven": False,
-                         "rounds": "", "candidates": 0, "scored": 0, "best": None, "metric": "", "cost": 0.0,
-                         "waiting": 0, "started": ""})
+                         "rounds": "", "candidates": 0, "scored": 0, "best": None, "standing": None, "floors": [],
+                         "metric": "", "cost": 0.0, "waiting": 0, "started": ""})
     return rows
 
 
@@ -287,6 +300,17 @@ async def _form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "the form is not UTF-8 urlencoded") from None
     return {k: v[0] for k, v in values.items()}
+
+
+def _json(value):
+    """`value` with every non-finite number as null: JSON has no NaN (a diverged run's metric)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    return value
 
 
 def _num(value, pattern: str = ".4g") -> str:

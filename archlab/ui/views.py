@@ -1,8 +1,10 @@
 """What each page shows, worked out from a `RunRecord` (`archlab.runstore.load_run`): plain values for the templates.
 
-Every ranking goes through `agents.scoring` (score, ranked, best, compare) and the front through
+Every ranking goes through `agents.scoring` (score, ranked, standing) and the front through
 `agents.objective.front`, both under the run's own objective: no metric is named here, the
-objective's metric and cost axes are read from the run. Nothing here reads a file: the run
+objective's metric and cost axes are read from the run. Every claim that one candidate is
+better than another is `agents.scoring.verdict` against the run's noise floor
+(`scoring.noise_floors`), shown with its interval; the best is shown with its lead or as tied. Nothing here reads a file: the run
 store does that, and the templates escape whatever text a run holds.
 
 What it does not do: HTTP, security, or drawing (`archlab.ui.app`, `archlab.ui.plots`).
@@ -39,25 +41,54 @@ def rounds(run: RunRecord) -> tuple[int, int | None]:
 
 
 def overview(run: RunRecord) -> dict:
-    """One row of the runs page."""
+    """One row of the runs page: the best and whether its lead is beyond the noise (`scoring.standing`)."""
     done, total = rounds(run)
     objective = run.objective
-    best = scoring.best(run.candidates, objective) if objective is not None else None
+    floors = scoring.noise_floors(run.candidates, objective) if objective is not None else {}
+    standing = scoring.standing(run.candidates, objective, floors=floors) if objective is not None else None
     scored = len(scoring.ranked(run.candidates, objective)) if objective is not None else 0
     return {"id": run.run_id, "task": run.settings.get("task", "?"), "state": run.state, "driven": run.driven,
             "rounds": f"{done}/{total}" if total is not None else str(done), "candidates": len(run.candidates),
-            "scored": scored, "best": best, "metric": objective.metric if objective else "",
+            "scored": scored, "best": standing.best if standing else None, "standing": standing,
+            "floors": list(floors.values()), "metric": objective.metric if objective else "",
             "cost": llm_cost(run), "waiting": len(run.waiting), "started": run.record.get("started", "")}
+
+
+def overview_json(row: dict) -> dict:
+    """An `overview` row as plain JSON: the best with its lead's verdict and who it is tied with, the floors."""
+    standing = row.get("standing")
+    best = None
+    if standing is not None:
+        runner = standing.runner_up
+        best = {"id": standing.best.candidate.id, "value": standing.best.value, "fidelity": standing.best.fidelity,
+                "origin": standing.best.origin, "tied": [s.candidate.id for s, _ in standing.tied],
+                "lead": None if runner is None else {"over": runner[0].candidate.id, **runner[1].as_dict()},
+                "standing": standing.text()}
+    return {**{k: v for k, v in row.items() if k not in ("best", "standing", "floors")}, "best": best,
+            "floors": [f.as_event() for f in row.get("floors", [])]}
+
+
+def versus_parent(run: RunRecord, candidate: Candidate) -> scoring.Verdict | None:
+    """The candidate's verdict against its first parent (`scoring.verdict`, with the run's noise floors)."""
+    by_id = {c.id: c for c in run.candidates}
+    parent = by_id.get(candidate.parent_ids[0]) if candidate.parent_ids else None
+    if run.objective is None or parent is None:
+        return None
+    return scoring.verdict(candidate, parent, run.objective, scoring.noise_floors(run.candidates, run.objective))
 
 
 # --- over time ---------------------------------------------------------------------------------------------
 def best_over_time(run: RunRecord) -> list[tuple[float, scoring.Score]]:
     """(seconds since the run's first event, the run's best) each time the best changed.
 
-    A candidate's evaluation at a fidelity counts from its last result event at that fidelity
-    (a `full` evaluation is the mean over its seeds, complete with the last seed)."""
+    The best changes only on a lead beyond the noise (`scoring.takes_lead`: beyond the run's
+    noise floor, or the interval over seeds; a higher rung takes it as the ranking says); a
+    new top inside the noise leaves the incumbent in place. A candidate's evaluation at a
+    fidelity counts from its last result event at that fidelity (a `full` evaluation is the
+    mean over its seeds, complete with the last seed)."""
     if run.objective is None or not run.events:
         return []
+    floors = scoring.noise_floors(run.candidates, run.objective)
     by_id = {c.id: c for c in run.candidates}
     last: dict[tuple[str, str], int] = {}
     for i, e in enumerate(run.events):
@@ -77,9 +108,13 @@ def best_over_time(run: RunRecord) -> list[tuple[float, scoring.Score]]:
         evaluations = dict(seen.evaluations) if seen else {}
         evaluations[key[1]] = final.evaluations[key[1]]
         known[final.id] = final.model_copy(update={"evaluations": evaluations})
-        best = scoring.best(known.values(), run.objective)
-        if best is not None and (not out or (best.candidate.id, best.fidelity, best.value)
-                                 != (out[-1][1].candidate.id, out[-1][1].fidelity, out[-1][1].value)):
+        top = scoring.best(known.values(), run.objective)
+        if top is None:
+            continue
+        incumbent = scoring.score(known[out[-1][1].candidate.id], run.objective) if out else None
+        best = top if incumbent is None or scoring.takes_lead(top, incumbent, run.objective, floors) else incumbent
+        if not out or (best.candidate.id, best.fidelity, best.value) != (
+                out[-1][1].candidate.id, out[-1][1].fidelity, out[-1][1].value):
             out.append((e.time - start, best))
     return out
 
@@ -174,13 +209,18 @@ def candidate_rows(run: RunRecord, sort: str = "rank", descending: bool = False)
     position = {s.candidate.id: i for i, s in enumerate(ranked, 1)}
     scores = {s.candidate.id: s for s in ranked}
     cost = objective.costs[0] if objective and objective.costs else None
+    floors = scoring.noise_floors(run.candidates, objective) if objective else {}
+    by_id = {c.id: c for c in run.candidates}
     rows = []
     for c in run.candidates:
         s = scores.get(c.id)
+        parent = by_id.get(c.parent_ids[0]) if c.parent_ids else None
+        versus = scoring.verdict(c, parent, objective, floors) if objective and parent else None
         rows.append({"id": c.id, "parent": ", ".join(c.parent_ids), "title": c.title, "status": c.status,
                      "origin": scoring.origin(c), "rank": position.get(c.id), "score": s,
                      "value": s.value if s else None, "fidelity": s.fidelity if s else "",
-                     "feasible": s.feasible if s else None, "cost": _cost(c, cost) if cost else None})
+                     "feasible": s.feasible if s else None, "cost": _cost(c, cost) if cost else None,
+                     "versus": versus})
     keys = {"rank": lambda r: (r["rank"] is None, r["rank"] or 0, r["id"]),
             "id": lambda r: r["id"], "parent": lambda r: (r["parent"], r["id"]), "status": lambda r: (r["status"], r["id"]),
             "value": lambda r: (r["score"] is None, r["score"].quality if r["score"] else 0.0, r["id"]),

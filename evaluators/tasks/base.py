@@ -5,6 +5,11 @@ to the candidate; `heldout` and `score` run on the trusted host, so held-out tar
 cross the sandbox wall. A task whose training data is not generated (a corpus, a dataset)
 hands the sandbox only its training split: the host writes `sandbox_files(spec)` into the
 job's inputs and the runner gives them back to the task with `attach`.
+
+Held-out targets must also be out of the candidate's *reach*, not only out of its inputs
+(`evaluators.heldout`): `heldout(spec, secret)` draws them from the host's secret, or the
+task names the files they are read from in `host_only_paths(spec)` and the sandbox hides
+those. The harness checks this for every task before a held-out set leaves the host.
 """
 from __future__ import annotations
 
@@ -37,8 +42,9 @@ class Task(ABC):
         """(inputs, targets) for one training step; targets use -100 where no loss applies."""
 
     @abstractmethod
-    def heldout(self, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Host side: ({name: array} the sandbox may see, targets it must not see)."""
+    def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Host side: ({name: array} the sandbox may see, targets it must not see), drawn with the host's
+        `secret` (`evaluators.heldout.seed(secret, ...)`), so nothing inside the sandbox can regenerate them."""
 
     @abstractmethod
     def predict(self, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -67,6 +73,10 @@ class Task(ABC):
     def sandbox_files(self, spec: TaskSpec) -> dict[str, np.ndarray]:
         """Host side: training data the sandbox needs and cannot generate (never held-out targets)."""
         return {}
+
+    def host_only_paths(self, spec: TaskSpec) -> tuple[str, ...]:
+        """Host side: files or directories the held-out set is read from; every job runs with them hidden."""
+        return ()
 
     def attach(self, spec: TaskSpec, files: dict[str, np.ndarray]) -> None:
         """Sandbox side: receive what `sandbox_files` wrote; tasks that generate their data ignore it."""

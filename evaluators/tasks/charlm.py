@@ -1,28 +1,29 @@
-"""Character-level language modelling on a corpus every machine has, or on a file the user names.
+"""Character-level language modelling on a corpus the sandbox cannot read, or on a file the user names.
 
-The default corpus is text extracted deterministically from the local Python installation:
-the docstrings of the standard library's modules, classes and functions (directories walked
-in sorted order, `ast.get_docstring` in `ast.walk` order, test suites and vendored packages
-skipped), cut at `corpus_bytes` (0.8 MB). Extraction takes a couple of seconds; the result is
-cached under `~/.cache/archlab/charlm` (or the system temp directory when home is not
-writable), keyed by a hash of the recipe. Task option `corpus=PATH` uses any text file
-instead. Either way the corpus's sha256 goes into `spec.data["corpus_sha256"]`, and a corpus
-that no longer matches it is refused rather than silently trained on. Different Python
-versions give different default corpora, hence different hashes: compare numbers only
-between runs with the same hash.
+The default corpus (`corpus=synthetic`) is English-like text drawn on the host from the
+host's secret (`evaluators.tasks.textgen`): real words of the standard library's docstrings
+in a secret class-bigram language, 0.8 MB (`corpus_bytes`). It is made once per machine
+and kept in the host's secret directory (`evaluators.heldout.secrets_dir`, under the home
+directory no job can see), next to the key it comes from. Why not the docstrings
+themselves, as before: the standard library is readable inside every sandbox, so a
+candidate rebuilt the corpus and looked up each held-out continuation (0.99 accuracy with
+256 parameters); `corpus=stdlib` is refused for that reason. Task option `corpus=PATH` uses
+any text file instead; the task declares it in `host_only_paths`, so every job runs with the
+file hidden. Either way the corpus's sha256 goes into `spec.data["corpus_sha256"]`, and a
+corpus that no longer matches it is refused rather than silently trained on.
 
 Tokens are bytes (vocabulary 256), so any file works and nothing needs a tokenizer.
 
 The corpus is split in 4 KiB blocks; every tenth block is held out. Only the training
 blocks are written into a job (`sandbox_files`); the host cuts held-out windows of `seq_len`
-bytes and keeps the byte that follows each window. The sandbox returns the logits at the
-last position of each window: `[heldout_size, positions, 256]` (256 x 8 windows by default,
-2 MB), and the host scores next-byte `accuracy` (the quality metric, higher is better),
-`heldout_loss` (nats) and `bits_per_char`.
+bytes at places drawn from its secret and keeps the byte that follows each window. The
+sandbox returns the logits at the last position of each window: `[heldout_size, positions,
+256]` (256 x 8 windows by default, 2 MB), and the host scores next-byte `accuracy` (the
+quality metric, higher is better), `heldout_loss` (nats) and `bits_per_char`. The byte to
+predict is never in the window, so a model that looks ahead when scored gains nothing.
 
-What this does not hide: with the default corpus a candidate could read the standard library
-itself, as the process sandbox leaves system files readable (see `sandbox.process`); use the
-docker backend, or a corpus file outside the sandbox's view, where that matters.
+What this does not hide: a user's corpus that also exists elsewhere on a disk the process
+sandbox can read (a copy in the project, say); the docker backend sees only what it mounts.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evaluators.heldout import machine_secret, secrets_dir, seed
+from evaluators.tasks import textgen
 from wire.task import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
@@ -106,13 +109,32 @@ def stdlib_corpus(max_bytes: int = CORPUS_BYTES) -> bytes:
     return text
 
 
+def synthetic_corpus(max_bytes: int = CORPUS_BYTES) -> bytes:
+    """The default charlm corpus (`evaluators.tasks.textgen`), cached beside the host's secret (host side only)."""
+    words = textgen.vocabulary(stdlib_corpus(CORPUS_BYTES))
+    recipe = {"v": textgen.TEXTGEN_VERSION, "max_bytes": max_bytes, "words": words}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    secret = machine_secret()
+    path = secrets_dir() / f"charlm-{key}-{seed(secret, 'cache-name') % 10**8:08d}.txt"
+    if path.is_file():
+        return path.read_bytes()
+    text = textgen.generate(secret, words, max_bytes)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(text)
+    os.replace(tmp, path)
+    return text
+
+
 def read_corpus(source: str, max_bytes: int = CORPUS_BYTES) -> bytes:
-    """The corpus named by `source`: "stdlib" or a path to a text file."""
+    """The corpus named by `source`: "synthetic" (charlm's default), "stdlib" (the docstrings, which the decode
+    task's fixed model learns from) or a path to a text file."""
+    if source == "synthetic":
+        return synthetic_corpus(max_bytes)
     if source == "stdlib":
         return stdlib_corpus(max_bytes)
     path = Path(source).expanduser()
     if not path.is_file():
-        raise ValueError(f"charlm corpus {source!r} is not a readable file; name a text file or use corpus=stdlib")
+        raise ValueError(f"corpus {source!r} is not a readable file; name a text file or use the default corpus")
     return path.read_bytes()
 
 
@@ -133,7 +155,13 @@ class CharLM(Task):
         self._splits: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # corpus sha256 -> (train, held-out)
 
     def default_spec(self, **overrides) -> TaskSpec:
-        corpus = str(overrides.pop("corpus", "stdlib"))
+        corpus = str(overrides.pop("corpus", "synthetic"))
+        if corpus == "stdlib":
+            raise ValueError("charlm cannot hold out the standard library's docstrings: every sandbox can read the "
+                             "standard library, so a candidate could look the held-out text up; use the default "
+                             "corpus (synthetic) or corpus=PATH to a text file of yours")
+        if corpus != "synthetic":
+            corpus = str(Path(corpus).expanduser().resolve())   # the path the sandbox hides
         max_bytes = int(overrides.pop("corpus_bytes", CORPUS_BYTES))
         seq_len = int(overrides.pop("seq_len", 128))
         positions = int(overrides.pop("positions", 8))
@@ -189,12 +217,17 @@ class CharLM(Task):
         window = self._windows(self._data(spec)[0], spec, batch_size, generator)
         return window[:, :-1], window[:, 1:]
 
-    def heldout(self, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def host_only_paths(self, spec: TaskSpec) -> tuple[str, ...]:
+        corpus = str(spec.data["corpus"])
+        return () if corpus == "synthetic" else (corpus,)
+
+    def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
         held = self._data(spec)[1]
         if held is None:
             raise RuntimeError("held-out text is not available here (inside the sandbox); heldout() is host side")
         N, P = spec.heldout_size, int(spec.data["positions"])
-        window = self._windows(held, spec, N * P, torch.Generator().manual_seed(10_000_019 + spec.seed))
+        where = torch.Generator().manual_seed(seed(secret, self.name, spec.data["corpus_sha256"], spec.seq_len))
+        window = self._windows(held, spec, N * P, where)
         tokens = window[:, :-1].reshape(N, P, spec.seq_len)
         return {"tokens": tokens.numpy()}, window[:, -1].reshape(N, P).numpy()
 

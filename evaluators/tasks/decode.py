@@ -1,11 +1,12 @@
 """Inference techniques over a fixed trained char-LM: how much faster a decoding procedure produces the same text.
 
 The model is a small character-level transformer (`evaluators.decoding.CharTransformer`,
-interface in that module's docstring), trained once per machine on the `charlm` corpus's
-training split and cached on disk under `~/.cache/archlab/decode` (key: the recipe's hash;
-the weights' sha256 is checked on load, and a missing or mismatched entry is retrained,
-about a minute on two cores). The prompts are a fixed, seeded set of `prompt_len`-byte
-windows of the corpus's held-out split.
+interface in that module's docstring), trained once per machine on the training split of
+the standard library's docstrings (`charlm`'s `corpus=stdlib`) and cached on disk under
+`~/.cache/archlab/decode` (key: the recipe's hash; the weights' sha256 is checked on load,
+and a missing or mismatched entry is retrained, a few minutes on two cores). The prompts are
+`prompt_len`-byte windows of the corpus's held-out split, at places drawn from the host's
+secret (`evaluators.heldout`): the text is public, which windows are timed is not.
 
 Candidate contract: a module with a top-level
 
@@ -14,33 +15,39 @@ Candidate contract: a module with a top-level
 `prompt_ids` is a 1-D `torch.long` tensor [P] of byte values; the result must be a 1-D
 `torch.long` tensor of exactly `max_new_tokens` ids in [0, 256): the continuation only, not
 the prompt. `model` must not be changed (its weights are hashed before and after; work on a
-copy, e.g. `torch.ao.quantization.quantize_dynamic(model, inplace=False)`). Any state kept
-between calls must not depend on the prompts (a cache of outputs is not a technique).
+copy, e.g. `torch.ao.quantization.quantize_dynamic(model, inplace=False)`). State kept
+between calls lives as long as one pass's process: each pass starts a fresh one.
 
-Scoring, in the sandbox (`evaluators.decoding_job`): the two references are timed first,
-before the candidate is imported — greedy decoding without a cache and greedy decoding with
-a KV cache — then the candidate, each over `prompts` prompts per pass with the `bench`
-method (a warm-up pass, then repeats until the median's 95% interval is within 5%). Every
-pass decodes fresh prompts, and every id the candidate produced in any pass comes back.
-On the host (`judge`): the ids are compared with the cached-greedy reference the host
-computed itself (it never enters the sandbox), giving `exact_match` (per token),
-`sequence_match` (per prompt) and `mismatch_rate` (1 - exact_match); the model's
-log-likelihood of the produced text (`loglik_per_token`, nats, next to the reference's);
-and the quality metric `speedup` = median seconds per pass of cached greedy / the
-candidate's, with `speedup_ci_low/high` from the medians' intervals, `speedup_nocache`
-against the no-cache reference, `tokens_per_second` and `latency_ms_per_token`.
+Scoring, in the sandbox (`evaluators.decoding_job`): every pass runs each procedure in a
+fresh process that is handed that pass's prompts one at a time, only once its clock runs,
+and keeps nothing after it (the candidate's is confined with Landlock, so it can read neither
+the job's inputs nor the job directory); the candidate and greedy decoding with a KV cache
+(the reference) alternate pass by pass on the same `prompts` prompts, under the same thread
+allowance, timed by a process no candidate code runs in; greedy decoding without a cache is
+timed on the first passes too. On the host
+(`judge`): the ids are compared with the cached-greedy reference the host computed itself (it
+never enters the sandbox), giving `exact_match` (per token), `sequence_match` (per prompt) and
+`mismatch_rate` (1 - exact_match); the model's log-likelihood of the produced text
+(`loglik_per_token`, nats, next to the reference's); and, from the per-pass seconds
+(`timings.npy`), the quality metric `speedup`: the median over passes of cached seconds /
+candidate seconds, with `speedup_ci_low/high` its paired signed-rank ~95% interval
+(`evaluators.decoding.paired_ratio`), `passes`, `speedup_nocache` and `cached_over_nocache` on
+the passes the no-cache reference ran, `tokens_per_second` and `latency_ms_per_token`.
 
 A candidate whose `mismatch_rate` is over `match_tolerance` (task option, default 0:
 identical output) is "different", not faster: the run's default objective limits
 `mismatch_rate` to it, so such a candidate is infeasible and ranks below every feasible one.
 The `check` fidelity decodes `check_new_tokens` tokens of two prompts and holds the output to
-the contract; `short` and `full` time `prompts` and `full_prompts` prompts per pass.
+the contract; `short` and `full` time `prompts` and `full_prompts` prompts per pass, for at
+most `max_repeats` passes (at least 8 where there are that many).
 
 Refused with an actionable message (status `invalid`): a wrong length, dtype or range; a
-model whose weights changed; a replaced timer (`time.perf_counter` and friends are bound
-before the candidate is imported, and checked after); timings that claim more seconds than
-the host measured for the whole job; a weights file changed on disk. Loops and unbounded
-allocation end as `timeout` and `oom` like any other job.
+model whose weights changed; a replaced timer (a candidate's process cannot reach the clock
+that times it, but replacing `time.perf_counter` and friends is refused all the same);
+timings that claim more seconds than the host measured for the whole job, or that are not
+positive; a weights file changed on disk. Loops and unbounded allocation end as `timeout`
+and `oom` like any other job; a kernel without Landlock refuses timed jobs
+(`sandbox_error`).
 """
 from __future__ import annotations
 
@@ -51,14 +58,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluators import decoding
+from evaluators import decoding, heldout
 from evaluators.tasks.base import Task
 from evaluators.tasks.charlm import CORPUS_BYTES, read_corpus, split_blocks
 from wire.jobs import EvalJob, EvalResult
 from wire.task import Budget, TaskSpec
 
 DECODED_MAX_BYTES = 16 * 1024 * 1024
-PROCEDURES = ("nocache", "cached", "candidate")     # the runner's timing metrics are prefixed with these
+PROCEDURES = ("candidate", "cached", "nocache")     # the rows of the sandbox's timings.npy (evaluators.decoding_job)
 MODEL_KEYS = ("d_model", "n_layers", "n_heads", "exit_layer", "max_len", "steps", "batch_size", "train_len", "lr",
               "seed")
 
@@ -71,7 +78,7 @@ class Decode(Task):
     def __init__(self):
         self._weights: dict[str, np.ndarray] = {}       # weights sha256 -> flat weights
         self._models: dict[str, decoding.CharTransformer] = {}
-        self._references: dict[tuple, np.ndarray] = {}  # (weights sha, fidelity, rows, new tokens) -> ids
+        self._references: dict[tuple, np.ndarray] = {}  # (weights sha, fidelity, rows, tokens, seed, secret) -> ids
 
     # --- the spec ----------------------------------------------------------------------
     def default_spec(self, **overrides) -> TaskSpec:
@@ -125,8 +132,9 @@ class Decode(Task):
         return int(spec.data["check_new_tokens" if fidelity in ("check", "proxy") else "max_new_tokens"])
 
     def passes(self, spec: TaskSpec, fidelity: str) -> int:
-        """Prompt sets a job may decode: one for a check; the warm-up plus `max_repeats` for a timed fidelity."""
-        return 1 if fidelity in ("check", "proxy") else 1 + int(spec.data["max_repeats"])
+        """Prompt sets a job may decode: one for a check; `max_repeats` timed passes for a timed fidelity (the
+        warm-up decodes a fixed public text, never one of these)."""
+        return 1 if fidelity in ("check", "proxy") else int(spec.data["max_repeats"])
 
     # --- the model, both sides ----------------------------------------------------------
     def flat_weights(self, spec: TaskSpec) -> np.ndarray:
@@ -157,8 +165,9 @@ class Decode(Task):
             self._weights[str(spec.data["weights_sha256"])] = files["weights"].astype(np.float32)
 
     # --- prompts and references (host) ----------------------------------------------------
-    def prompts(self, spec: TaskSpec, fidelity: str) -> np.ndarray:
-        """int64 [passes x prompts, prompt_len]: seeded windows of the held-out text; fidelities draw apart."""
+    def prompts(self, spec: TaskSpec, fidelity: str, secret: bytes | None = None) -> np.ndarray:
+        """int64 [passes x prompts, prompt_len]: windows of the held-out text at places drawn from the host's `secret`
+        (default: this machine's, `evaluators.heldout.machine_secret`); fidelities draw apart."""
         sha = str(spec.data["corpus_sha256"])
         held = getattr(self, "_held", {}).get(sha)
         if held is None:
@@ -167,15 +176,18 @@ class Decode(Task):
             self._held = {**getattr(self, "_held", {}), sha: held}
         rows = self.passes(spec, fidelity) * self.prompt_count(spec, fidelity)
         P = int(spec.data["prompt_len"])
-        salt = {"check": 1, "proxy": 1, "short": 2, "full": 3, "bench": 4}.get(fidelity, 5)
-        generator = torch.Generator().manual_seed(20_000_003 + 97 * spec.seed + salt)
+        salt = "check" if fidelity in ("check", "proxy") else fidelity
+        secret = heldout.machine_secret() if secret is None else secret
+        generator = torch.Generator().manual_seed(heldout.seed(secret, self.name, sha, spec.seed, salt))
         start = torch.randint(0, len(held) - P, (rows,), generator=generator)
         return torch.from_numpy(held.astype(np.int64))[start.unsqueeze(1) + torch.arange(P)].numpy()
 
-    def references(self, spec: TaskSpec, fidelity: str) -> np.ndarray:
+    def references(self, spec: TaskSpec, fidelity: str, secret: bytes | None = None) -> np.ndarray:
         """int64 [rows, new tokens]: cached greedy decoding of every prompt, computed here on the host."""
-        prompts, n = self.prompts(spec, fidelity), self.new_tokens(spec, fidelity)
-        key = (str(spec.data["weights_sha256"]), fidelity, len(prompts), n, spec.seed)
+        secret = heldout.machine_secret() if secret is None else secret
+        prompts, n = self.prompts(spec, fidelity, secret), self.new_tokens(spec, fidelity)
+        key = (str(spec.data["weights_sha256"]), fidelity, len(prompts), n, spec.seed,
+               hashlib.sha256(secret).hexdigest())
         if key not in self._references:
             model = self.model(spec)
             with one_thread():
@@ -184,11 +196,13 @@ class Decode(Task):
         return self._references[key]
 
     # --- the harness hooks: lay out the job, then judge what came back ---------------------
-    def prepare(self, job: EvalJob, jobdir: Path) -> dict:
-        """Write the prompts into the job's inputs; return what the host keeps back (the references)."""
-        np.save(jobdir / "inputs" / "prompts.npy", self.prompts(job.task, job.fidelity), allow_pickle=False)
+    def prepare(self, job: EvalJob, jobdir: Path, secret: bytes | None = None) -> dict:
+        """Write the prompts into the job's inputs; return what the host keeps back (the references, the prompts).
+        `secret`: the host's (default: this machine's)."""
+        prompts = self.prompts(job.task, job.fidelity, secret)
+        np.save(jobdir / "inputs" / "prompts.npy", prompts, allow_pickle=False)
         weights = jobdir / "inputs" / "train_weights.npy"
-        return {"references": self.references(job.task, job.fidelity),
+        return {"references": self.references(job.task, job.fidelity, secret), "prompts": prompts,
                 "weights_sha256": decoding.array_digest(np.load(weights, allow_pickle=False))}
 
     def judge(self, job: EvalJob, result: EvalResult, jobdir: Path, kept: dict, wall: float) -> EvalResult:
@@ -210,14 +224,15 @@ class Decode(Task):
         if problem is None and (len(decoded) == 0 or len(decoded) % n_prompts or len(decoded) > len(references)):
             problem = (f"decoded.npy has {len(decoded)} rows; expected whole passes of {n_prompts} prompts, at most "
                        f"{len(references)}")
-        metrics = dict(result.metrics)
+        timings = None
         if problem is None and fidelity not in ("check", "proxy"):
-            problem = _timing_problem(metrics, len(decoded) // n_prompts, wall)
+            timings, problem = _load_timings(jobdir / "out" / "timings.npy", len(decoded) // n_prompts, wall)
         if problem is not None:
             return result.model_copy(update={"status": "invalid", "message": problem})
-        metrics.update(self.score(spec, decoded, references[:len(decoded)], self.prompts(spec, fidelity)))
-        if fidelity not in ("check", "proxy"):
-            metrics.update(speed_metrics(metrics, n_prompts * references.shape[1]))
+        metrics = {k: v for k, v in result.metrics.items() if k in ("decoded_rows", "passes")}   # the rest is ours
+        metrics.update(self.score(spec, decoded, references[:len(decoded)], kept["prompts"]))
+        if timings is not None:
+            metrics.update(speed_metrics(timings, n_prompts * references.shape[1]))
         return result.model_copy(update={"metrics": metrics})
 
     def score(self, spec: TaskSpec, predictions: np.ndarray, targets: np.ndarray,
@@ -240,13 +255,13 @@ class Decode(Task):
 
     # --- the parts of the Task interface a decoding task has no use for --------------------
     def example_input(self, spec: TaskSpec, batch_size: int, seed: int) -> torch.Tensor:
-        return torch.from_numpy(self.prompts(spec, "check")[:batch_size])
+        return torch.from_numpy(self.prompts(spec, "check", b"a public example")[:batch_size])
 
     def train_batch(self, spec: TaskSpec, generator: torch.Generator, batch_size: int):
         raise NotImplementedError("the decode task trains no candidate: its model is fixed")
 
-    def heldout(self, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        return {"prompts": self.prompts(spec, "short")}, self.references(spec, "short")
+    def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return {"prompts": self.prompts(spec, "short", secret)}, self.references(spec, "short", secret)
 
     def predict(self, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError("decode candidates are procedures, run by evaluators.decoding_job")
@@ -306,27 +321,46 @@ def _load_decoded(path: Path, new_tokens: int) -> tuple[np.ndarray, str | None]:
     return decoded, None
 
 
-def _timing_problem(metrics: dict[str, float], passes: int, wall: float) -> str | None:
-    """Why the reported timings cannot be believed, or None."""
-    missing = [f"{p}_median" for p in PROCEDURES if f"{p}_median" not in metrics]
-    if missing:
-        return f"the runner reported no timing for {', '.join(missing)}"
-    if int(metrics["candidate_repeats"]) + 1 != passes:
-        return (f"the candidate was timed over {int(metrics['candidate_repeats'])} passes plus a warm-up, but "
-                f"{passes} passes of ids came back; every timed pass must return its ids")
-    claimed = sum(metrics[f"{p}_total"] for p in PROCEDURES)
-    if claimed > wall + 1.0:
-        return (f"the timings claim {claimed:.1f} s of decoding inside a job the host measured at {wall:.1f} s: "
-                "the timer was tampered with; do not patch time functions or the runner")
-    if any(metrics[f"{p}_median"] <= 0 for p in PROCEDURES):
-        return "a reported median time is not positive: the timer was tampered with"
+def _load_timings(path: Path, passes: int, wall: float) -> tuple[np.ndarray | None, str | None]:
+    """The sandbox's per-pass seconds as float64 [3, passes] (rows `PROCEDURES`), or why they cannot be believed."""
+    if not path.is_file() or path.stat().st_size > 1_000_000:
+        return None, "the job finished without a readable timings.npy (per-pass seconds of every procedure)"
+    try:
+        timings = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        return None, f"timings.npy could not be read as a plain array: {exc}"
+    if timings.dtype != np.float64 or timings.shape != (len(PROCEDURES), passes):
+        return None, (f"timings.npy is {timings.dtype} {timings.shape}; expected float64 [{len(PROCEDURES)}, "
+                      f"{passes}]: one time per procedure for every pass whose ids came back")
+    return timings, _timing_problem(timings, wall)
+
+
+def _timing_problem(timings: np.ndarray, wall: float) -> str | None:
+    """Why per-pass seconds [candidate, cached, nocache] x passes cannot be believed, or None. NaN marks a no-cache
+    pass that was not run; the candidate and the cached reference have a time for every pass."""
+    timed = timings[~np.isnan(timings)]
+    if np.isnan(timings[:2]).any() or not np.isfinite(timed).all():
+        return "timings.npy lacks a time for a pass of the candidate or the cached reference"
+    if (timed <= 0).any():
+        return "a reported pass time is not positive: the timer was tampered with"
+    if float(timed.sum()) > wall + 1.0:
+        return (f"the timings claim {float(timed.sum()):.1f} s of decoding inside a job the host measured at "
+                f"{wall:.1f} s: the timer was tampered with; do not patch time functions or the runner")
     return None
 
 
-def speed_metrics(metrics: dict[str, float], tokens_per_pass: int) -> dict[str, float]:
-    """Speed-up against both references (with the interval from the medians' intervals), tokens/s, ms/token."""
-    cand, cached, nocache = (metrics[f"{p}_median"] for p in ("candidate", "cached", "nocache"))
-    return {"speedup": cached / cand, "speedup_ci_low": metrics["cached_ci_low"] / metrics["candidate_ci_high"],
-            "speedup_ci_high": metrics["cached_ci_high"] / metrics["candidate_ci_low"],
-            "speedup_nocache": nocache / cand, "cached_over_nocache": nocache / cached,
-            "tokens_per_second": tokens_per_pass / cand, "latency_ms_per_token": 1000.0 * cand / tokens_per_pass}
+def speed_metrics(timings: np.ndarray, tokens_per_pass: int) -> dict[str, float]:
+    """Paired speed-up against the cached reference (median of per-pass ratios, signed-rank interval), against the
+    no-cache reference on the passes it ran, seconds per pass, tokens/s and ms/token."""
+    candidate, cached, nocache = (timings[i] for i in range(len(PROCEDURES)))
+    speedup, low, high = decoding.paired_ratio(list(cached), list(candidate))
+    median = float(np.median(candidate))
+    metrics = {"speedup": speedup, "speedup_ci_low": low, "speedup_ci_high": high, "passes": float(len(candidate)),
+               "candidate_median": median, "cached_median": float(np.median(cached)),
+               "tokens_per_second": tokens_per_pass / median, "latency_ms_per_token": 1000.0 * median / tokens_per_pass}
+    ran = ~np.isnan(nocache)
+    if ran.any():
+        metrics.update(speedup_nocache=decoding.paired_ratio(list(nocache[ran]), list(candidate[ran]))[0],
+                       cached_over_nocache=decoding.paired_ratio(list(nocache[ran]), list(cached[ran]))[0],
+                       nocache_median=float(np.median(nocache[ran])))
+    return metrics

@@ -10,12 +10,19 @@ held-out images go in as inputs and their labels stay on the host, which scores 
 (higher is better) and `heldout_loss` from the returned logits. Inside the sandbox the task
 never imports scikit-learn: it trains on the arrays the host wrote.
 
-What this does not hide: the dataset ships with scikit-learn, so a candidate in the process
-sandbox could load it (labels included) by itself; the docker backend can keep it out of view.
+The dataset ships with scikit-learn, labels included, so the task declares scikit-learn's
+data directory in `host_only_paths`: every job runs with it hidden (`Limits.hidden_paths`),
+and a candidate that calls `load_digits` or opens the file finds nothing.
+
+What this does not hide: another copy of the same public data that the process sandbox can
+read elsewhere on the machine (a scikit-learn wheel in a local package cache, another
+environment); the docker backend sees only the interpreter and environment it mounts.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +44,14 @@ def load_split(split_seed: int, heldout_size: int) -> dict[str, np.ndarray]:
     held, train = order[:heldout_size], order[heldout_size:]
     return {"train_images": images[train], "train_labels": labels[train],
             "heldout_images": images[held], "heldout_labels": labels[held]}
+
+
+def sklearn_data_dir() -> str:
+    """scikit-learn's bundled data sets (digits.csv.gz among them), found without importing scikit-learn."""
+    found = importlib.util.find_spec("sklearn")
+    if found is None or not found.submodule_search_locations:
+        raise ValueError("the digits task needs scikit-learn on the host: pip install scikit-learn")
+    return str(Path(list(found.submodule_search_locations)[0]).resolve() / "datasets" / "data")
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -103,7 +118,10 @@ class Digits(Task):
         index = torch.randint(0, len(data["train_labels"]), (batch_size,), generator=generator)
         return torch.from_numpy(data["train_images"])[index], torch.from_numpy(data["train_labels"])[index]
 
-    def heldout(self, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def host_only_paths(self, spec: TaskSpec) -> tuple[str, ...]:
+        return (sklearn_data_dir(),)
+
+    def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
         data = self._data(spec)
         if "heldout_labels" not in data:
             raise RuntimeError("held-out labels are not available here (inside the sandbox); heldout() is host side")

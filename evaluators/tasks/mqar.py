@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from evaluators.heldout import seed as heldout_seed
 from wire.task import Budget, TaskSpec
 from evaluators.tasks.base import Task
 
@@ -103,9 +104,9 @@ class MQAR(Task):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
                                ignore_index=IGNORE)
 
-    def heldout(self, spec: TaskSpec) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        # a seed the training stream never uses: training draws from spec.seed + job seed
-        generator = torch.Generator().manual_seed(10_000_019 + spec.seed)
+    def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        generator = torch.Generator().manual_seed(heldout_seed(secret, self.name, spec.seed, spec.seq_len,
+                                                               spec.vocab_size, sorted(spec.data.items())))
         tokens, targets = self._generate(spec, spec.heldout_size, generator)
         query = targets != IGNORE
         blanked = tokens.clone()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import docker
 import pytest
@@ -59,6 +60,7 @@ def test_containers_are_labelled_isolated_and_removed(box, tiny_spec, tmp_path):
     assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     assert attrs["Config"]["User"] == "65534:65534" and "no-new-privileges" in host["SecurityOpt"]
     assert host["Memory"] == host["MemorySwap"] == 1024 * 1024 * 1024 and host["PidsLimit"] == 256
+    assert host["NanoCpus"] == 1_000_000_000                      # cpus=1 is a quota, not a request
     assert not any(k.startswith(("OPENAI", "AWS", "GITHUB")) for k in attrs["Config"]["Env"])
     assert not ours(box.client)
 
@@ -220,6 +222,7 @@ def test_a_warm_worker_is_isolated_like_a_cold_container_and_removed(box, tiny_s
         assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
         assert attrs["Config"]["User"] == "65534:65534" and "no-new-privileges" in host["SecurityOpt"]
         assert host["Memory"] == host["MemorySwap"] == 1024 * 1024 * 1024 and host["PidsLimit"] == 256
+        assert host["NanoCpus"] == 1_000_000_000
         writable = sorted(m["Destination"] for m in attrs["Mounts"] if m["RW"])
         assert writable == ["/job/out"], attrs["Mounts"]
         result = evaluate(warm, job(tiny_spec, "warm-1"), tmp_path / "w")
@@ -245,3 +248,26 @@ def test_a_warm_gpu_worker_without_the_nvidia_runtime_is_a_sandbox_error(box, ti
     assert result.status == "sandbox_error" and "NVIDIA container toolkit" in result.message, result.message
     assert events and set(events) == {"worker_replaced"}
     assert not ours(box.client)
+
+
+def test_hidden_paths_are_covered_where_a_mount_brings_them_in(tmp_path):
+    # what the containers get for hidden paths, without an engine: covers only under mounted trees, at the
+    # container's path for them, a read-only tmpfs over a directory and an empty read-only file over a file
+    from sandbox.docker_backend import hidden_mounts
+    tree = tmp_path / "venv"
+    (tree / "data").mkdir(parents=True)
+    (tree / "data" / "corpus.txt").write_text("secret")
+    (tree / "answers.txt").write_text("secret")
+    (tree / "link.txt").symlink_to(tree / "answers.txt")
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("secret")
+    mounts = [Mount("/opt/venv", str(tree), type="bind", read_only=True),
+              Mount("/job/out", str(tmp_path / "out"), type="bind", read_only=False)]
+    hidden = [tree / "data", tree / "data" / "corpus.txt", tree / "link.txt", outside, tmp_path / "missing"]
+    covers = {m["Target"]: m for m in hidden_mounts([str(p) for p in hidden], mounts)}
+    # the link is covered where it leads; the file inside the covered directory is gone with it
+    assert set(covers) == {"/opt/venv/data", "/opt/venv/answers.txt"}
+    assert covers["/opt/venv/data"]["Type"] == "tmpfs" and covers["/opt/venv/data"]["ReadOnly"] is True
+    empty = covers["/opt/venv/answers.txt"]
+    assert empty["Type"] == "bind" and empty["ReadOnly"] is True
+    assert Path(empty["Source"]).read_bytes() == b""
