@@ -38,7 +38,7 @@ the run's best (`archlab runs` / `show`), what the agents are shown (`agents.llm
   scored at the same rung that it does not beat beyond the noise are reported as tied with it.
 - **Against random** (`over_random`): a candidate against the run's random references at its
   quality fidelity (the "better than random" yardstick; references are its sample, not its
-  subjects).
+  subjects): its distance from their mean, and how many of them it is better than by `verdict`.
 
 What it does not do: load records (callers pass the list they read once), fit the cheap
 score of the proxy rung (`agents.screening`), or keep the Pareto front (`agents.objective`).
@@ -200,12 +200,16 @@ def over_random(candidate: Candidate, candidates: Iterable[Candidate], objective
     fidelity = quality_fidelity(candidate)
     if fidelity is None:
         return None
-    pool = [v for c in candidates if c.status == "reference" and c.id != candidate.id
-            and (v := c.metric(objective.metric, fidelity)) is not None]
+    candidates = list(candidates)
+    measured = {c.id: v for c in candidates if c.status == "reference" and c.id != candidate.id
+                and (v := c.metric(objective.metric, fidelity)) is not None}
+    references, pool = [c for c in candidates if c.id in measured], list(measured.values())
     value = candidate.metric(objective.metric, fidelity)
     if value is None or not pool:
         return None
-    return seeds.over_random(value, pool, fidelity, objective.higher_is_better)
+    floors = noise_floors(candidates + [candidate], objective)
+    better = [r.id for r in references if (v := verdict(candidate, r, objective, floors)) is not None and v.better]
+    return {**seeds.over_random(value, pool, fidelity, objective.higher_is_better), "better_than": len(better)}
 
 
 # --- the noise floor, verdicts and the run's standing ---------------------------------------------------------

@@ -6,14 +6,16 @@ pass's prompts to short-lived pass processes and times them from outside. (What 
 asked for, in one line: a candidate sees a pass's inputs only when that pass starts, keeps
 nothing from one pass to the next, and is timed paired with the reference.)
 
-1. The parent checks the weights file against the spec's digest, reads the candidate's
-   source text and the header of `inputs/prompts.npy` (`passes x prompts` rows); it reads pass
-   k's rows (exactly those bytes) only when pass k starts.
+1. The parent checks the weights file against the spec's digest and reads the header of
+   `inputs/prompts.npy` (`passes x prompts` rows); it reads pass k's rows (exactly those
+   bytes) only when pass k starts.
 2. It starts a *zygote*: a fresh interpreter that builds the model on the CPU, on one thread,
-   and from then on only forks pass processes when asked. It never holds a prompt, never runs
-   candidate code, never starts an OpenMP team (GNU OpenMP does not survive a fork: a child
-   of a process that ran a parallel region hangs in its first one) and never touches CUDA
-   (which does not survive a fork either), so every pass process starts clean, on CPU or GPU.
+   reads the candidate's source text (not a secret), takes the runner's `sys.argv` (what a
+   candidate sees), and from then on only forks pass processes when asked. It never holds a
+   prompt, never runs candidate code, never starts an OpenMP team (GNU OpenMP does not survive
+   a fork: a child of a process that ran a parallel region hangs in its first one) and never
+   touches CUDA (which does not survive a fork either), so every pass process starts clean,
+   on CPU or GPU.
 3. Every procedure of every pass runs in its own pass process: the candidate; greedy decoding
    with a KV cache (`cached`, the reference the speed-up is measured against); and, on the
    first `NOCACHE_PASSES` passes, greedy decoding without a cache (`nocache`, for context).
@@ -115,13 +117,13 @@ class _Job:
     """What the zygote and every pass process of one job need (sent to the zygote as JSON)."""
     recipe: dict
     weights_path: str
-    source: str
-    source_path: str
+    source_path: str        # the zygote reads it (it is the candidate's own); pass processes exec what it read
     prompt_len: int
     new_tokens: int
     threads: int
     device: str
     confine: bool
+    argv: list             # the runner's: what a candidate sees as sys.argv, in every backend
 
 
 def run(spec: TaskSpec, weights: np.ndarray | None, fidelity: str, inputs: Path, out: Path,
@@ -141,10 +143,9 @@ def run(spec: TaskSpec, weights: np.ndarray | None, fidelity: str, inputs: Path,
                           "LSMs), which the decode task needs to keep later passes' prompts out of a candidate's "
                           "reach; run timed decode jobs on a machine whose kernel has it")
     job = _Job(recipe={k: spec.data[f"model_{k}"] for k in ("d_model", "n_layers", "n_heads", "max_len", "exit_layer")},
-               weights_path=str(inputs / "train_weights.npy"), source=(inputs / "candidate.py").read_text(),
-               source_path=str(inputs / "candidate.py"), prompt_len=prompts.length,
-               new_tokens=int(spec.data["max_new_tokens" if timed else "check_new_tokens"]), threads=threads,
-               device=str(device), confine=confine)
+               weights_path=str(inputs / "train_weights.npy"), source_path=str(inputs / "candidate.py"),
+               prompt_len=prompts.length, new_tokens=int(spec.data["max_new_tokens" if timed else "check_new_tokens"]),
+               threads=threads, device=str(device), confine=confine, argv=list(sys.argv))
     zygote = _Zygote(job)
     try:
         if not timed:
@@ -318,6 +319,8 @@ def _zygote(argv: list[str]) -> int:
     ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)    # orphans of pass processes become ours to kill
     job = _Job(**json.loads(argv[0]))
     control = socket.socket(fileno=int(argv[1]))
+    sys.argv = list(job.argv)
+    source = Path(job.source_path).read_text()
     weights = np.load(job.weights_path, allow_pickle=False)
     model = decoding.load_flat(decoding.model_from_recipe(job.recipe), weights).eval().requires_grad_(False)
     digest = _weights_digest(model)
@@ -342,7 +345,7 @@ def _zygote(argv: list[str]) -> int:
                 code = 1
                 try:
                     control.close()
-                    code = _serve(socket.socket(fileno=fds[0]), job, model, digest, procedure, scratch)
+                    code = _serve(socket.socket(fileno=fds[0]), job, source, model, digest, procedure, scratch)
                 finally:
                     _flush()
                     os._exit(code)
@@ -353,7 +356,7 @@ def _zygote(argv: list[str]) -> int:
             pid = int(request["pid"])
             code, killed = None, False
             if pid in scratches:
-                killed = _running(pid)
+                killed = _running(pid, grace=1.0)          # it exits on its own once done (or once it died)
                 os.kill(pid, signal.SIGKILL)
                 code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
                 scratch = scratches.pop(pid)
@@ -364,12 +367,18 @@ def _zygote(argv: list[str]) -> int:
         control.send(json.dumps(reply).encode())
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` (a child) has not exited yet, without reaping it."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
-    except ChildProcessError:
-        return False
+def _running(pid: int, grace: float) -> bool:
+    """Whether `pid` (a child) still runs after `grace` seconds, without reaping it."""
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return False
+        except ChildProcessError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.005)
 
 
 def _sweep() -> None:
@@ -434,7 +443,7 @@ def _exactly(sock: socket.socket, n: int) -> bytes:
 
 
 # --- the child's side ---------------------------------------------------------------------------------
-def _serve(sock: socket.socket, job: _Job, model: torch.nn.Module, digest: str, procedure: str,
+def _serve(sock: socket.socket, job: _Job, source: str, model: torch.nn.Module, digest: str, procedure: str,
            scratch: Path | None) -> int:
     """One pass in this process: prepare when told, decode the prompts it is sent, report; the exit code."""
     try:
@@ -447,7 +456,7 @@ def _serve(sock: socket.socket, job: _Job, model: torch.nn.Module, digest: str, 
             os.chdir(scratch)
             os.environ.update(HOME=str(scratch), TMPDIR=str(scratch))
             tempfile.tempdir = None
-            generate = _load_generate(job.source, job.source_path)
+            generate = _load_generate(source, job.source_path)
         else:
             generate = REFERENCES[procedure]
         warmup = torch.tensor(list((WARMUP_TEXT * 8)[:job.prompt_len]), dtype=torch.long, device=model_device(model))

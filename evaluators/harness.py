@@ -100,6 +100,7 @@ def _score(task, job: EvalJob, result: EvalResult, path: Path, targets: np.ndarr
         elif not np.isfinite(predictions).all():
             problem = "the trained model produced NaN or inf outputs on held-out inputs; stabilise training"
     if problem is not None:
-        return result.model_copy(update={"status": "invalid", "message": problem})
+        return result.model_copy(update={"status": "invalid", "message": f"{problem} (rule: the sandbox returns "
+                                         "plain finite predictions of the task's shape, and the host scores them)"})
     metrics = {**result.metrics, **task.score(instance, predictions.astype(np.float64), targets)}   # the host's win
     return result.model_copy(update={"metrics": metrics})

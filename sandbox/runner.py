@@ -7,10 +7,11 @@ runs `check` first; then `check` and `proxy` add the functional hash (`evaluator
 (`evaluators.bench`), and `short`/`full` train. It writes `OUT_DIR/report.json` (status,
 metrics, message, environment, functional hash) and, for training fidelities,
 `OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). A `decoding` task's job
-is a procedure around a fixed model instead (`evaluators.decoding_job`: references timed
-before the candidate is imported, ids to `OUT_DIR/decoded.npy`). Nothing it writes is
-trusted: the host validates the report's schema and ranges and computes quality metrics
-from the predictions itself.
+is a procedure around a fixed model instead (`evaluators.decoding_job`: every pass of the
+candidate and of its reference in fresh confined processes, one prompt at a time, timed in
+pairs; ids to `OUT_DIR/decoded.npy`); the runner's own process never runs candidate code
+there. Nothing it writes is trusted: the host validates the report's schema and ranges and
+computes quality metrics from the predictions itself.
 
 Warm mode, `python -m sandbox.runner --warm SLOT_JOB OUT GO READY [--cuda]`, is a one-shot
 worker started before its job exists (the protocol is in `sandbox.handoff`). It forks at once:

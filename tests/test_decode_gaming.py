@@ -50,6 +50,7 @@ def test_decode_gaming_case_is_stopped_by_its_rule(case, spec, honest, process_s
         assert result.metrics["mismatch_rate"] > 0
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")    # its sweep of live objects touches torch's deprecated names
 def test_the_warmup_cache_does_win_where_nothing_stops_it(spec, honest, tmp_path):
     """The warm-up exploit is real: run in one process that sees every pass's prompts, as the harness used to run it,
     it answers every timed prompt from its cache, far faster than greedy decoding."""
@@ -76,3 +77,41 @@ def test_the_warmup_cache_does_win_where_nothing_stops_it(spec, honest, tmp_path
     assert all(torch.equal(a, b) for a, b in zip(cached, honest_ids))
     assert cheat < work / 20, (cheat, work)
     assert np.isfinite(work)
+
+
+@pytest.mark.skipif(not landlock.available(), reason="this kernel has no Landlock")
+def test_landlock_keeps_a_confined_process_to_its_rules(tmp_path):
+    """What a candidate's pass process gets: its rules' paths, nothing else, by any route."""
+    import os
+
+    allowed, secret, scratch = (tmp_path / name for name in ("allowed", "secret", "scratch"))
+    for folder in (allowed, secret, scratch):
+        folder.mkdir()
+    (allowed / "a.txt").write_text("public")
+    (secret / "prompts.npy").write_text("later passes")
+    (scratch / "link").symlink_to(secret / "prompts.npy")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                                   # the confined child reports what it could do
+        outcome = []
+        try:
+            landlock.restrict([(allowed, landlock.READ), (scratch, landlock.EVERYTHING)])
+            for path in (allowed / "a.txt", secret / "prompts.npy", scratch / "link",
+                         f"/proc/{os.getppid()}/root{secret}/prompts.npy", f"/proc/{os.getppid()}/environ"):
+                try:
+                    open(path).read()
+                    outcome.append("read")
+                except OSError:
+                    outcome.append("denied")
+            for path in (scratch / "new.txt", allowed / "new.txt"):
+                try:
+                    open(path, "w").write("x")
+                    outcome.append("wrote")
+                except OSError:
+                    outcome.append("denied")
+        finally:
+            os.write(write, " ".join(outcome).encode())
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1000).decode().split() == ["read", "denied", "denied", "denied", "denied", "wrote", "denied"]

@@ -1,7 +1,9 @@
 """The evaluator-gaming conformance suite: every gaming case, on every task it applies to, on both backends.
 
 Beside the hostile suite (`tests/test_sandbox_conformance.py`, which attacks the host), these
-candidates attack the score (`tests/gaming_cases.py`, decode's in `tests/gaming_decode_cases.py`).
+candidates attack the score (`tests/gaming_cases.py`; the decode task's procedures, which are
+timed rather than scored on predictions, have their own cases in `tests/gaming_decode_cases.py`,
+run on both backends by `tests/test_decode_gaming.py`).
 Each runs as a real job through the harness in a warm sandbox of each backend (in docker, the
 rules the backend itself enforces on every task, the host's rules on MQAR: `_runs_on`) and
 is held to the rule that must stop it:

@@ -214,6 +214,16 @@ def test_the_analyst_model_is_shown_the_verdict_and_its_measured_text_carries_it
     assert "Measured:" in text and "not distinguishable" in text.split("Measured:")[1]
 
 
+def test_better_than_random_counts_only_the_references_beaten_beyond_the_floor():
+    from agents.nodes.analyze import random_sentence
+    references = [child(cid, accuracy).model_copy(update={"status": "reference", "parent_ids": []})
+                  for cid, accuracy in (("r-01", 0.505), ("r-02", 0.400))]
+    pool = population(0.512) + references
+    over = scoring.over_random(pool[3], pool, ACCURACY)
+    assert over["pool"] == 2 and over["beats"] == 1.0 and over["better_than"] == 1     # above both, beyond one
+    assert "better than 1 of them beyond the noise" in random_sentence(over)
+
+
 # --- the run's best --------------------------------------------------------------------------------------------
 def test_the_best_changes_only_on_a_lead_beyond_the_floor():
     pool = population(0.512) + [child("c002", 0.530), child("c003", 0.545)]

@@ -44,7 +44,8 @@ def test_before_full_review_waits_is_approved_from_the_cli_and_goes_on(tmp_path)
     # the same recorded run replays, review decision included, and re-executes to the same numbers
     replayed = archlab("replay", run_dir.name, "--runs-dir", str(tmp_path))
     assert replayed.returncode == 0 and "replay matches" in replayed.stdout, replayed.stdout + replayed.stderr
-    again = archlab("replay", run_dir.name, "--reexecute", "--runs-dir", str(tmp_path), timeout=400)
+    # every recorded job again, each in a cold sandbox (19 with the baselines' noise runs): minutes on a busy machine
+    again = archlab("replay", run_dir.name, "--reexecute", "--runs-dir", str(tmp_path), timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 status changes" in again.stdout
     largest = float(again.stdout.split("largest difference ")[1].split(";")[0])

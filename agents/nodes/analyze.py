@@ -93,5 +93,11 @@ def measured_verdicts(candidate, written: str = "") -> list[str]:
 
 
 def random_sentence(over: dict) -> str:
+    """How far above the random architectures' mean, and how many of them it is better than beyond the noise (records
+    from before the noise floor: the share it is above)."""
+    if "better_than" in over:
+        share = f"better than {over['better_than']} of them beyond the noise"
+    else:
+        share = f"above {over['beats']:.0%} of them"
     return (f"Against {over['pool']} random architectures at {over['fidelity']} it is {over['delta']:+.4f} "
-            f"above their mean ({over['z']:+.2f} sd; beats {over['beats']:.0%} of them).")
+            f"above their mean ({over['z']:+.2f} sd; {share}).")
