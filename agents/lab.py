@@ -40,6 +40,7 @@ class LoopLimits:
     keep_proxy: float | None = None    # top share of proxy-ranked candidates trained at `short`; None: no proxy rung
     promote_fraction: float = 0.0      # top share of short-ranked candidates trained at `full` (0: none)
     full_seeds: int = 3                # seeds per `full` evaluation (mean and confidence interval)
+    noise_seeds: int = 2               # runs of each baseline at `short` in round 0: their spread is the noise floor
     random_pool: int = 0               # random architectures trained in round 0 as the "better than random" yardstick
     review_policy: str = "never"       # never | always | before-full | new-idea
     batch: int = 1                     # candidates proposed and evaluated concurrently per round

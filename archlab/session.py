@@ -79,6 +79,7 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
                         explore=settings.loop.explore, findings_k=settings.knowledge.k,
                         keep_proxy=settings.loop.keep_proxy if settings.loop.proxy_rung else None,
                         promote_fraction=settings.loop.promote_fraction, full_seeds=settings.loop.full_seeds,
+                        noise_seeds=settings.loop.noise_seeds,
                         random_pool=settings.loop.random_pool, review_policy=settings.review.policy,
                         batch=settings.loop.batch or 1,
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),

@@ -32,7 +32,6 @@ from agents.state import LoopState
 from evaluators.baselines import BASELINES
 from wire.jobs import EvalResult
 
-NOISE_SEEDS = 2     # runs of each baseline at `short` (seed 0 scores it; the rest measure the noise); see noise_seeds
 
 
 def make(lab: Lab):
@@ -84,7 +83,7 @@ def make(lab: Lab):
 
 def noise_seeds(lab: Lab) -> int:
     """Runs of each baseline at `short` (`loop.noise_seeds`)."""
-    return max(1, int(getattr(lab.limits, "noise_seeds", NOISE_SEEDS)))
+    return max(1, lab.limits.noise_seeds)
 
 
 def noise_seed(lab: Lab, candidate: Candidate, k: int) -> EvalResult:

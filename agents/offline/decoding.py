@@ -39,7 +39,7 @@ from knowledge.records import Finding
 from wire.jobs import EvalResult
 from wire.task import TaskSpec
 
-NOISE = 0.05  # speed-up differences below this are called "no clear change"
+NOISE = 0.05  # a finding's speed-up change counts as evidence only beyond this, when it names no noise floor
 DRAFTS = ("none", "ngram", "early_exit", "ngram+early_exit")
 DEFAULT: dict = {"cache": True, "draft": "none", "draft_len": 8, "ngram": 3, "branches": 1, "quant": False,
                  "exit_conf": 0.0}
@@ -420,8 +420,10 @@ class DecodingEngine:
             if finding.change in weights:
                 closeness = max(0.0, 1.0 - distance)
                 gain = finding.evidence.get(f"delta_{self.objective.metric}", 0.0)
-                bad = finding.kind == "failure" or gain < -NOISE
-                weights[finding.change] *= 1.0 + closeness * (-0.3 if bad else 0.3 if gain > NOISE else 0.0)
+                if abs(gain) <= finding.evidence.get(f"floor_{self.objective.metric}", NOISE):
+                    gain = 0.0                     # measured inside the noise floor: no evidence either way
+                bad = finding.kind == "failure" or gain < 0
+                weights[finding.change] *= 1.0 + closeness * (-0.3 if bad else 0.3 if gain > 0 else 0.0)
         return weights
 
     def evidence(self, candidates: list[Candidate], singles: bool = False) -> dict[str, float]:
@@ -429,6 +431,7 @@ class DecodingEngine:
         only those applied to a baseline (the technique on its own)."""
         factors: dict[str, float] = {}
         by_id = {c.id: c for c in candidates}
+        floors = scoring.noise_floors(candidates, self.objective)
         for c in candidates:
             parent = by_id.get(c.parent_ids[0]) if c.parent_ids else None
             if c.change not in PRIORS or (singles and (parent is None or parent.status != "baseline")):
@@ -439,9 +442,9 @@ class DecodingEngine:
             elif c.feasible is False:
                 factor *= 0.6
             elif parent is not None:
-                compared = scoring.compare(c, parent, self.objective)
-                if compared is not None:
-                    factor *= 1.5 if compared.gain > NOISE else 0.7 if compared.gain < -NOISE else 0.9
+                found = scoring.verdict(c, parent, self.objective, floors)
+                if found is not None:
+                    factor *= 1.5 if found.better else 0.7 if found.worse else 0.9
             factors[c.change] = factor
         return factors
 
@@ -497,12 +500,13 @@ class DecodingEngine:
         if candidate.feasible is False:
             parts.append(f"Its output is different, not faster: {'; '.join(candidate.violations)}.")
         evidence = {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        compared = scoring.compare(candidate, parent, self.objective) if parent is not None else None
-        if compared is not None:
-            evidence[f"delta_{metric}"] = compared.delta
-            trend = "raised" if compared.gain > NOISE else "lowered" if compared.gain < -NOISE else "did not clearly change"
-            parts.append(f"Against its parent {parent.id}, {metric} went from {compared.other:.2f} to "
-                         f"{compared.value:.2f}: the change {trend} it.")
+        floors = scoring.noise_floors(baselines, self.objective)     # the baselines' seeds: the run's noise floor
+        found = scoring.verdict(candidate, parent, self.objective, floors) if parent is not None else None
+        if found is not None:
+            evidence.update({k: v for k, v in ((f"delta_{metric}", found.delta), (f"floor_{metric}", found.floor))
+                             if v is not None and math.isfinite(v)})
+            parts.append(f"Against its parent {parent.id}, {metric} went from {found.other:.2f} to "
+                         f"{found.value:.2f}, {found.text()}: the change {found.trend()}.")
         text = " ".join(parts)
         return text, [Finding(id=f"{candidate.run_id}-{candidate.id}-insight", text=text, kind="insight",
                               task=candidate.task, candidate_ids=[candidate.id], evidence=evidence,
