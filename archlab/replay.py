@@ -39,7 +39,9 @@ def decisions(events: list[Event]) -> list[tuple]:
     The branches of a round run concurrently, so decisions of different candidates interleave
     in the log however the jobs finished: each candidate's decisions (those whose model has
     the `branch_field`, `candidate_id`) are kept in log order and compared candidate by
-    candidate; the run's own decisions (no candidate) come first, in log order.
+    candidate, and a decision that names a job (`job_id`) job by job, since one candidate's
+    jobs may run at once too (a baseline's noise seeds); the run's own decisions (no
+    candidate) come first, in log order.
     A node re-run after a crash logs its decisions again; every decision names its round,
     job or candidate, so an exact repeat is that re-run, not a new decision, and is dropped.
     """
@@ -53,7 +55,9 @@ def decisions(events: list[Event]) -> list[tuple]:
             decision = (e.type, *(json.dumps(values[f], sort_keys=True) for f in fields))
             if decision not in seen:
                 seen.add(decision)
-                streams[str(getattr(data, data.branch_field, "") or "")].append(decision)
+                job = getattr(data, "job_id", None)
+                branch = str(getattr(data, data.branch_field, "") or "") + (f"/{job}" if job else "")
+                streams[branch].append(decision)
     return [decision for branch in sorted(streams) for decision in streams[branch]]
 
 
