@@ -181,12 +181,12 @@ def game(model, x, logits):
     return peeked
 '''
 
-# patches the runner's report writer so that the report claims a perfect score
-PATCH_EVALUATOR = HONEST + '''
+# patches the runner's report writer (in the runner's module, whatever name it runs under) to add METRICS
+_FORGE_REPORT = HONEST + '''
 
 def _forge(original):
     def write(out, report):
-        report.setdefault("metrics", {}).update(accuracy=1.0, heldout_loss=0.0)
+        report.setdefault("metrics", {}).update(METRICS)
         original(out, report)
     return write
 
@@ -196,6 +196,8 @@ for _name in ("__main__", "sandbox.runner"):
     if _module is not None and hasattr(_module, "_write_report"):
         _module._write_report = _forge(_module._write_report)
 '''
+# ... so that the report claims a perfect score
+PATCH_EVALUATOR = _FORGE_REPORT.replace("METRICS", "dict(accuracy=1.0, heldout_loss=0.0)")
 
 # writes its own report and predictions before training, then leaves
 FORGE_FILES = HONEST + '''
@@ -230,20 +232,7 @@ def game(model, x, logits):
 '''
 
 # claims metrics out of range (a cost of -1 parameters, infinite FLOPs) in its report
-OUT_OF_RANGE = HONEST + '''
-
-def _forge(original):
-    def write(out, report):
-        report.setdefault("metrics", {}).update(params=-1.0, flops=float("inf"))
-        original(out, report)
-    return write
-
-
-for _name in ("__main__", "sandbox.runner"):
-    _module = sys.modules.get(_name)
-    if _module is not None and hasattr(_module, "_write_report"):
-        _module._write_report = _forge(_module._write_report)
-'''
+OUT_OF_RANGE = _FORGE_REPORT.replace("METRICS", "dict(params=-1.0, flops=float('inf'))")
 
 # more threads than it was given, busy in native code: the CPU it gets per wall second is what the job allows
 EXTRA_THREADS = HONEST + CPU_QUOTA_PROBE + '''
