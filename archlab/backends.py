@@ -12,13 +12,16 @@ from sandbox.base import Sandbox, SandboxUnavailable
 
 def make_engine(name: str, seed: int, settings: Settings | None = None) -> ResearchEngine:
     """The research engine called `name` (`offline` or `openai`); EngineUnavailable says what is missing.
-    Offline, a task of family `decoding` gets the engine of inference techniques (`agents.offline.decoding`)."""
-    if name == "offline" and settings is not None and _family(settings.task) == "decoding":
-        from agents.offline.decoding import DecodingEngine
-        return DecodingEngine(seed)
+    Offline, the engine is the one of the task's search space (`agents.spaces`): without settings, mqar's."""
     if name == "offline":
-        from agents.offline.engine import OfflineEngine
-        return OfflineEngine(seed)
+        from agents.spaces import task_space
+        from evaluators.tasks import get_task
+        task = get_task(settings.task if settings is not None else "mqar")
+        space = task_space(task)
+        if space is None:
+            raise EngineUnavailable(f"the offline engine searches a task's declared search space, and {task.name} "
+                                    "declares none; use --llm openai")
+        return space.engine(seed)
     if name == "openai":
         if settings is None:
             raise EngineUnavailable("the openai engine is built from settings (llm.base_url, models, key variable); "
@@ -26,11 +29,6 @@ def make_engine(name: str, seed: int, settings: Settings | None = None) -> Resea
         from agents.llm.engine import OpenAIEngine
         return OpenAIEngine.from_settings(settings, seed)
     raise EngineUnavailable(f"the {name!r} research engine is not available in this build; use --llm offline")
-
-
-def _family(task: str) -> str:
-    from evaluators.tasks import get_task
-    return getattr(get_task(task), "family", "sequence")
 
 
 def make_sandbox(settings: Settings) -> Sandbox:

@@ -420,28 +420,31 @@ def _print_table(run_dir: Path) -> None:
     floors = scoring.noise_floors(loaded, objective)
     versus = {c.id: _versus(c, by_id, objective, floors) for c in candidates}
     metric = objective.metric
+    task = _recorded_task(run_dir)
     with_full = any(c.evaluations.get("full") is not None for c in candidates)
+    with_ci = not with_full and any(c.metric(f"{metric}_ci_low") is not None for c in candidates)
+    with_params = any(_params(c) is not None for c in candidates)
     with_random = any(c.over_random for c in candidates)
-    shown = [metric] + [m for m in ("accuracy", "heldout_loss") if m != metric]     # the objective's metric first
-    columns = ["id", "parent", "change", *(m if m == metric else {"heldout_loss": "loss"}.get(m, m) for m in shown),
-               "params", "status"]
+    reported = (task.metric, *task.metrics) if task is not None else ("accuracy", "heldout_loss")
+    shown = [metric] + [m for m in reported if m != metric]      # the objective's metric first, then the task's
+    columns = ["id", "parent", "change", metric, *(["95% CI"] if with_ci else []),
+               *({"heldout_loss": "loss"}.get(m, m.replace("_", " ")) for m in shown[1:]),
+               *(["params"] if with_params else []), "status"]
     columns += ["full (95% CI)"] if with_full else []
     columns += [VERSUS]
     columns += ["vs random"] if with_random else []
-    decoding = any(c.metric("exact_match") is not None for c in candidates)   # a decode run: techniques, not models
-    if decoding:
-        columns = ["id", "parent", "technique", metric, "95% CI", "exact match", "sequences", "status", VERSUS]
     table = Table(*columns, title=f"candidates of {run_dir.name}")
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for c in candidates:
-        change = c.title.split(": ", 1)[-1] if c.parent_ids else c.change
-        params = c.metric("params") or c.metric("params", "check") or c.metric("params", "proxy")
         feasible = ranked[c.id].feasible if c.id in ranked else c.feasible is not False
-        if decoding:
-            table.add_row(*_decoding_row(c, metric, feasible), versus[c.id])
-            continue
-        row = [c.id, ", ".join(c.parent_ids) or "-", change, *(_fmt(c.metric(m), ".3f") for m in shown),
-               _fmt(params, ",.0f"), c.status + ("" if feasible else " (over a limit)")]
+        over = f" (over a limit: {', '.join(c.violations)})" if c.violations else " (over a limit)"
+        row = [c.id, ", ".join(c.parent_ids) or "-", _change(c, task), _fmt(c.metric(metric), ".3f")]
+        if with_ci:
+            low, high = c.metric(f"{metric}_ci_low"), c.metric(f"{metric}_ci_high")
+            row.append("-" if low is None else f"[{low:.3f}, {_fmt(high, '.3f')}]")
+        row += [_fmt(c.metric(m), ".3f") for m in shown[1:]]
+        row += [_fmt(_params(c), ",.0f")] if with_params else []
+        row.append(c.status + ("" if feasible else over))
         if with_full:
             mean, low, high = (c.metric(k, "full") for k in (metric, f"{metric}_ci_low", f"{metric}_ci_high"))
             row.append("-" if mean is None else f"{mean:.3f} [{_fmt(low, '.3f')}, {_fmt(high, '.3f')}]")
@@ -481,20 +484,29 @@ def _print_floors(floors, objective) -> None:
     console.print("noise floor: " + "; ".join(f.text() for f in floors.values()))
 
 
-def _decoding_row(c, metric: str, feasible: bool) -> list[str]:
-    """A decode candidate's row: its techniques, speed-up against cached greedy with the interval, exact match."""
-    from agents.offline.decoding import techniques
+def _recorded_task(run_dir: Path):
+    """The task a run recorded, or None when it cannot be found here (a file task moved, a package uninstalled)."""
+    from evaluators.tasks import UnknownTask, get_task
     try:
-        technique = ", ".join(techniques(c.genome or {}))
-    except ValueError:                      # a module the offline engine did not write (an LLM's)
-        technique = c.change or "-"
-    low, high = c.metric(f"{metric}_ci_low"), c.metric(f"{metric}_ci_high")
-    match, sequences = c.metric("exact_match"), c.metric("sequence_match")
-    return [c.id, ", ".join(c.parent_ids) or "-", technique, _fmt(c.metric(metric), ".2f"),
-            "-" if low is None else f"[{low:.2f}, {_fmt(high, '.2f')}]", _fmt(None if match is None else 100 * match, ".1f") +
-            ("%" if match is not None else ""), _fmt(None if sequences is None else 100 * sequences, ".0f") +
-            ("%" if sequences is not None else ""), c.status + ("" if feasible else " (different output)" if any(
-                "mismatch_rate" in v for v in c.violations) else " (over a limit)")]
+        return get_task(json.loads((run_dir / "run.json").read_text())["settings"]["task"])
+    except (UnknownTask, KeyError, ValueError, OSError):
+        return None
+
+
+def _params(c) -> float | None:
+    return c.metric("params") or c.metric("params", "check") or c.metric("params", "proxy")
+
+
+def _change(c, task) -> str:
+    """What a candidate changed: its search space's words for its genome (decode: its techniques), else its title."""
+    from agents.spaces import task_space
+    space = task_space(task) if task is not None else None
+    if space is not None and space.describe is not None and c.genome:
+        try:
+            return space.describe(c.genome)
+        except (ValueError, KeyError):          # a module the offline engine did not write (an LLM's)
+            pass
+    return c.title.split(": ", 1)[-1] if c.parent_ids else c.change
 
 
 def _print_best(candidates, objective, floors) -> None:

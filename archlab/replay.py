@@ -45,7 +45,7 @@ def decisions(events: list[Event]) -> list[tuple]:
     A node re-run after a crash logs its decisions again; every decision names its round,
     job or candidate, so an exact repeat is that re-run, not a new decision, and is dropped.
     """
-    streams: dict[str, list[tuple]] = defaultdict(list)
+    streams: dict[str, list[tuple[str, tuple]]] = defaultdict(list)
     seen = set()
     for e in events:
         fields = decision_fields(e.type)
@@ -55,10 +55,25 @@ def decisions(events: list[Event]) -> list[tuple]:
             decision = (e.type, *(json.dumps(values[f], sort_keys=True) for f in fields))
             if decision not in seen:
                 seen.add(decision)
-                job = getattr(data, "job_id", None)
-                branch = str(getattr(data, data.branch_field, "") or "") + (f"/{job}" if job else "")
-                streams[branch].append(decision)
-    return [decision for branch in sorted(streams) for decision in streams[branch]]
+                job = getattr(data, "job_id", None) or ""
+                streams[str(getattr(data, data.branch_field, "") or "")].append((job, decision))
+    return [decision for branch in sorted(streams) for decision in _jobs_in_canonical_order(streams[branch])]
+
+
+def _jobs_in_canonical_order(stream: list[tuple[str, tuple]]) -> list[tuple]:
+    """One candidate's decisions in log order, except that a run of job decisions between two
+    of the candidate's own decisions is ordered job by job: those jobs ran at once."""
+    out: list[tuple] = []
+    pending: list[tuple[str, tuple]] = []
+    for job, decision in [*stream, ("", None)]:
+        if job:
+            pending.append((job, decision))
+            continue
+        out.extend(d for _, d in sorted(pending, key=lambda jd: jd[0]))    # stable: a job keeps its own order
+        pending = []
+        if decision is not None:
+            out.append(decision)
+    return out
 
 
 def first_divergence(recorded: list[tuple], replayed: list[tuple]) -> str:

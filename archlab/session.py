@@ -55,8 +55,12 @@ def resolve_machine(settings: Settings) -> Settings:
 
 
 def make_objective(settings: Settings) -> Objective:
-    o = settings.objective
-    return Objective(metric=o.metric or get_task(settings.task).metric, higher_is_better=o.higher_is_better,
+    """The run's objective: the user's, else the task's own metric and direction (`Task.metric`,
+    `Task.higher_is_better`)."""
+    o, task = settings.objective, get_task(settings.task)
+    direction = o.higher_is_better if o.metric is not None or "higher_is_better" in o.model_fields_set \
+        else task.higher_is_better
+    return Objective(metric=o.metric or task.metric, higher_is_better=direction,
                      limits=dict(o.limits), costs=tuple(o.costs))
 
 

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, Field, ValidationError, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from evaluators.tasks import TASKS
+from evaluators.tasks import UnknownTask, get_task, is_file_ref
+from wire.task import RunDefaults
 
 
 class SandboxSettings(BaseModel):
@@ -231,11 +232,11 @@ class UISettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARCHLAB_", env_nested_delimiter="__", extra="forbid")
 
-    task: str = "mqar"                                  # which task to research
+    task: str = "mqar"          # which task to research: a name (`archlab tasks`) or path/to/task.py:ClassName
     rounds: int = Field(default=6, ge=1)                # rounds after the baselines
     seed: int = 0                                       # makes the offline engine and training deterministic
     runs_dir: Path = Path("runs")                       # where run directories go
-    task_options: dict[str, int | float | str] = Field(default_factory=dict)  # e.g. {short_steps = 200}
+    task_options: dict[str, Any] = Field(default_factory=dict)  # the task's `Options`, e.g. {short_steps = 200}
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -250,8 +251,13 @@ class Settings(BaseSettings):
     @field_validator("task")
     @classmethod
     def _known_task(cls, value: str) -> str:
-        if value not in TASKS:
-            raise ValueError(f"unknown task {value!r}; known tasks: {', '.join(sorted(TASKS))}")
+        if is_file_ref(value):      # recorded as an absolute path, so a run replays from anywhere
+            path, _, attr = value.rpartition(":")
+            value = f"{Path(path).expanduser().resolve()}:{attr}"
+        try:
+            get_task(value)
+        except UnknownTask as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -282,20 +288,19 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
             values[key] = value
     try:
         settings = Settings(**values)
-        from evaluators.tasks import get_task
-        spec = get_task(settings.task).default_spec(**dict(settings.task_options))
+        task = get_task(settings.task)
+        options = task.options(**dict(settings.task_options))      # typed and checked; no data is built here
         metric = settings.objective.metric
-        if metric is not None and metric not in (get_task(settings.task).metric, "heldout_loss"):
+        if metric is not None and metric not in (task.metric, *task.metrics):
             raise SettingsError(f"setting 'objective.metric': {settings.task} reports "
-                                f"{get_task(settings.task).metric!r} and 'heldout_loss', not {metric!r}")
-        if metric == "heldout_loss" and settings.objective.higher_is_better:
+                                f"{', '.join(repr(m) for m in (task.metric, *task.metrics))}, not {metric!r}")
+        if metric in ("heldout_loss",) and settings.objective.higher_is_better:
             raise SettingsError("setting 'objective.higher_is_better': heldout_loss is a loss; set it to false")
-        if spec.family not in ("sequence", "decoding") and settings.llm.backend == "offline":
-            raise SettingsError(f"setting 'task': the offline engine writes sequence models and decoding procedures, "
-                                f"and {settings.task!r} needs another contract; use --llm openai, or score modules "
-                                "with `archlab eval`")
-        if spec.family == "decoding":
-            settings = _decoding_defaults(settings, float(spec.data["match_tolerance"]))
+        if task.search_space is None and settings.llm.backend == "offline":
+            raise SettingsError(f"setting 'task': the offline engine searches a task's declared search space, and "
+                                f"{settings.task!r} declares none; use --llm openai, or score modules with "
+                                "`archlab eval`")
+        settings = _task_defaults(settings, task.run_defaults(options), task.name)
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
     except SettingsError:
@@ -305,22 +310,25 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     return settings
 
 
-def _decoding_defaults(settings: Settings, tolerance: float) -> Settings:
-    """A decoding task's defaults where the user set none: output unlike greedy's in more than `match_tolerance`
-    of the tokens is infeasible (`mismatch_rate` limit), the Pareto axis is that rate, and there is no proxy rung
-    (a decoding procedure has no zero-cost proxies), and one job at a time unless `executor.workers` says otherwise
-    (timed jobs side by side disturb each other's timings) on one thread unless `sandbox.cpus` does (the model is
-    small: decoding it is overhead-bound, and spare threads only add noise)."""
+def _task_defaults(settings: Settings, defaults: RunDefaults, task: str) -> Settings:
+    """The task's run defaults (`Task.run_defaults`) where the user set none: objective limits (the user's win
+    per metric), cost axes, the proxy rung (a task without zero-cost proxies refuses `proxy_rung = true`),
+    workers and threads per job."""
     objective, loop, executor, sandbox = settings.objective, settings.loop, settings.executor, settings.sandbox
-    if loop.proxy_rung and "proxy_rung" in loop.model_fields_set:
-        raise SettingsError("setting 'loop.proxy_rung': a decoding task has no zero-cost proxies; set it to false")
-    limits = {"mismatch_rate": tolerance, **objective.limits}
-    costs = objective.costs if "costs" in objective.model_fields_set else ["mismatch_rate"]
-    return settings.model_copy(update={
-        "objective": objective.model_copy(update={"limits": limits, "costs": costs}),
-        "loop": loop.model_copy(update={"proxy_rung": False}),
-        "executor": executor if executor.workers is not None else executor.model_copy(update={"workers": 1}),
-        "sandbox": sandbox if sandbox.cpus is not None else sandbox.model_copy(update={"cpus": 1.0})})
+    if defaults.proxy_rung is False and loop.proxy_rung and "proxy_rung" in loop.model_fields_set:
+        raise SettingsError(f"setting 'loop.proxy_rung': {task} has no zero-cost proxies; set it to false")
+    update: dict[str, Any] = {}
+    if defaults.limits or defaults.costs is not None:
+        costs = objective.costs if "costs" in objective.model_fields_set or defaults.costs is None else defaults.costs
+        update["objective"] = objective.model_copy(update={"limits": {**defaults.limits, **objective.limits},
+                                                           "costs": costs})
+    if defaults.proxy_rung is not None and "proxy_rung" not in loop.model_fields_set:
+        update["loop"] = loop.model_copy(update={"proxy_rung": defaults.proxy_rung})
+    if defaults.workers is not None and executor.workers is None:
+        update["executor"] = executor.model_copy(update={"workers": defaults.workers})
+    if defaults.cpus is not None and sandbox.cpus is None:
+        update["sandbox"] = sandbox.model_copy(update={"cpus": defaults.cpus})
+    return settings.model_copy(update=update) if update else settings
 
 
 def _explain(exc: ValidationError) -> str:

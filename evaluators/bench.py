@@ -175,7 +175,7 @@ def run_bench(task: Task, spec: TaskSpec, model: torch.nn.Module, device: torch.
     mean = statistics.fmean(samples)
     cv = statistics.stdev(samples) / mean if len(samples) > 1 and mean > 0 else 0.0
     p90 = sorted(samples)[min(len(samples) - 1, int(math.ceil(0.9 * len(samples))) - 1)]
-    units = batch * (spec.seq_len if spec.family == "sequence" else 1)
+    units = batch * (spec.seq_len if task.token_input else 1)
     memory, method = peak_memory(forward, device)
     metrics = {"latency_ms_median": median * 1e3, "latency_ms_p90": p90 * 1e3, "latency_cv": cv,
                "latency_ci_rel": (hi - lo) / 2 / median if median > 0 else 0.0,
@@ -183,5 +183,5 @@ def run_bench(task: Task, spec: TaskSpec, model: torch.nn.Module, device: torch.
                "throughput": units / median if median > 0 else 0.0, "peak_memory_bytes": memory}
     env = environment(device)
     env["peak_memory_method"] = method
-    env["throughput_unit"] = "tokens/s" if spec.family == "sequence" else "samples/s"
+    env["throughput_unit"] = "tokens/s" if task.token_input else "samples/s"
     return metrics, env

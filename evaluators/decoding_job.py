@@ -86,6 +86,7 @@ import torch
 
 from evaluators import decoding, landlock
 from evaluators.contracts import ContractViolation
+from evaluators.fidelities import JobFailure
 from wire.task import TaskSpec
 
 PROCEDURES = ("candidate", "cached", "nocache")     # the rows of timings.npy
@@ -104,12 +105,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 _SYSTEM_READABLE = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys")
 
 
-class PassFailure(Exception):
+class PassFailure(JobFailure):
     """A pass did not give ids: the status the job gets, a message a coder can act on, the candidate's traceback."""
-
-    def __init__(self, status: str, message: str, trace: str = ""):
-        super().__init__(message)
-        self.status, self.message, self.trace = status, message, trace
 
 
 @dataclass

@@ -28,33 +28,40 @@ import torch
 
 from evaluators.contracts import ContractViolation
 from wire.task import Budget, TaskSpec
-from evaluators.tasks.base import Task
+from evaluators.tasks.base import SandboxOutput, Task
 
 CURVE_POINTS = 20  # learning-curve samples recorded per training run
+
+
+class JobFailure(Exception):
+    """A job the candidate broke: the status it gets, a message a coder can act on, the candidate's traceback."""
+
+    def __init__(self, status: str, message: str, trace: str = ""):
+        super().__init__(message)
+        self.status, self.message, self.trace = status, message, trace
 
 
 class Diverged(Exception):
     """Training produced a non-finite loss."""
 
 
-def load_candidate(path: Path, entry: str = "build_model",
-                   hint: str = "the module defines no build_model(spec) function; add one that returns an nn.Module"
-                   ) -> ModuleType:
+def load_candidate(path: Path, entry: str = "build_model", hint: str | None = None) -> ModuleType:
     """Import the candidate module at `path`; ContractViolation (saying `hint`) when it lacks the callable `entry`."""
     spec = importlib.util.spec_from_file_location("candidate", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["candidate"] = module
     spec.loader.exec_module(module)
     if not callable(getattr(module, entry, None)):
-        raise ContractViolation(hint)
+        raise ContractViolation(hint or f"the module defines no top-level {entry}(...) function; add it "
+                                        "(the task's contract says what it takes and returns)")
     return module
 
 
-def build(module: ModuleType, spec: TaskSpec, seed: int) -> torch.nn.Module:
+def build(module: ModuleType, spec: TaskSpec, seed: int, entry: str = "build_model") -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = module.build_model(spec)
+    model = getattr(module, entry)(spec)
     if not isinstance(model, torch.nn.Module):
-        raise ContractViolation(f"build_model(spec) returned {type(model).__name__}, not a torch.nn.Module")
+        raise ContractViolation(f"{entry}(spec) returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -129,3 +136,35 @@ def train(task: Task, spec: TaskSpec, model: torch.nn.Module, budget: Budget, se
 def heldout_predictions(task: Task, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
     model.eval()
     return task.predict(model, inputs)
+
+
+def run_model_job(task: Task, spec: TaskSpec, fidelity: str, seed: int, inputs_dir: Path,
+                  device: torch.device) -> SandboxOutput:
+    """One job of a task whose candidate is a model (`Task.run_in_sandbox`'s default): `check` always, then the
+    functional hash (`check`, `proxy`), the zero-cost proxies (`proxy`), latency and memory (`bench`), or training
+    and raw predictions on the held-out inputs (`short`, `full`)."""
+    from evaluators.bench import run_bench
+    from evaluators.funchash import functional_hash
+    from evaluators.proxies import compute_proxies
+    out = SandboxOutput()
+    module = load_candidate(inputs_dir / "candidate.py", entry=task.entry)
+    model = build(module, spec, seed, task.entry)
+    out.metrics.update(check(task, spec, model, device))
+    if fidelity in ("check", "proxy"):
+        out.functional_hash = functional_hash(module, task, spec, device)
+    if fidelity == "proxy":
+        out.metrics.update(compute_proxies(task, spec, lambda: build(module, spec, seed, task.entry), device))
+    elif fidelity == "bench":
+        metrics, bench_env = run_bench(task, spec, build(module, spec, seed, task.entry), device)
+        out.metrics.update(metrics)
+        out.environment.update(bench_env)
+    elif fidelity in ("short", "full"):
+        instance = spec.at(fidelity)                    # the task instance this fidelity trains on
+        model = build(module, instance, seed, task.entry)   # train from the same fresh init
+        trained = train(task, instance, model, spec.budgets[fidelity], seed, device)
+        out.curve = trained.pop("curve")
+        out.metrics.update(trained)
+        inputs = {p.stem.removeprefix("heldout_"): np.load(p, allow_pickle=False)
+                  for p in sorted(inputs_dir.glob("heldout_*.npy"))}
+        out.predictions = heldout_predictions(task, model, inputs)
+    return out

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluators import heldout
-from evaluators.tasks import get_task
+from evaluators.tasks import TASK_FILE, is_file_ref, task_of
 from sandbox.base import Sandbox, failure, write_job
 from wire.jobs import EvalJob, EvalResult
 
@@ -34,7 +34,7 @@ PREDICTIONS_MAX_BYTES = 64 * 1024 * 1024
 
 def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
     """Run `job` in `sandbox` under `jobdir` and return its result with host-computed metrics."""
-    task = get_task(job.task.name)
+    task = task_of(job.task)
     hidden = task.host_only_paths(job.task)
     if hidden:
         job = job.model_copy(update={"limits": job.limits.model_copy(
@@ -43,6 +43,8 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
     if missing:
         return failure(job, "sandbox_error", missing)
     write_job(job, jobdir)
+    if is_file_ref(job.task.ref):       # the runner loads a file task from its copy (`evaluators.tasks.task_in_job`)
+        (jobdir / "inputs" / TASK_FILE).write_bytes(Path(job.task.ref.rpartition(":")[0]).read_bytes())
     for name, array in task.sandbox_files(job.task).items():   # training data only, never held-out targets
         np.save(jobdir / "inputs" / f"train_{name}.npy", array, allow_pickle=False)
     judge = getattr(task, "judge", None)      # a task whose host judges a procedure, not predictions (decode)

@@ -76,8 +76,8 @@ def compute_proxies(task: Task, spec: TaskSpec, build: Callable[[], torch.nn.Mod
     timed(("grad_norm", "snip"), lambda: gradient_proxies(task, model, x, y))
     timed(("naswot",), lambda: naswot(build().to(device), x))
     timed(("wpca",), lambda: wpca(build().to(device), x))
-    timed(("synflow",), lambda: synflow(build().to(device), x[:1], token_input=spec.family == "sequence"))
-    if spec.family == "sequence":
+    timed(("synflow",), lambda: synflow(build().to(device), x[:1], token_input=task.token_input))
+    if task.token_input:      # a receptive field over positions: token models only
         timed(("erf",), lambda: effective_receptive_field(build().to(device), x))
     metrics["proxy_seconds"] = time.perf_counter() - started
     bad = [name for name, value in metrics.items() if not math.isfinite(value)]

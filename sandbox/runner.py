@@ -6,11 +6,11 @@ runs `check` first; then `check` and `proxy` add the functional hash (`evaluator
 `proxy` the zero-cost proxies (`evaluators.proxies`), `bench` latency and memory
 (`evaluators.bench`), and `short`/`full` train. It writes `OUT_DIR/report.json` (status,
 metrics, message, environment, functional hash) and, for training fidelities,
-`OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). A `decoding` task's job
-is a procedure around a fixed model instead (`evaluators.decoding_job`: every pass of the
-candidate and of its reference in fresh confined processes, one prompt at a time, timed in
-pairs; ids to `OUT_DIR/decoded.npy`); the runner's own process never runs candidate code
-there. Nothing it writes is trusted: the host validates the report's schema and ranges and
+`OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). What a job does is the
+task's (`Task.run_in_sandbox`): a model's fidelities by default (`evaluators.fidelities.
+run_model_job`); decode's is a procedure around a fixed model (`evaluators.decoding_job`),
+where the runner's own process never runs candidate code. Nothing it writes is trusted: the
+host validates the report's schema and ranges and
 computes quality metrics from the predictions itself.
 
 Warm mode, `python -m sandbox.runner --warm SLOT_JOB OUT GO READY [--cuda]`, is a one-shot
@@ -68,12 +68,9 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     import numpy as np
     import torch
 
-    from evaluators import decoding_job, fidelities
-    from evaluators.bench import run_bench
-    from evaluators.funchash import functional_hash
-    from evaluators.proxies import compute_proxies
+    from evaluators import fidelities
+    from evaluators.tasks import task_in_job
     from wire.task import TaskSpec
-    from evaluators.tasks import get_task
 
     out = Path(out_dir)
     job = json.loads(Path(job_path).read_text())
@@ -88,42 +85,24 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
     if use_cuda:
         environment["gpu_name"] = torch.cuda.get_device_name(0)
     report: dict = {"status": "ok", "metrics": {}, "message": "", "environment": environment, "curve": []}
-    task = get_task(spec.name)
+    task = task_in_job(spec, Path(inputs_dir))
     files = {p.stem.removeprefix("train_"): np.load(p, allow_pickle=False)
              for p in sorted(Path(inputs_dir).glob("train_*.npy"))}
     task.attach(spec, files)   # training data the host wrote (a corpus, a dataset); none for generated tasks
     started = _clock()
     try:
-        if spec.family == "decoding":   # a procedure around the task's fixed model (evaluators.decoding_job)
-            try:                        # every pass in its own process; this one never runs the candidate's code
-                metrics, decode_env = decoding_job.run(spec, files.get("weights"), fidelity, Path(inputs_dir), out,
-                                                       device, _clock, threads=torch.get_num_threads())
-                report["metrics"].update(metrics)
-                environment.update(decode_env)
-            except decoding_job.PassFailure as exc:     # what the candidate's pass process reported
-                report.update(status=exc.status, message=exc.message, traceback=exc.trace)
+        try:        # what one job does is the task's (`Task.run_in_sandbox`): a model's fidelities by default
+            output = task.run_in_sandbox(spec, fidelity, seed, Path(inputs_dir), out, files, device, _clock)
+        except fidelities.JobFailure as exc:       # a rule the candidate broke, as the task classified it
+            report.update(status=exc.status, message=exc.message, traceback=exc.trace)
         else:
-            module = fidelities.load_candidate(Path(inputs_dir) / "candidate.py")
-            model = fidelities.build(module, spec, seed)
-            report["metrics"].update(fidelities.check(task, spec, model, device))
-            if fidelity in ("check", "proxy"):
-                report["functional_hash"] = functional_hash(module, task, spec, device)
-            if fidelity == "proxy":
-                report["metrics"].update(compute_proxies(task, spec, lambda: fidelities.build(module, spec, seed), device))
-            elif fidelity == "bench":
-                metrics, bench_env = run_bench(task, spec, fidelities.build(module, spec, seed), device)
-                report["metrics"].update(metrics)
-                environment.update(bench_env)
-            elif fidelity in ("short", "full"):
-                instance = spec.at(fidelity)                    # the task instance this fidelity trains on
-                model = fidelities.build(module, instance, seed)   # train from the same fresh init
-                trained = fidelities.train(task, instance, model, spec.budgets[fidelity], seed, device)
-                report["curve"] = trained.pop("curve")
-                report["metrics"].update(trained)
-                inputs = {p.stem: np.load(p, allow_pickle=False) for p in sorted(Path(inputs_dir).glob("heldout_*.npy"))}
-                inputs = {k.removeprefix("heldout_"): v for k, v in inputs.items()}
-                predictions = fidelities.heldout_predictions(task, model, inputs)
-                np.save(out / "predictions.npy", predictions, allow_pickle=False)
+            report["metrics"].update(output.metrics)
+            environment.update(output.environment)
+            report["curve"] = output.curve
+            if output.functional_hash is not None:
+                report["functional_hash"] = output.functional_hash
+            if output.predictions is not None:
+                np.save(out / "predictions.npy", output.predictions, allow_pickle=False)
     except fidelities.ContractViolation as exc:
         report.update(status="invalid", message=str(exc))
     except fidelities.Diverged as exc:

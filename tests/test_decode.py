@@ -238,7 +238,7 @@ def test_a_real_offline_decode_run_completes_and_show_lists_speedup_match_and_te
     assert kinds[-1] == "run_finished" and "analysis" in kinds
     shown = rs.archlab("show", run_dir.name, "--runs-dir", str(runs))
     assert shown.returncode == 0, shown.stderr
-    for column in ("technique", "speedup", "exact match"):
+    for column in ("change", "speedup", "exact match"):
         assert column in shown.stdout
     assert "kv_cache" in shown.stdout and "no_cache" in shown.stdout and "c001" in shown.stdout
     result = json.loads(next(run_dir.glob("candidates/c001/jobs/*short*/result.json")).read_text())

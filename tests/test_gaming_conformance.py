@@ -27,7 +27,8 @@ import pytest
 
 from evaluators import heldout
 from evaluators.harness import evaluate
-from evaluators.tasks import TASKS, get_task
+import evaluators.tasks
+from evaluators.tasks import get_task
 from evaluators.tasks.mqar import MQAR
 from tests import gaming_cases
 from tests.conftest import under_ci
@@ -202,7 +203,7 @@ class PublicMQAR(MQAR):
 def test_a_task_whose_held_out_set_is_public_is_refused(monkeypatch, specs, tmp_path, process_sandbox):
     public = PublicMQAR()
     public.name = "mqar"
-    monkeypatch.setitem(TASKS, "mqar", public)
+    monkeypatch.setitem(evaluators.tasks._loaded, "mqar", public)
     with pytest.raises(heldout.HeldoutRuleError, match="same held-out targets whatever the host's secret is"):
         _run(process_sandbox, specs["mqar"], gaming_cases.HONEST, tmp_path)
     heldout.check_rule(get_task("digits"), specs["digits"])     # public data, but its files are declared hidden

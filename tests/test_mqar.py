@@ -69,5 +69,5 @@ def test_bad_recipe_is_refused_with_the_setting_named():
     import pytest
     with pytest.raises(ValueError, match="seq_len"):
         task.default_spec(seq_len=20, num_pairs=8, num_queries=8)
-    with pytest.raises(ValueError, match="unknown mqar settings"):
+    with pytest.raises(ValueError, match="bogus: not an option of this task; known options: vocab_size"):
         task.default_spec(bogus=1)

@@ -45,6 +45,6 @@ def test_bad_task_option_is_refused():
         load_settings(None, task_options={"seq_len": 10})
 
 
-def test_offline_engine_refuses_a_non_sequence_task():
-    with pytest.raises(SettingsError, match="setting 'task'.*offline engine writes sequence models"):
+def test_offline_engine_refuses_a_task_without_a_search_space():
+    with pytest.raises(SettingsError, match="setting 'task'.*offline engine searches a task's declared search space"):
         load_settings(None, task="digits")

@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Fidelity = Literal["check", "proxy", "short", "full", "bench"]
-Family = Literal["sequence", "vision", "decoding"]
 
 
 class Budget(BaseModel):
@@ -26,12 +25,25 @@ class Budget(BaseModel):
     instance: dict[str, int | float | str] = Field(default_factory=dict)
 
 
+class RunDefaults(BaseModel):
+    """Settings a run of a task gets where the user set none (`Task.run_defaults`)."""
+
+    limits: dict[str, float] = Field(default_factory=dict)   # objective limits: metric -> bound (infeasible beyond)
+    costs: list[str] | None = None      # the objective's cost axes (None: the run's default)
+    proxy_rung: bool | None = None      # False: the task has no zero-cost proxies (setting it true is refused)
+    workers: int | None = None          # executor workers (e.g. 1 where jobs time themselves)
+    cpus: float | None = None           # threads per job
+
+
 class TaskSpec(BaseModel):
     """A task as the candidate and the evaluator see it."""
 
     schema_version: int = 1
     name: str
-    family: Family
+    # how to find the task again, in the sandbox and in a later process: "" for a shipped or installed task found by
+    # `name`, or "path/to/task.py:Class" for a task given as a file (`evaluators.tasks.get_task`)
+    ref: str = ""
+    family: str = Field(min_length=1)   # the shape of a candidate's contract: sequence, vision, decoding, tabular, ...
     vocab_size: int = Field(default=0, ge=0)
     seq_len: int = Field(default=0, ge=0)
     num_classes: int = Field(default=0, ge=0)

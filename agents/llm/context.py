@@ -19,14 +19,12 @@ import ast
 import difflib
 import math
 import re
-import sys
 
 from agents import scoring
 from agents.records import Candidate
 from wire.task import TaskSpec
 from evaluators.fitness import Objective
-from evaluators.static_check import ALLOWED_IMPORTS
-from evaluators.tasks import get_task
+from evaluators.tasks import get_task, task_of
 from knowledge.records import Finding
 
 NOISE = 0.01            # the analyst prompt's rule of thumb for noise where a run measured no floor
@@ -38,13 +36,15 @@ LABELS = {"heldout_loss": "held-out loss"}
 
 def run_objective(objective: Objective | None, task: str) -> Objective:
     """The run's objective; a caller without one (a bare engine) gets the task's own metric, higher is better."""
-    return objective if objective is not None else Objective(metric=get_task(task).metric)
+    if objective is not None:
+        return objective
+    own = get_task(task)
+    return Objective(metric=own.metric, higher_is_better=own.higher_is_better)
 
 
 def task_description(spec: TaskSpec, objective: Objective | None = None) -> str:
-    task = get_task(spec.name)
-    doc = sys.modules[type(task).__module__].__doc__ or ""
-    objective = run_objective(objective, spec.name)
+    doc = task_of(spec).description()
+    objective = run_objective(objective, spec.ref or spec.name)
     direction = "higher" if objective.higher_is_better else "lower"
     return (f"{doc.strip()}\n\nQuality metric: {objective.metric} ({direction} is better), "
             f"measured on held-out data.").strip()
@@ -53,24 +53,6 @@ def task_description(spec: TaskSpec, objective: Objective | None = None) -> str:
 def task_summary(spec: TaskSpec) -> str:
     """The task description's first sentence: what a literature query should be about."""
     return " ".join(task_description(spec).split("\n\n", 1)[0].split())
-
-
-def contract(spec: TaskSpec, coder: bool = True) -> str:
-    """The task contract; the planner's copy (`coder=False`) leaves out what only the coder needs."""
-    budget = spec.budgets.get("short")
-    training = (f"The `short` evaluation trains {budget.steps} steps at batch size {budget.batch_size}, lr {budget.lr:g} "
-                f"(AdamW, warmup), the same for every candidate." if budget else "")
-    rules = (f"The model maps token ids `[B, T]` (torch.long) to logits `[B, T, V]` (V = spec.vocab_size = "
-             f"{spec.vocab_size}; T <= spec.seq_len = {spec.seq_len}). It must be causal (the output at position t may "
-             f"depend only on positions <= t), must not mix samples across the batch, and must have at most "
-             f"spec.max_params = {spec.max_params} parameters.")
-    if not coder:
-        return f"{rules} {training}".strip()
-    imports = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
-    return (f"A candidate is one self-contained Python module defining a top-level `build_model(spec)` that returns a "
-            f"`torch.nn.Module`. {rules} Read shapes from `spec` (spec.vocab_size, spec.seq_len, spec.max_params) "
-            f"rather than hard-coding them. Imports allowed: {imports}; no files, network, processes, exec/eval. "
-            f"{training}").strip()
 
 
 def number(value: float | None, pattern: str = ".3f") -> str:

@@ -317,10 +317,9 @@ class OpenAIEngine:
 
 
 def task_contract(spec: TaskSpec, coder: bool = True) -> str:
-    """The contract in words: the task's own (`contract_text`, e.g. decode's `generate`), else the model contract."""
-    from evaluators.tasks import get_task
-    own = getattr(get_task(spec.name), "contract_text", None)
-    return own(spec, coder) if own is not None else ctx.contract(spec, coder=coder)
+    """The contract in words, as the task states it (`Task.contract_text`)."""
+    from evaluators.tasks import task_of
+    return task_of(spec).contract_text(spec, coder)
 
 
 def with_note(problem: str, reply: Reply) -> str:

@@ -1,12 +1,12 @@
 """Round 0: the task's baselines, and the run's random reference architectures, measured before any proposal.
 
-A decoding task's baselines are its two references as candidates (`agents.offline.decoding.baselines`).
+The baselines are the task's own (`Task.baselines`) or its search space's (`agents.spaces`):
+architectures, or for decode its two greedy references as candidates.
 
 Baselines get `proxy` and `short` (each job checks the contract first), so the first parents
 have real scores and the proxy rung has peers. With `random_pool` > 0, that many random
-architectures of the offline engine's search space (`agents.offline.blocks.random_genomes`,
-drawn from the run's seed) are measured the same way, and at `full` too when the run
-promotes to `full`: they are the yardstick of "better than the average random
+members of the task's search space (`SearchSpace.random_genomes`, drawn from the run's seed)
+are measured the same way, and at `full` too when the run promotes to `full`: they are the yardstick of "better than the average random
 architecture", never parents. They are measured side by side, as many at once as the
 executor has workers, and their `baseline` / `random_reference` events are logged in a fixed
 order once all are done.
@@ -25,11 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from agents import scoring
 from agents.lab import Lab
 from agents.nodes.evaluate import settle, train_seeds
-from agents.offline.blocks import random_genomes, render
 from agents.offline.engine import genome_hash
 from agents.records import Candidate
+from agents.spaces import task_baselines, task_space
 from agents.state import LoopState
-from evaluators.baselines import BASELINES
+from evaluators.tasks import task_of
 from wire.jobs import EvalResult
 
 
@@ -37,17 +37,18 @@ from wire.jobs import EvalResult
 def make(lab: Lab):
     def baselines(state: LoopState) -> LoopState:
         jobs, tried = [], []
-        for name, (genome, source) in task_baselines(lab.spec).items():
+        for name, (genome, source) in task_baselines(task_of(lab.spec), lab.spec).items():
             candidate = Candidate(id=f"b-{name.split('_')[0]}", run_id=lab.run_id, task=lab.spec.name,
                                   title=f"baseline: {name}", motivation="reference architecture", change="baseline",
                                   source=source, origin="baseline", status="baseline", genome=genome)
             jobs.append((candidate, f"baseline {name}", False))
             tried += [genome_hash(genome), candidate.source_hash]
         references = random_references(lab)
+        space = task_space(task_of(lab.spec))
         for cid, genome in references:
-            candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"random: {genome['mixer']}",
+            candidate = Candidate(id=cid, run_id=lab.run_id, task=lab.spec.name, title=f"random: {cid}",
                                   motivation="a random architecture of the search space, the yardstick",
-                                  change="random", source=render(genome, title="A random architecture."),
+                                  change="random", source=space.render(genome, title="A random architecture."),
                                   origin="random", status="reference", genome=genome)
             jobs.append((candidate, f"random reference {cid}", lab.limits.promote_fraction > 0))
         # measured side by side, as many at once as the executor has workers; logged in a fixed order. The noise
@@ -106,14 +107,6 @@ def log_noise_floor(lab: Lab, round: int) -> None:
     lab.events.emit("noise_floor", round=round, floors=entries, missing="; ".join(missing))
 
 
-def task_baselines(spec) -> dict[str, tuple[dict, str]]:
-    """{name: (genome, source)} of the task family's references: architectures, or (decoding) the greedy decoders."""
-    if spec.family == "decoding":
-        from agents.offline.decoding import baselines as decoding_baselines
-        return decoding_baselines()
-    return BASELINES
-
-
 def measure_one(lab: Lab, candidate: Candidate, stage: str, full: bool) -> None:
     lab.stage(0, stage)
     measure(lab, candidate, full)
@@ -138,9 +131,10 @@ def random_references(lab: Lab) -> list[tuple[str, dict]]:
     """(id, genome) of the run's random architectures; none for tasks the building blocks cannot serve."""
     if lab.limits.random_pool <= 0:
         return []
-    if lab.spec.family != "sequence":
-        lab.events.emit("random_reference_skipped", reason=f"the building blocks write sequence models; "
-                        f"{lab.spec.name} is a {lab.spec.family} task")
+    space = task_space(task_of(lab.spec))
+    if space is None or space.random_genomes is None or space.render is None:
+        lab.events.emit("random_reference_skipped", reason=f"{lab.spec.name} declares no search space that can "
+                        "draw random members" + (f" ({space.name} cannot)" if space is not None else ""))
         return []
-    genomes = random_genomes(lab.limits.random_pool, seed=lab.seed)
+    genomes = space.random_genomes(lab.limits.random_pool, lab.seed)
     return [(f"r-{i + 1:02d}", genome) for i, genome in enumerate(genomes)]

@@ -12,6 +12,7 @@ from agents.records import Plan
 from agents.nodes.review import gate
 from agents.state import CandidateState
 from evaluators.static_check import static_problems
+from evaluators.tasks import task_of
 from langgraph.graph import END
 from wire.jobs import EvalResult
 
@@ -22,7 +23,7 @@ def make_check(lab: Lab):
         lab.stage(round, "check")
         candidate = lab.recorder.load(state["candidate_id"])
         attempt = state.get("fix_attempts", 0)
-        problems = static_problems(candidate.source, entry="generate" if lab.spec.family == "decoding" else "build_model")
+        problems = static_problems(candidate.source, entry=task_of(lab.spec).entry)
         if problems:
             result = EvalResult(job_id=f"{candidate.id}-static-{attempt}", candidate_id=candidate.id,
                                 fidelity="check", status="invalid", message="; ".join(problems))

@@ -5,6 +5,7 @@ from agents.lab import Lab
 from agents.offline.engine import genome_hash
 from agents.records import Candidate, Plan
 from agents.state import CandidateState
+from evaluators.tasks import task_of
 
 
 def make(lab: Lab):
@@ -17,7 +18,7 @@ def make(lab: Lab):
         candidate = Candidate(id=state["candidate_id"], run_id=lab.run_id, parent_ids=[plan.parent_id],
                               task=lab.spec.name, title=plan.title, motivation=plan.motivation, change=plan.change,
                               source=source, origin=lab.engine.name, genome=plan.genome,
-                              kind="inference" if lab.spec.family == "decoding" else "architecture")
+                              kind=task_of(lab.spec).candidate_kind)
         lab.recorder.save(candidate)
         lab.events.emit("code", round=round, candidate_id=candidate.id, parent_id=plan.parent_id,
                         source_hash=candidate.source_hash, source=source)

@@ -39,12 +39,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
+from pydantic import Field, field_validator
 
 from evaluators.heldout import machine_secret, secrets_dir, seed
 from evaluators.tasks import textgen
+from evaluators.tasks.base import Task, TaskOptions
+from evaluators.tasks.lazy import torch
 from wire.task import Budget, TaskSpec
-from evaluators.tasks.base import Task
 
 CORPUS_BYTES = 800_000   # default corpus size: enough text for a small char-LM, minutes to train on
 BLOCK = 4096             # held-out split granularity in bytes
@@ -147,33 +148,48 @@ def split_blocks(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(train), np.concatenate(held) if held else np.zeros(0, np.uint8)
 
 
-class CharLM(Task):
-    name = "charlm"
-    metric = "accuracy"
+class CharLMOptions(TaskOptions):
+    corpus: str = Field("synthetic", description="'synthetic' (drawn from the host's secret) or a path to a text "
+                                                  "file, hidden from every job")
+    corpus_bytes: int = Field(CORPUS_BYTES, ge=1, description="bytes of the corpus used")
+    seq_len: int = Field(128, ge=2, description="window length in bytes")
+    positions: int = Field(8, ge=1, description="held-out windows per held-out example")
+    heldout_size: int = Field(256, ge=1, description="held-out examples")
+    short_steps: int = Field(200, ge=1, description="training steps at the short fidelity")
+    full_steps: int = Field(2000, ge=1, description="training steps at the full fidelity")
 
-    def __init__(self):
-        self._splits: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # corpus sha256 -> (train, held-out)
-
-    def default_spec(self, **overrides) -> TaskSpec:
-        corpus = str(overrides.pop("corpus", "synthetic"))
+    @field_validator("corpus")
+    @classmethod
+    def _not_readable_in_the_sandbox(cls, corpus: str) -> str:
         if corpus == "stdlib":
             raise ValueError("charlm cannot hold out the standard library's docstrings: every sandbox can read the "
                              "standard library, so a candidate could look the held-out text up; use the default "
                              "corpus (synthetic) or corpus=PATH to a text file of yours")
+        return corpus
+
+
+class CharLM(Task):
+    name = "charlm"
+    summary = "next-byte prediction on English-like text the sandbox cannot read, or on your own text file"
+    metric = "accuracy"
+    metrics = ("heldout_loss", "bits_per_char")
+    Options = CharLMOptions
+    search_space = "sequence-blocks"
+    token_input = True
+
+    def __init__(self):
+        self._splits: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # corpus sha256 -> (train, held-out)
+
+    def spec(self, options: CharLMOptions) -> TaskSpec:
+        corpus = options.corpus
         if corpus != "synthetic":
             corpus = str(Path(corpus).expanduser().resolve())   # the path the sandbox hides
-        max_bytes = int(overrides.pop("corpus_bytes", CORPUS_BYTES))
-        seq_len = int(overrides.pop("seq_len", 128))
-        positions = int(overrides.pop("positions", 8))
-        heldout_size = int(overrides.pop("heldout_size", 256))
+        max_bytes, seq_len = options.corpus_bytes, options.seq_len
         budgets = {
             "check": Budget(steps=1, batch_size=4, lr=1e-3),
-            "short": Budget(steps=int(overrides.pop("short_steps", 200)), batch_size=32, lr=3e-3),
-            "full": Budget(steps=int(overrides.pop("full_steps", 2000)), batch_size=32, lr=3e-3),
+            "short": Budget(steps=options.short_steps, batch_size=32, lr=3e-3),
+            "full": Budget(steps=options.full_steps, batch_size=32, lr=3e-3),
         }
-        if overrides:
-            raise ValueError(f"unknown charlm settings: {', '.join(sorted(overrides))}; "
-                             "known: corpus, corpus_bytes, seq_len, positions, heldout_size, short_steps, full_steps")
         data = read_corpus(corpus, max_bytes)
         sha = hashlib.sha256(data).hexdigest()
         train, held = split_blocks(data)
@@ -183,8 +199,8 @@ class CharLM(Task):
         self._splits[sha] = (train, held)
         return TaskSpec(name=self.name, family="sequence", vocab_size=256, seq_len=seq_len,
                         data={"corpus": corpus, "corpus_bytes": max_bytes, "corpus_sha256": sha,
-                              "corpus_size": len(data), "positions": positions},
-                        seed=0, heldout_size=heldout_size, budgets=budgets)
+                              "corpus_size": len(data), "positions": options.positions},
+                        seed=0, heldout_size=options.heldout_size, budgets=budgets)
 
     def _data(self, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray | None]:
         sha = str(spec.data["corpus_sha256"])

@@ -56,13 +56,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
+from pydantic import Field
 
-from evaluators import decoding, heldout
-from evaluators.tasks.base import Task
+from evaluators import heldout
+from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators.tasks.charlm import CORPUS_BYTES, read_corpus, split_blocks
+from evaluators.tasks.lazy import module, torch
 from wire.jobs import EvalJob, EvalResult
-from wire.task import Budget, TaskSpec
+from wire.task import Budget, RunDefaults, TaskSpec
+
+decoding = module("evaluators.decoding")     # torch at module level: imported when the task first needs it
 
 DECODED_MAX_BYTES = 16 * 1024 * 1024
 PROCEDURES = ("candidate", "cached", "nocache")     # the rows of the sandbox's timings.npy (evaluators.decoding_job)
@@ -70,37 +73,57 @@ MODEL_KEYS = ("d_model", "n_layers", "n_heads", "exit_layer", "max_len", "steps"
               "seed")
 
 
+class DecodeOptions(TaskOptions):
+    corpus: str = Field("stdlib", description="text the fixed model is trained on ('stdlib' docstrings, "
+                                               "'synthetic', or a path)")
+    corpus_bytes: int = Field(CORPUS_BYTES, ge=1, description="bytes of the corpus used")
+    d_model: int = Field(96, ge=8, description="the fixed model's width")
+    n_layers: int = Field(4, ge=1, description="the fixed model's blocks")
+    exit_layer: int | None = Field(None, ge=1, description="the block an early exit may read (default n_layers // 2)")
+    train_steps: int = Field(800, ge=1, description="training steps of the fixed model")
+    model_seed: int = Field(0, description="seed of the fixed model's training")
+    prompt_len: int = Field(64, ge=1, description="bytes per prompt")
+    max_new_tokens: int = Field(128, ge=1, description="tokens decoded per prompt")
+    check_new_tokens: int = Field(16, ge=1, description="tokens decoded per prompt at the check fidelity")
+    prompts: int = Field(6, ge=1, description="prompts per timed pass at short")
+    full_prompts: int = Field(16, ge=1, description="prompts per timed pass at full")
+    max_repeats: int = Field(8, ge=1, description="timed passes at most")
+    match_tolerance: float = Field(0.0, ge=0, le=1, description="share of tokens that may differ from greedy")
+    time_seconds: float = Field(8.0, gt=0, description="seconds of timed passes aimed for")
+
+
 class Decode(Task):
     name = "decode"
+    summary = "decoding procedures around a fixed trained char-LM: the same text as greedy, faster"
     metric = "speedup"
-    family = "decoding"     # known without building the spec (which may train the model)
+    metrics = ("tokens_per_second", "exact_match")
+    Options = DecodeOptions
+    entry = "generate"
+    contract = "generate(model, prompt_ids, max_new_tokens) -> torch.long ids"
+    candidate_kind = "inference"
+    search_space = "decoding-techniques"
 
     def __init__(self):
         self._weights: dict[str, np.ndarray] = {}       # weights sha256 -> flat weights
         self._models: dict[str, decoding.CharTransformer] = {}
-        self._references: dict[tuple, np.ndarray] = {}  # (weights sha, fidelity, rows, tokens, seed, secret) -> ids
 
-    # --- the spec ----------------------------------------------------------------------
-    def default_spec(self, **overrides) -> TaskSpec:
-        corpus = str(overrides.pop("corpus", "stdlib"))
-        max_bytes = int(overrides.pop("corpus_bytes", CORPUS_BYTES))
-        recipe = {"d_model": int(overrides.pop("d_model", 96)), "n_layers": int(overrides.pop("n_layers", 4)),
-                  "n_heads": 4, "max_len": 256, "steps": int(overrides.pop("train_steps", 800)), "batch_size": 32,
-                  "train_len": 64, "lr": 4e-3, "seed": int(overrides.pop("model_seed", 0))}
-        recipe["exit_layer"] = int(overrides.pop("exit_layer", max(1, recipe["n_layers"] // 2)))
-        data = {"prompt_len": int(overrides.pop("prompt_len", 64)),
-                "max_new_tokens": int(overrides.pop("max_new_tokens", 128)),
-                "check_new_tokens": int(overrides.pop("check_new_tokens", 16)),
-                "max_repeats": int(overrides.pop("max_repeats", 8)),
-                "match_tolerance": float(overrides.pop("match_tolerance", 0.0)),
-                "time_seconds": float(overrides.pop("time_seconds", 8.0))}
-        prompts = {"check": 2, "short": int(overrides.pop("prompts", 6)), "full": int(overrides.pop("full_prompts", 16))}
-        if overrides:
-            raise ValueError(f"unknown decode settings: {', '.join(sorted(overrides))}; known: corpus, corpus_bytes, "
-                             "d_model, n_layers, exit_layer, train_steps, model_seed, prompt_len, max_new_tokens, "
-                             "check_new_tokens, prompts, full_prompts, max_repeats, match_tolerance, time_seconds")
-        if not 0 <= data["match_tolerance"] <= 1:
-            raise ValueError(f"match_tolerance={data['match_tolerance']} must be a share of tokens in [0, 1]")
+    def run_defaults(self, options: DecodeOptions) -> RunDefaults:
+        """Output unlike greedy's in more than `match_tolerance` of the tokens is infeasible (`mismatch_rate`
+        limit) and the Pareto axis is that rate; no proxy rung (a decoding procedure has no zero-cost proxies);
+        one job at a time (timed jobs side by side disturb each other's timings) on one thread (the model is
+        small: decoding it is overhead-bound, and spare threads only add noise)."""
+        return RunDefaults(limits={"mismatch_rate": options.match_tolerance}, costs=["mismatch_rate"],
+                           proxy_rung=False, workers=1, cpus=1.0)
+
+    def spec(self, options: DecodeOptions) -> TaskSpec:
+        o = options
+        recipe = {"d_model": o.d_model, "n_layers": o.n_layers, "n_heads": 4, "max_len": 256, "steps": o.train_steps,
+                  "batch_size": 32, "train_len": 64, "lr": 4e-3, "seed": o.model_seed}
+        recipe["exit_layer"] = o.exit_layer if o.exit_layer is not None else max(1, recipe["n_layers"] // 2)
+        data = {"prompt_len": o.prompt_len, "max_new_tokens": o.max_new_tokens, "check_new_tokens": o.check_new_tokens,
+                "max_repeats": o.max_repeats, "match_tolerance": o.match_tolerance, "time_seconds": o.time_seconds}
+        prompts = {"check": 2, "short": o.prompts, "full": o.full_prompts}
+        corpus, max_bytes = o.corpus, o.corpus_bytes
         if data["prompt_len"] + data["max_new_tokens"] + 32 > recipe["max_len"]:
             raise ValueError(f"prompt_len + max_new_tokens = {data['prompt_len'] + data['max_new_tokens']} leaves no "
                              f"room for drafts within the model's {recipe['max_len']} positions; shorten them")
@@ -271,6 +294,18 @@ class Decode(Task):
 
     def check_contract(self, spec: TaskSpec, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         raise NotImplementedError("decode candidates are checked by evaluators.decoding_job")
+
+    def run_in_sandbox(self, spec: TaskSpec, fidelity: str, seed: int, inputs_dir: Path, out_dir: Path,
+                       files: dict, device: torch.device, clock) -> SandboxOutput:
+        """A procedure around the task's fixed model (`evaluators.decoding_job`): every pass in its own process,
+        so the runner's process never runs the candidate's code; `PassFailure` is what a pass reported."""
+        from evaluators import decoding_job
+        metrics, environment = decoding_job.run(spec, files.get("weights"), fidelity, inputs_dir, out_dir,
+                                                device, clock, threads=torch.get_num_threads())
+        return SandboxOutput(metrics=metrics, environment=environment)
+
+    def contract_rules(self, spec: TaskSpec) -> str:
+        return self.contract_text(spec, coder=False)
 
     def contract_text(self, spec: TaskSpec, coder: bool = True) -> str:
         """The candidate contract in words, for the LLM prompts."""

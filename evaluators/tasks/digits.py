@@ -25,10 +25,11 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
+from pydantic import Field
 
+from evaluators.tasks.base import Task, TaskOptions
+from evaluators.tasks.lazy import torch
 from wire.task import Budget, TaskSpec
-from evaluators.tasks.base import Task
 
 NUM_IMAGES = 1797
 
@@ -62,26 +63,43 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+class DigitsOptions(TaskOptions):
+    split_seed: int = Field(0, description="seed of the train / held-out split")
+    heldout_size: int = Field(360, ge=10, le=NUM_IMAGES // 2, description="held-out images")
+    short_steps: int = Field(100, ge=1, description="training steps at the short fidelity")
+    full_steps: int = Field(1000, ge=1, description="training steps at the full fidelity")
+
+
+BASELINE_MLP = '''"""A two-layer perceptron over the flattened image: the digits baseline."""
+import torch
+
+
+def build_model(spec):
+    c, h, w = int(spec.data["channels"]), int(spec.data["height"]), int(spec.data["width"])
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(c * h * w, 64), torch.nn.GELU(),
+                               torch.nn.Linear(64, spec.num_classes))
+'''
+
+
 class Digits(Task):
     name = "digits"
+    summary = "8x8 handwritten digits (scikit-learn's copy of UCI), classified by an image model"
     metric = "accuracy"
+    Options = DigitsOptions
 
     def __init__(self):
         self._arrays: dict[str, dict[str, np.ndarray]] = {}   # data sha256 -> arrays
 
-    def default_spec(self, **overrides) -> TaskSpec:
-        split_seed = int(overrides.pop("split_seed", 0))
-        heldout_size = int(overrides.pop("heldout_size", 360))
+    def baselines(self, spec: TaskSpec) -> dict[str, tuple[dict, str]]:
+        return {"mlp": ({}, BASELINE_MLP)}
+
+    def spec(self, options: DigitsOptions) -> TaskSpec:
+        split_seed, heldout_size = options.split_seed, options.heldout_size
         budgets = {
             "check": Budget(steps=1, batch_size=4, lr=1e-3),
-            "short": Budget(steps=int(overrides.pop("short_steps", 100)), batch_size=64, lr=3e-3),
-            "full": Budget(steps=int(overrides.pop("full_steps", 1000)), batch_size=64, lr=3e-3),
+            "short": Budget(steps=options.short_steps, batch_size=64, lr=3e-3),
+            "full": Budget(steps=options.full_steps, batch_size=64, lr=3e-3),
         }
-        if overrides:
-            raise ValueError(f"unknown digits settings: {', '.join(sorted(overrides))}; "
-                             "known: split_seed, heldout_size, short_steps, full_steps")
-        if not 10 <= heldout_size <= NUM_IMAGES // 2:
-            raise ValueError(f"heldout_size={heldout_size} must be between 10 and {NUM_IMAGES // 2}")
         arrays = load_split(split_seed, heldout_size)
         sha = _digest(arrays)
         self._arrays[sha] = arrays

@@ -15,28 +15,37 @@ key cannot depend on them, and the answers never enter the sandbox.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from pydantic import Field, model_validator
 
 from evaluators.heldout import seed as heldout_seed
+from evaluators.tasks.base import Task, TaskOptions
 from wire.task import Budget, TaskSpec
-from evaluators.tasks.base import Task
+from evaluators.tasks.lazy import torch
 
 IGNORE = -100
+
+
+def shape_problem(vocab_size: int, seq_len: int, num_pairs: int, num_queries: int) -> str:
+    """Why sequences of this shape cannot be made, or ""."""
+    if num_pairs > vocab_size // 2 - 1:
+        return f"num_pairs={num_pairs} needs at least {num_pairs + 1} key tokens; raise vocab_size"
+    if num_queries > num_pairs:
+        return "num_queries must not exceed num_pairs"
+    slots = (seq_len - 2 * num_pairs) // 2
+    if slots < num_queries:
+        return f"seq_len={seq_len} leaves room for {slots} queries, not {num_queries}"
+    return ""
 
 
 def make_mqar(n: int, vocab_size: int, seq_len: int, num_pairs: int, num_queries: int,
               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens [n, T], targets [n, T]); deterministic for the generator's state."""
+    problem = shape_problem(vocab_size, seq_len, num_pairs, num_queries)
+    if problem:
+        raise ValueError(problem)
     half = vocab_size // 2
-    if num_pairs > half - 1:
-        raise ValueError(f"num_pairs={num_pairs} needs at least {num_pairs + 1} key tokens; raise vocab_size")
-    if num_queries > num_pairs:
-        raise ValueError("num_queries must not exceed num_pairs")
     context = 2 * num_pairs
     slots = (seq_len - context) // 2
-    if slots < num_queries:
-        raise ValueError(f"seq_len={seq_len} leaves room for {slots} queries, not {num_queries}")
 
     keys = torch.argsort(torch.rand(n, half - 1, generator=generator), dim=1)[:, :num_pairs] + 1
     values = torch.randint(half, vocab_size, (n, num_pairs), generator=generator)
@@ -57,38 +66,51 @@ def make_mqar(n: int, vocab_size: int, seq_len: int, num_pairs: int, num_queries
     return tokens, targets
 
 
+class MQAROptions(TaskOptions):
+    vocab_size: int = Field(64, ge=4, description="tokens: keys from [1, V/2), values from [V/2, V)")
+    seq_len: int = Field(64, ge=4, description="sequence length")
+    num_pairs: int = Field(8, ge=1, description="key-value pairs per sequence")
+    num_queries: int = Field(8, ge=1, description="keys queried per sequence (at most num_pairs)")
+    short_steps: int = Field(400, ge=1, description="training steps at the short fidelity")
+    full_steps: int = Field(2000, ge=1, description="training steps at the full fidelity")
+    short_seq_len: int | None = Field(None, ge=4, description="a shorter sequence for the short fidelity")
+    short_num_pairs: int | None = Field(None, ge=1, description="fewer pairs (and queries) for the short fidelity")
+
+    @model_validator(mode="after")
+    def _sequences_fit(self) -> "MQAROptions":
+        problem = shape_problem(self.vocab_size, self.seq_len, self.num_pairs, self.num_queries)
+        pairs = self.short_num_pairs or self.num_pairs
+        short = shape_problem(self.vocab_size, self.short_seq_len or self.seq_len, pairs,
+                              pairs if self.short_num_pairs else self.num_queries)
+        if problem or short:
+            raise ValueError(problem or f"at the short fidelity: {short}")
+        return self
+
+
 class MQAR(Task):
     name = "mqar"
+    summary = "multi-query associative recall (Zoology): recall the value of each queried key"
     metric = "accuracy"
+    Options = MQAROptions
+    search_space = "sequence-blocks"
+    token_input = True
 
-    def default_spec(self, **overrides) -> TaskSpec:
-        data = {"num_pairs": 8, "num_queries": 8}
-        vocab_size = int(overrides.pop("vocab_size", 64))
-        seq_len = int(overrides.pop("seq_len", 64))
-        for key in list(overrides):
-            if key in data:
-                data[key] = int(overrides.pop(key))
+    def spec(self, options: MQAROptions) -> TaskSpec:
+        data = {"num_pairs": options.num_pairs, "num_queries": options.num_queries}
         # the short fidelity may train on a smaller instance (fewer pairs, shorter sequences), where recall
         # is learned within a few dozen steps: see the proxy-validation study in README
-        short_instance = {key.removeprefix("short_"): int(overrides.pop(key))
-                          for key in ("short_seq_len", "short_num_pairs") if key in overrides}
-        if "num_pairs" in short_instance:
-            short_instance["num_queries"] = short_instance["num_pairs"]
+        short_instance = {}
+        if options.short_seq_len is not None:
+            short_instance["seq_len"] = options.short_seq_len
+        if options.short_num_pairs is not None:
+            short_instance["num_pairs"] = short_instance["num_queries"] = options.short_num_pairs
         budgets = {
             "check": Budget(steps=1, batch_size=4, lr=1e-3),
-            "short": Budget(steps=int(overrides.pop("short_steps", 400)), batch_size=64, lr=3e-3,
-                            instance=short_instance),
-            "full": Budget(steps=int(overrides.pop("full_steps", 2000)), batch_size=64, lr=3e-3),
+            "short": Budget(steps=options.short_steps, batch_size=64, lr=3e-3, instance=short_instance),
+            "full": Budget(steps=options.full_steps, batch_size=64, lr=3e-3),
         }
-        if overrides:
-            raise ValueError(f"unknown mqar settings: {', '.join(sorted(overrides))}")
-        spec = TaskSpec(name=self.name, family="sequence", vocab_size=vocab_size, seq_len=seq_len,
+        return TaskSpec(name=self.name, family="sequence", vocab_size=options.vocab_size, seq_len=options.seq_len,
                         data=data, seed=0, heldout_size=256, budgets=budgets)
-        make_mqar(1, vocab_size, seq_len, data["num_pairs"], data["num_queries"], torch.Generator())
-        small = spec.at("short")
-        make_mqar(1, small.vocab_size, small.seq_len, small.data["num_pairs"], small.data["num_queries"],
-                  torch.Generator())
-        return spec
 
     def _generate(self, spec: TaskSpec, n: int, generator: torch.Generator):
         return make_mqar(n, spec.vocab_size, spec.seq_len, int(spec.data["num_pairs"]),
@@ -99,10 +121,6 @@ class MQAR(Task):
 
     def train_batch(self, spec: TaskSpec, generator: torch.Generator, batch_size: int):
         return self._generate(spec, batch_size, generator)
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                               ignore_index=IGNORE)
 
     def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
         generator = torch.Generator().manual_seed(heldout_seed(secret, self.name, spec.seed, spec.seq_len,
