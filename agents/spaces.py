@@ -87,6 +87,16 @@ def _nb201_random(n: int, seed: int) -> list[dict]:
     return random_genomes(n, seed)
 
 
+def _nb201_render(genome: dict, title: str = "A NAS-Bench-201 cell.") -> str:
+    from agents.offline.nb201 import render
+    return render(genome, title=title)
+
+
+def _nb201_describe(genome: dict) -> str:
+    from agents.offline.nb201 import describe
+    return describe(genome)
+
+
 SPACES: dict[str, SearchSpace] = {
     "sequence-blocks": SearchSpace("sequence-blocks", "token models built from mixers, feature maps, short "
                                    "convolutions, gates, norms and FFNs (agents.offline.blocks)",
@@ -95,7 +105,8 @@ SPACES: dict[str, SearchSpace] = {
                                        "verification, quantisation, early exit (agents.offline.decoding)",
                                        _decoding_engine, _decoding_baselines, describe=_decoding_describe),
     "nb201-cells": SearchSpace("nb201-cells", "NAS-Bench-201 cells: six edges, five operations each "
-                               "(agents.offline.nb201)", _nb201_engine, _nb201_baselines, _nb201_random),
+                               "(agents.offline.nb201)", _nb201_engine, _nb201_baselines, _nb201_random, _nb201_render,
+                               _nb201_describe),
 }
 
 

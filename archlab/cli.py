@@ -1,4 +1,4 @@
-"""The `archlab` command: run, resume, runs, show, eval, ui.
+"""The `archlab` command: run, resume, runs, show, eval, ui, tasks, new-task.
 
 The CLI decides what people see: progress bars, tables and error messages that say what to
 do next. Library code below it never prints.
@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from archlab.runstore import RunNotFound, find_run, list_runs, override_settings, owner_alive, record_override
 
@@ -121,10 +121,10 @@ def _preflight(settings: Settings):
 
 
 def _run_settings(run_dir: Path) -> tuple[dict, Settings]:
-    from archlab.settings import Settings
+    from archlab.settings import recorded_settings
     try:
         record = json.loads((run_dir / "run.json").read_text())
-        return record, Settings(**record["settings"])
+        return record, recorded_settings(record["settings"])
     except (ValueError, KeyError) as exc:
         fail(f"{run_dir}/run.json cannot be loaded: {exc}", "the run directory is damaged or from another version")
 
@@ -599,6 +599,82 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
     except SandboxUnavailable as exc:
         fail(f"the {sandbox} sandbox cannot run jobs: {exc}", "start the engine or use --sandbox process")
     print(result.model_dump_json(indent=2))
+
+
+@app.command("tasks")
+def tasks(ref: str = typer.Argument(None, help="one task in detail: a name, or path/to/task.py:ClassName"),
+          task: Optional[list[str]] = typer.Option(None, "--task", help="a task in a file to list too "
+                                                    "(path/to/task.py:ClassName); repeatable")):
+    """List every task found (shipped, installed, given as a file): contract, options, offline engine."""
+    from archlab import tasklist
+    from evaluators.tasks import UnknownTask
+    if ref is not None:
+        try:
+            found = tasklist.entry(ref)
+        except UnknownTask as exc:
+            fail(str(exc), "`archlab tasks` lists the tasks found")
+        _print_task(found)
+        return
+    # one option a line, a long default (a path) cut short (`archlab tasks NAME` has it whole); a file's path folds
+    table = Table(Column("task", overflow="fold", max_width=30), Column("origin", max_width=22), "what it is",
+                  Column("metric", max_width=16), Column("a candidate defines", overflow="fold", min_width=18),
+                  Column("options (default)", no_wrap=True, overflow="ellipsis", max_width=32),
+                  Column("offline engine", no_wrap=True), title="tasks", show_lines=True)
+    broken = []
+    for found in tasklist.entries(task or ()):
+        t = found.task
+        if t is None:
+            broken.append(found)
+            table.add_row(escape(found.ref), found.origin, "[red]cannot be loaded[/] (below)", "-", "-", "-", "-")
+            continue
+        options = "\n".join(f"{o.name} = {o.default}" for o in tasklist.options(t)) or "none"
+        table.add_row(escape(found.ref), found.origin, escape(t.summary),
+                      f"{t.metric} ({'higher' if t.higher_is_better else 'lower'} is better)", escape(t.contract),
+                      escape(options), tasklist.offline(t))
+    console.print(table)
+    for found in broken:
+        console.print(f"[red]cannot be loaded:[/] {escape(found.ref)} ({found.origin}): {escape(found.error)}")
+    console.print("`archlab tasks NAME` describes one task and each of its options; `archlab new-task NAME` writes "
+                  "a task of your own to start from (docs/tasks.md).")
+
+
+def _print_task(found) -> None:
+    """One task in detail: its declarations, its options with what each means, and its description."""
+    from archlab import tasklist
+    t = found.task
+    if t is None:
+        fail(found.error, "fix the task's module (or reinstall its package); `archlab tasks` lists the others")
+    console.print(f"[bold]{escape(t.name)}[/] ({found.origin}; --task {escape(found.ref)}): {escape(t.summary)}")
+    others = ", ".join(m for m in t.metrics if m != t.metric)
+    console.print(f"metric: {t.metric} ({'higher' if t.higher_is_better else 'lower'} is better)"
+                  + (f"; an objective may name {others} instead" if others else ""))
+    console.print(f"a candidate ({t.candidate_kind}) defines: {escape(t.contract)}")
+    console.print(f"offline engine: {'yes' if t.search_space else 'no'}; search space {escape(tasklist.space_text(t))}")
+    rows = tasklist.options(t)
+    table = Table("option", "type", "default", "what it is", title=escape("options (lab.toml's [task_options])"))
+    for row in rows:
+        table.add_row(row.name, escape(row.type), escape(row.default), escape(row.description))
+    console.print(table if rows else "options: none")
+    console.print(escape(t.description()))
+
+
+@app.command("new-task")
+def new_task(name: str = typer.Argument(..., help="the task's name, a Python identifier; also its directory"),
+             dir: Path = typer.Option(Path("."), "--dir", help="where the task's directory goes"),
+             search_space: str = typer.Option("sequence-blocks", help="sequence-blocks: the offline engine can "
+                                              "search it; none: only --llm openai proposes candidates")):
+    """Write a working task to make your own: task.py, baseline.py, test_task.py and lab.toml in DIR/NAME."""
+    from archlab.newtask import NewTaskError, write_skeleton
+    try:
+        skeleton = write_skeleton(name, dir, search_space)
+    except NewTaskError as exc:
+        fail(str(exc))
+    console.print(f"wrote {skeleton.directory}: task.py (the task {skeleton.name}, class {skeleton.class_name}), "
+                  "baseline.py (a candidate), test_task.py (its test), lab.toml (a small run); "
+                  "docs/tasks.md walks through it")
+    console.print("next:")
+    for line in skeleton.next_steps():
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

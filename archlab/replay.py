@@ -19,7 +19,7 @@ from pathlib import Path
 from agents.event_types import decision_fields
 from agents.events import Event, read_events
 from agents.replay import ReplayDivergence, ReplayEngine, ReplayEvaluator
-from archlab.settings import Settings
+from archlab.settings import recorded_settings as recorded
 
 @dataclass
 class ReplayReport:
@@ -106,7 +106,7 @@ def replay(run_dir: Path) -> ReplayReport:
     batches = [len(e.data.candidate_ids) for e in events if e.type == "parents_selected"]
     if batches:     # the batch the run had (its setting may say "one per worker", and this machine may have others)
         overrides["loop"] = {**overrides.get("loop", recorded_settings.get("loop", {})), "batch": max(batches)}
-    settings = Settings(**{**recorded_settings, **overrides})
+    settings = recorded({**recorded_settings, **overrides})
     replays = run_dir / "replays"
     replays.mkdir(exist_ok=True)
     replay_dir = replays / str(len(list(replays.iterdir())) + 1)

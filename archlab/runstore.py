@@ -155,8 +155,8 @@ def run_objective(record: dict) -> Objective:
     if "objective" in record:                       # resolved by create_run: no task registry, no torch
         return Objective.model_validate(record["objective"])
     from archlab.session import make_objective      # lazily: the CLI's reading commands should not pay for torch
-    from archlab.settings import Settings
-    return make_objective(Settings(**record["settings"]))
+    from archlab.settings import recorded_settings
+    return make_objective(recorded_settings(record["settings"]))
 
 
 def summarize(run_dir: Path) -> RunSummary:

@@ -175,8 +175,9 @@ class LoopSettings(BaseModel):
     batch: int | None = Field(default=None, ge=1, le=64)  # candidates proposed and evaluated per round; None: = workers
 
 
+# cost metrics every model task reports; a task adds its own (`Task.costs`, e.g. decode's mismatch_rate)
 COST_METRICS = ("params", "flops", "flops_per_token", "activation_bytes", "latency_ms_median", "latency_ms_p90",
-                "peak_memory_bytes", "mismatch_rate")   # mismatch_rate: decode's share of tokens unlike greedy's
+                "peak_memory_bytes")
 
 
 class ObjectiveSettings(BaseModel):
@@ -186,22 +187,6 @@ class ObjectiveSettings(BaseModel):
     higher_is_better: bool = True                       # False for a loss
     limits: dict[str, float] = Field(default_factory=dict)  # cost -> largest allowed, e.g. {params = 500000}
     costs: list[str] = Field(default_factory=lambda: ["params"])  # Pareto axes, lower is better
-
-    @field_validator("limits")
-    @classmethod
-    def _known_limits(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = [k for k in value if k not in COST_METRICS]
-        if unknown:
-            raise ValueError(f"unknown cost {', '.join(unknown)}; limits can name {', '.join(COST_METRICS)}")
-        return value
-
-    @field_validator("costs")
-    @classmethod
-    def _known_costs(cls, value: list[str]) -> list[str]:
-        unknown = [k for k in value if k not in COST_METRICS]
-        if unknown:
-            raise ValueError(f"unknown cost {', '.join(unknown)}; costs can name {', '.join(COST_METRICS)}")
-        return value
 
 
 class BudgetSettings(BaseModel):
@@ -261,6 +246,21 @@ class Settings(BaseSettings):
         return value
 
 
+class RecordedSettings(Settings):
+    """A run's settings as its run.json recorded them: the environment adds nothing (an `ARCHLAB_*` variable
+    meant for today's run must not change what a recorded run was)."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        return (init_settings,)
+
+
+def recorded_settings(values: dict[str, Any]) -> Settings:
+    """The settings a run recorded (`run.json`'s "settings"), read without the environment."""
+    return RecordedSettings(**values)
+
+
 class SettingsError(ValueError):
     """A setting is wrong; the message names it and says what is allowed."""
 
@@ -275,6 +275,10 @@ def read_config(config: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {config} is not valid TOML: {exc}") from None
 
 
+def flags_given(flags: dict[str, Any]) -> set[str]:
+    return {key for key, value in flags.items() if value is not None}
+
+
 def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     """Resolve settings from a TOML file, the environment and flags (None flags are ignored)."""
     values: dict[str, Any] = read_config(config) if config is not None else {}
@@ -284,8 +288,14 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
         section, _, field = key.partition("__")
         if field:
             values.setdefault(section, {})[field] = value
+        elif isinstance(value, dict) and isinstance(values.get(key), dict):   # a flag adds to a table, not replaces it
+            values[key] = {**values[key], **value}
         else:
             values[key] = value
+    task = values.get("task")
+    if config is not None and isinstance(task, str) and is_file_ref(task) and "task" not in flags_given(flags):
+        path, _, attr = task.rpartition(":")      # a file task in lab.toml is relative to lab.toml
+        values["task"] = f"{(Path(config).parent / Path(path).expanduser()).resolve()}:{attr}"
     try:
         settings = Settings(**values)
         task = get_task(settings.task)
@@ -300,6 +310,11 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
             raise SettingsError(f"setting 'task': the offline engine searches a task's declared search space, and "
                                 f"{settings.task!r} declares none; use --llm openai, or score modules with "
                                 "`archlab eval`")
+        costs = (*COST_METRICS, *task.costs)
+        unknown = [k for k in (*settings.objective.limits, *settings.objective.costs) if k not in costs]
+        if unknown:
+            raise SettingsError(f"setting 'objective': unknown cost {', '.join(unknown)}; limits and costs can name "
+                                f"{', '.join(costs)}")
         settings = _task_defaults(settings, task.run_defaults(options), task.name)
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
@@ -335,5 +350,5 @@ def _explain(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "settings"
-        lines.append(f"setting '{where}': {error['msg']} (got {error.get('input')!r})")
+        lines.append(f"setting '{where}': {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})")
     return "; ".join(lines)

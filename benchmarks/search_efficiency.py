@@ -9,12 +9,17 @@ counts N + 1), one-sided Mann–Whitney U tests of "the lab needs fewer evaluati
 
 Spaces:
 - `nb201`: NAS-Bench-201 as a tabular benchmark (`--nb201 FILE`, the `nb201_val_accuracy.json`
-  table; skipped when absent). A genome is the cell's six edge ops, an evaluation a lookup of
-  CIFAR-10 validation accuracy; every method draws from all 15,625 cells. The lab's policy
-  (`agents.search`: tournament parents, Thompson sampling from the gene model, recombination
-  with the elite, pairs of changes when stalled) starts from `NB201_INIT` random cells (counted
-  in the budget) with no prior (the reading list says nothing about NB201's ops). REA:
-  population 20, tournament 5, one-edge mutation.
+  table; skipped when absent), through the shipped `nb201` task (`evaluators.tasks.nb201`): a
+  genome is the cell's six edge ops, an evaluation the task's lookup of CIFAR-10 validation
+  accuracy; every method draws from all 15,625 cells. The lab is the task's own offline engine
+  (`agents.offline.nb201.CellEngine`: tournament parents, one-edge changes, Thompson sampling
+  from the gene model, recombination with the elite, pairs of changes when stalled; no prior),
+  started as `archlab run --task nb201` starts it with `random_pool = NB201_INIT`: the task's
+  baseline cell and `NB201_INIT` random cells, all counted in the budget. It is driven the way
+  the graph drives it (`nb201_lab`), without the graph's plumbing, which would take hours for
+  200 seeds; the first `--nb201-graph-seeds` seeds also run through the real graph
+  (`archlab.session`, jobs evaluated in this process), whose evaluations must be the same
+  (`graph_check` in the result). REA: population 20, tournament 5, one-edge mutation.
 - `mqar`, `charlm`: the shipped sequence tasks, each genome evaluated at the `short` fidelity
   of `SEQ_SETTINGS` through the harness (`evaluators.harness.evaluate`: held-out inputs drawn
   from the host's secret, the runner trains and predicts, the host scores) in a child forked
@@ -54,6 +59,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -75,8 +81,8 @@ from agents.records import Candidate  # noqa: E402
 from evaluators.fitness import Objective  # noqa: E402
 from wire.jobs import EvalResult  # noqa: E402
 
-NB201_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")   # the table's op order
-NB201_INIT = 8                    # random cells the lab starts from
+NB201_INIT = 8                    # random cells the lab starts from (besides the task's baseline cell)
+NB201_GRAPH_SEEDS = 3             # seeds also run through the real graph, which must make the lab's evaluations
 NB201_PUBLISHED = {"random_median_best_of_100": 90.78, "rea_median_evaluations": 37}
 
 # the sequence tasks' space: the catalogue's values, small models only (see the module docstring)
@@ -88,7 +94,7 @@ SPACE: dict[str, tuple] = {
 SEQ_BUDGET = 20                   # evaluations per method and seed (N)
 SEQ_INIT = 4                      # random genomes the lab starts from (random search's own first draws)
 REA_POPULATION, REA_SAMPLE = 8, 3  # regularised evolution scaled to N = 20 (Real et al.: 20-100 and 5-25 over 1000s)
-# task settings where random search is not saturated at N = 20 and one evaluation costs ~2-3 CPU-seconds
+# task settings where random search is not saturated at N = 20 and one evaluation costs ~4 CPU-seconds (MQAR)
 SEQ_SETTINGS = {"mqar": {"short_steps": 120, "short_seq_len": 24, "short_num_pairs": 4},
                 "charlm": {"short_steps": 80, "seq_len": 64}}
 SEQ_LIMITS = {"wall_seconds": 600, "memory_mb": 4096, "cpus": 1}
@@ -164,57 +170,123 @@ def nb201_table(path: Path) -> dict[tuple[int, ...], float]:
     return {tuple(a["arch"]): float(a["val_accuracy"]["cifar10"]) for a in data["architectures"]}
 
 
-def nb201_genome(arch: tuple[int, ...]) -> dict:
-    return {f"edge{i}": NB201_OPS[op] for i, op in enumerate(arch)}
+class NB201Evaluator:
+    """The nb201 task's own evaluation, in this process: the candidate module is written to a job's inputs, the
+    task's sandbox side (`NB201.run_in_sandbox`) reads its cell, and the host side (`NB201.score`) looks it up.
+    Used as the graph's `evaluator` too (`(sandbox, job, jobdir) -> EvalResult`; the sandbox is not used: the
+    modules are the engine's own renderings, nothing hostile). A context manager: the inputs folder goes at exit."""
+
+    def __init__(self, spec):
+        from evaluators.tasks import task_of
+        self.spec, self.task = spec, task_of(spec)
+        self.inputs = Path(tempfile.mkdtemp(prefix="nb201-bench-"))
+
+    def __enter__(self) -> "NB201Evaluator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.inputs, ignore_errors=True)
+
+    def value(self, source: str, fidelity: str = "short") -> tuple[dict, dict]:
+        """(metrics, environment) of the module `source` at `fidelity`; ContractViolation for a bad one."""
+        import torch
+        (self.inputs / "candidate.py").write_text(source)
+        out = self.task.run_in_sandbox(self.spec, fidelity, 0, self.inputs, self.inputs, {}, torch.device("cpu"),
+                                       time.perf_counter)
+        metrics = dict(out.metrics)
+        if out.predictions is not None:
+            metrics.update(self.task.score(self.spec, out.predictions, None))
+        return metrics, {"functional_hash": out.functional_hash} if out.functional_hash else {}
+
+    def __call__(self, sandbox, job, jobdir: Path) -> EvalResult:
+        metrics, environment = self.value(job.source, job.fidelity)
+        return EvalResult(job_id=job.job_id, candidate_id=job.candidate_id, fidelity=job.fidelity, status="ok",
+                          metrics=metrics, environment=environment)
 
 
-def nb201_arch(genome: dict) -> tuple[int, ...]:
-    return tuple(NB201_OPS.index(genome[f"edge{i}"]) for i in range(6))
+def nb201_start(evaluate: NB201Evaluator, seed: int) -> list[Candidate]:
+    """Round 0 as the graph measures it with `random_pool = NB201_INIT`: the space's baseline, then its random
+    cells (`agents.spaces`, drawn from the run's seed), as the records the run would store."""
+    from agents.records import source_hash
+    from agents.spaces import get_space
+    space = get_space(evaluate.task.search_space)
+    metric = evaluate.task.metric
+
+    def measured(cid: str, genome: dict, source: str, status: str, change: str) -> Candidate:
+        made = record(cid, genome, evaluate.value(source)[0][metric], status, metric, change=change)
+        return made.model_copy(update={"source": source, "source_hash": source_hash(source)})
+
+    out = [measured(f"b-{name.split('_')[0]}", genome, source, "baseline", "baseline")
+           for name, (genome, source) in space.baselines().items()]
+    for i, genome in enumerate(space.random_genomes(NB201_INIT, seed)):
+        out.append(measured(f"r-{i + 1:02d}", genome, space.render(genome, title="A random architecture."),
+                            "reference", "random"))
+    return out
 
 
-def nb201_singles(genome: dict) -> list[search.Option]:
-    return [search.Option({**genome, edge: op}, edge, f"{edge} {genome[edge]} -> {op}")
-            for edge in sorted(genome) for op in NB201_OPS if op != genome[edge]]
+def nb201_lab(spec, budget: int, seed: int, until: float | None = None) -> list[float]:
+    """The lab on the table, one candidate per round: the nb201 task's engine (`CellEngine.plan` and `.code`, the
+    one `archlab run --task nb201` builds), parents as the select node chooses them (`agents.search.choose_parents`,
+    the plan node's fall-back to the next best parent), the candidate's module evaluated by the task itself
+    (`NB201Evaluator`). The graph's own plumbing (LangGraph, the run store, the knowledge store) is left out, which
+    makes a step ~30 times cheaper; `nb201_graph` checks on a few seeds that the graph makes the same evaluations.
+    With `until`, it stops as soon as its best reaches `until` (`run_nb201` uses that past the reported budget, where
+    no figure depends on what comes after)."""
+    with NB201Evaluator(spec) as evaluate:
+        return _nb201_lab(evaluate, spec, budget, seed, until)
 
 
-def nb201_lab(table, budget: int, seed: int) -> list[float]:
-    """The lab's policy on the table: the accuracy of each evaluation in order."""
-    rng = random.Random(f"lab:{seed}")
-    archs = list(table)
-    objective = Objective(metric="accuracy")
-    candidates: list[Candidate] = []
-    seen: set[tuple] = set()
-    values: list[float] = []
-
-    def evaluate(genome: dict, status: str, parent: str | None) -> None:
-        arch = nb201_arch(genome)
-        seen.add(arch)
-        values.append(table[arch])
-        candidates.append(record(f"c{len(candidates):03d}", genome, table[arch], status, "accuracy", parent))
-
-    while len(values) < min(NB201_INIT, budget):
-        arch = rng.choice(archs)
-        if arch not in seen:
-            evaluate(nb201_genome(arch), "reference", None)
-    step = 0
-    while len(values) < budget:
-        step += 1
-        parent = search.choose_parents(candidates, objective, 1, f"{seed}:select:{step}")[0]
-        genome = dict(parent.genome or {})
-        singles = nb201_singles(genome)
-        elite = search.elite_of(candidates, objective, besides=parent.id)
-        fresh = [o for o in singles if nb201_arch(o.genome) not in seen]
-        pairs = not fresh or search.stalled(parent, candidates, objective)
-        options = [o for o in search.compose(genome, singles, (elite.id, elite.genome) if elite else None, pairs)
-                   if nb201_arch(o.genome) not in seen]
-        if not options:                               # this parent's neighbourhood is spent: a random cell
-            arch = rng.choice([a for a in archs if a not in seen])
-            evaluate(nb201_genome(arch), "reference", None)
-            continue
-        model = search.GeneModel.fit(search.observations(candidates, objective), extra=[o.genome for o in options])
-        _, choice = search.rank_options(options, model, random.Random(f"{seed}:plan:{step}"))[0]
-        evaluate(choice.genome, "evaluated", parent.id)
+def _nb201_lab(evaluate: NB201Evaluator, spec, budget: int, seed: int, until: float | None) -> list[float]:
+    from agents.engine import PlanContext
+    from agents.offline.engine import NoProposal, genome_hash
+    from agents.offline.nb201 import CellEngine
+    from agents.records import source_hash
+    from agents.scoring import parents as ranked_parents
+    objective = Objective(metric=evaluate.task.metric)
+    engine = CellEngine(seed, objective)
+    candidates = nb201_start(evaluate, seed)
+    tried = {h for c in candidates if c.status == "baseline" for h in (genome_hash(c.genome), source_hash(c.source))}
+    values = [c.metric(objective.metric) for c in candidates]
+    round = 0
+    while len(values) < budget and not (until is not None and max(values) >= until):
+        round += 1
+        chosen = search.choose_parents(candidates, objective, 1, f"{seed}:select:{round}")
+        order = chosen + [c for c in ranked_parents(candidates, objective) if chosen and c.id != chosen[0].id]
+        for parent in order:
+            try:
+                plan = engine.plan(PlanContext(spec=spec, round=round, parent=parent, candidates=candidates,
+                                               tried=tried, objective=objective))
+            except NoProposal:
+                continue
+            break
+        else:
+            break                               # nothing left to propose from any member (not seen at N = 300)
+        source = engine.code(plan, parent, spec)
+        tried |= {source_hash(source), genome_hash(plan.genome)}
+        value = evaluate.value(source)[0][objective.metric]
+        values.append(value)
+        made = record(f"c{round:03d}", plan.genome, value, "evaluated", objective.metric, parent.id, plan.change)
+        candidates = sorted([*candidates, made], key=lambda c: c.id)        # the run store's order (ties in rank)
     return values
+
+
+def nb201_graph(path: Path, budget: int, seed: int) -> list[float]:
+    """The same policy through the real graph (`archlab.session`: select, plan, code, check, evaluate, analyze,
+    remember; one candidate per round, `random_pool = NB201_INIT`), each job evaluated in this process by
+    `NB201Evaluator` instead of a sandbox: the `short` values in the order the run logged them."""
+    from archlab.session import drive, open_lab, start_run
+    from archlab.settings import Settings
+    with tempfile.TemporaryDirectory(prefix="nb201-graph-") as tmp:
+        settings = Settings(task="nb201", task_options={"table": str(path)}, seed=seed, runs_dir=Path(tmp),
+                            rounds=budget - NB201_INIT - 1,
+                            loop={"batch": 1, "random_pool": NB201_INIT, "noise_seeds": 1, "proxy_rung": False},
+                            executor={"warm": False, "workers": 1}, knowledge={"embedder": "hashing"})
+        run_id, run_dir = start_run(settings)
+        with open_lab(settings, run_id, run_dir) as lab, NB201Evaluator(lab.spec) as evaluate:
+            lab.evaluator = evaluate
+            drive(lab)
+            return [e.payload["metrics"][lab.objective.metric] for e in lab.events.history
+                    if e.type == "result" and e.payload["fidelity"] == "short"]
 
 
 def nb201_random(table, budget: int, seed: int) -> list[float]:
@@ -244,15 +316,35 @@ def nb201_rea(table, budget: int, seed: int, population: int = 20, sample: int =
     return values
 
 
-def run_nb201(path: Path, seeds: int, budget: int = 100) -> dict:
+def run_nb201(path: Path, seeds: int, budget: int = 100, graph_seeds: int = NB201_GRAPH_SEEDS) -> dict:
+    from evaluators.tasks import get_task
     table = nb201_table(path)
+    spec = get_task("nb201").default_spec(table=str(path))
     horizon = max(budget, 300)
-    methods = {"lab": nb201_lab, "rea": nb201_rea, "random": nb201_random}
-    curves = {name: [best_so_far(fn(table, horizon, s), horizon) for s in range(seeds)]
-              for name, fn in methods.items()}
+    runs = {"random": [nb201_random(table, horizon, s) for s in range(seeds)],
+            "rea": [nb201_rea(table, horizon, s) for s in range(seeds)]}
+    target = statistics.median(max(values[:budget]) for values in runs["random"])
+    # the lab runs to `budget`, then on to the horizon only until it reaches random's median best-of-`budget`
+    started = time.perf_counter()
+    runs["lab"] = [nb201_lab(spec, budget, s) for s in range(seeds)]
+    runs["lab"] = [v if max(v) >= target else nb201_lab(spec, horizon, s, until=target) for s, v in enumerate(runs["lab"])]
+    lab_seconds = time.perf_counter() - started
+    curves = {name: [best_so_far(runs[name][s], horizon) for s in range(seeds)] for name in ("lab", "rea", "random")}
     found = compare(curves, budget, horizon)
+    # the graph itself on the first seeds, to the budget: the lab's evaluations must come out the same
+    started = time.perf_counter()
+    graph = [nb201_graph(path, budget, s) for s in range(min(graph_seeds, seeds))]
+    same = [values == runs["lab"][s][:budget] for s, values in enumerate(graph)]
     return {"space": "nb201", "metric": "cifar10 validation accuracy", "seeds": seeds, "published": NB201_PUBLISHED,
-            "space_size": len(table), **found}
+            "space_size": len(table),
+            "methods": {"lab": f"the nb201 task's offline engine (agents.offline.nb201.CellEngine), parents as the "
+                               f"graph's select node chooses them; starts from the baseline cell and {NB201_INIT} "
+                               "random cells (counted); each module evaluated by the task (in this process)",
+                        "rea": "population 20, tournament 5, one-edge mutation", "random": "uniform over the cells"},
+            "lab_seconds": round(lab_seconds, 1),
+            "graph_check": {"seeds": len(graph), "evaluations": budget, "identical_to_lab": sum(same),
+                            "seconds": round(time.perf_counter() - started, 1)},
+            **found}
 
 
 # --- the sequence tasks' space ----------------------------------------------------------------
@@ -514,6 +606,9 @@ def summary_line(r: dict) -> str:
             + f"; lab fewer (Mann-Whitney, one-sided): {ps}; final gap lab {r['final_gap_at_budget']['lab']:+.3f}")
 
 
+COLORS = {"lab": "C0", "lab_no_priors": "C1", "rea": "C2", "random": "C3"}   # one colour per method in every panel
+
+
 def plot(results: list[dict], path: Path) -> bool:
     try:
         import matplotlib
@@ -525,8 +620,9 @@ def plot(results: list[dict], path: Path) -> bool:
     for ax, result in zip(axes[0], results):
         for name, curve in result["curves"].items():
             x = np.arange(1, len(curve["median"]) + 1)
-            ax.plot(x, curve["median"], label=name)
-            ax.fill_between(x, curve["q25"], curve["q75"], alpha=0.15)
+            color = COLORS.get(name)
+            ax.plot(x, curve["median"], label=name, color=color)
+            ax.fill_between(x, curve["q25"], curve["q75"], alpha=0.15, color=color)
         ax.axhline(result["random_median_best_of_budget"], color="grey", ls=":", lw=1)
         ax.set_title(f"{result['space']} ({result['seeds']} seeds)")
         ax.set_xlabel("evaluations")
@@ -544,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nb201", type=Path, default=ROOT.parent / "shared/data/nas-benchmarks/nb201_val_accuracy.json")
     parser.add_argument("--seeds", type=int, default=20, help="seeds of the sequence tasks")
     parser.add_argument("--nb201-seeds", type=int, default=200)
+    parser.add_argument("--nb201-graph-seeds", type=int, default=NB201_GRAPH_SEEDS,
+                        help="NB201 seeds also run through the real graph (~1 min each), which must match the lab's")
     parser.add_argument("--budget", type=int, default=SEQ_BUDGET, help="evaluations per method on the sequence tasks")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/search_efficiency.json")
     parser.add_argument("--jobs", type=int, default=1, help="seeds evaluated at once (processes, one core each)")
@@ -561,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.nb201.is_file():
                 print(f"nb201: skipped, no table at {args.nb201} (pass --nb201 FILE)")
                 continue
-            results.append(run_nb201(args.nb201, args.nb201_seeds))
+            results.append(run_nb201(args.nb201, args.nb201_seeds, graph_seeds=args.nb201_graph_seeds))
             continue
         work = [(space, seed, args.budget, args.cache, args.cached_only) for seed in range(args.seeds)]
         if args.jobs > 1:

@@ -1,5 +1,8 @@
 """Evaluators: tasks (data + contract), fidelities, cheap proxies, benchmarking, hashing, fitness, promotion.
 
+Tasks are the lab's plug-in point (`evaluators.tasks.base.Task`; found by name, entry point or
+file in `evaluators.tasks`): everything that depends on the kind of task lives in the task.
+
 Code here runs on both sides of the sandbox wall (`TaskSpec` itself lives in `wire.task`).
 
 Inside the sandbox, with the candidate: `fidelities` (check, short, full), `contracts`

@@ -110,8 +110,9 @@ def _import(target: str, ref: str):
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownTask(f"task {ref!r}: its module {module_name!r} cannot be imported: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - an installed package may fail in any way; say which and how
+        raise UnknownTask(f"task {ref!r}: its module {module_name!r} cannot be imported: "
+                          f"{type(exc).__name__}: {exc}") from None
     obj = module
     for part in attr.split(".") if attr else ():
         obj = getattr(obj, part, None)

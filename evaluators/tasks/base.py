@@ -8,6 +8,7 @@ and settings validation import task modules, so a task module imports torch lazi
 cheap to import anyway):
 - `name`, `summary` (one line), `metric` (the quality metric `score` returns) and
   `higher_is_better`; `metrics` (what the objective may name instead: `heldout_loss` by default);
+  `costs` (cost metrics of its own, beside `archlab.settings.COST_METRICS`, for limits and Pareto axes);
 - `Options`: the task's options as a pydantic model (`TaskOptions`, unknown keys refused), the
   `task_options` table of lab.toml; validated when settings load;
 - `entry` and `contract`: the function a candidate module must define, and in words what it
@@ -66,6 +67,15 @@ class TaskOptionsError(ValueError):
     """A task option is unknown or has a wrong value; the message names it and lists the known ones."""
 
 
+def _problem(error: dict) -> str:
+    """One validation error of a task's options, as a user reads it: the option, what is wrong, what was given."""
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{where}: not an option of this task"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message} (got {error['input']!r})" if where else message
+
+
 @dataclass
 class SandboxOutput:
     """What one job measured inside the sandbox, as the runner writes it into the report."""
@@ -83,6 +93,7 @@ class Task(ABC):
     metric: ClassVar[str]                           # the quality metric `score` returns
     higher_is_better: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("heldout_loss",)   # other metrics an objective may optimise instead
+    costs: ClassVar[tuple[str, ...]] = ()           # cost metrics of its own an objective may limit or trade off
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     entry: ClassVar[str] = "build_model"
     contract: ClassVar[str] = "build_model(spec) -> torch.nn.Module"
@@ -98,10 +109,7 @@ class Task(ABC):
             return self.Options(**values)
         except ValidationError as exc:
             known = ", ".join(self.Options.model_fields) or "none"
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'options'}: "
-                                 + ("not an option of this task" if e["type"] == "extra_forbidden" else e["msg"])
-                                 + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else "")
-                                 for e in exc.errors())
+            problems = "; ".join(_problem(e) for e in exc.errors())
             raise TaskOptionsError(f"{self.name} options: {problems}; known options: {known}") from None
 
     def default_spec(self, **overrides) -> TaskSpec:

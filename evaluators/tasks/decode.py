@@ -56,7 +56,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from evaluators import heldout
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
@@ -68,6 +68,7 @@ from wire.task import Budget, RunDefaults, TaskSpec
 decoding = module("evaluators.decoding")     # torch at module level: imported when the task first needs it
 
 DECODED_MAX_BYTES = 16 * 1024 * 1024
+MAX_LEN = 256          # positions of the fixed model
 PROCEDURES = ("candidate", "cached", "nocache")     # the rows of the sandbox's timings.npy (evaluators.decoding_job)
 MODEL_KEYS = ("d_model", "n_layers", "n_heads", "exit_layer", "max_len", "steps", "batch_size", "train_len", "lr",
               "seed")
@@ -91,12 +92,20 @@ class DecodeOptions(TaskOptions):
     match_tolerance: float = Field(0.0, ge=0, le=1, description="share of tokens that may differ from greedy")
     time_seconds: float = Field(8.0, gt=0, description="seconds of timed passes aimed for")
 
+    @model_validator(mode="after")
+    def _room_for_drafts(self) -> "DecodeOptions":
+        if self.prompt_len + self.max_new_tokens + 32 > MAX_LEN:
+            raise ValueError(f"prompt_len + max_new_tokens = {self.prompt_len + self.max_new_tokens} leaves no room "
+                             f"for drafts within the model's {MAX_LEN} positions; shorten them")
+        return self
+
 
 class Decode(Task):
     name = "decode"
     summary = "decoding procedures around a fixed trained char-LM: the same text as greedy, faster"
     metric = "speedup"
-    metrics = ("tokens_per_second", "exact_match")
+    metrics = ("exact_match", "sequence_match", "tokens_per_second")
+    costs = ("mismatch_rate",)      # the share of tokens unlike greedy's
     Options = DecodeOptions
     entry = "generate"
     contract = "generate(model, prompt_ids, max_new_tokens) -> torch.long ids"
@@ -106,6 +115,7 @@ class Decode(Task):
     def __init__(self):
         self._weights: dict[str, np.ndarray] = {}       # weights sha256 -> flat weights
         self._models: dict[str, decoding.CharTransformer] = {}
+        self._references: dict[tuple, np.ndarray] = {}  # (weights sha, fidelity, rows, tokens, seed, secret) -> ids
 
     def run_defaults(self, options: DecodeOptions) -> RunDefaults:
         """Output unlike greedy's in more than `match_tolerance` of the tokens is infeasible (`mismatch_rate`
@@ -117,16 +127,13 @@ class Decode(Task):
 
     def spec(self, options: DecodeOptions) -> TaskSpec:
         o = options
-        recipe = {"d_model": o.d_model, "n_layers": o.n_layers, "n_heads": 4, "max_len": 256, "steps": o.train_steps,
+        recipe = {"d_model": o.d_model, "n_layers": o.n_layers, "n_heads": 4, "max_len": MAX_LEN, "steps": o.train_steps,
                   "batch_size": 32, "train_len": 64, "lr": 4e-3, "seed": o.model_seed}
         recipe["exit_layer"] = o.exit_layer if o.exit_layer is not None else max(1, recipe["n_layers"] // 2)
         data = {"prompt_len": o.prompt_len, "max_new_tokens": o.max_new_tokens, "check_new_tokens": o.check_new_tokens,
                 "max_repeats": o.max_repeats, "match_tolerance": o.match_tolerance, "time_seconds": o.time_seconds}
         prompts = {"check": 2, "short": o.prompts, "full": o.full_prompts}
         corpus, max_bytes = o.corpus, o.corpus_bytes
-        if data["prompt_len"] + data["max_new_tokens"] + 32 > recipe["max_len"]:
-            raise ValueError(f"prompt_len + max_new_tokens = {data['prompt_len'] + data['max_new_tokens']} leaves no "
-                             f"room for drafts within the model's {recipe['max_len']} positions; shorten them")
         text = read_corpus(corpus, max_bytes)
         sha = hashlib.sha256(text).hexdigest()
         train, held = split_blocks(text)

@@ -32,6 +32,8 @@ def shape_problem(vocab_size: int, seq_len: int, num_pairs: int, num_queries: in
     if num_queries > num_pairs:
         return "num_queries must not exceed num_pairs"
     slots = (seq_len - 2 * num_pairs) // 2
+    if slots < 0:
+        return f"seq_len={seq_len} is shorter than the {2 * num_pairs} tokens of {num_pairs} key-value pairs"
     if slots < num_queries:
         return f"seq_len={seq_len} leaves room for {slots} queries, not {num_queries}"
     return ""
