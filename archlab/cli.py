@@ -47,7 +47,7 @@ def _settings(config: Optional[Path], **flags) -> Settings:
 
 
 @app.command()
-def run(task: str = typer.Option(None, help="task to research (mqar)"),
+def run(task: str = typer.Option(None, help="task to research: a name (`archlab tasks`) or path/to/task.py:Class"),
         rounds: int = typer.Option(None, help="rounds after the baselines"),
         sandbox: str = typer.Option(None, help="process | docker"),
         llm: str = typer.Option(None, help="offline | openai"),
@@ -97,6 +97,16 @@ def _check_services(settings: Settings) -> None:
         fail(str(exc), "start the service (docker-compose.yml has both) or unset the setting")
 
 
+def _check_task(settings: Settings) -> None:
+    """Build the task's spec once before the run starts: data the task cannot find or read (a missing table, a
+    corpus too small) is refused with the task's reason, and no run directory is made."""
+    from archlab.session import task_spec
+    try:
+        task_spec(settings)
+    except (ValueError, OSError, KeyError) as exc:
+        fail(f"task {settings.task}: {exc}", "fix task_options (`archlab tasks NAME` describes each option)")
+
+
 def _preflight(settings: Settings):
     from agents.engine import EngineUnavailable
     from archlab.backends import capacity, make_engine, make_sandbox
@@ -107,6 +117,7 @@ def _preflight(settings: Settings):
         capacity(settings)                      # what this machine can give the run (GPUs asked for, workers)
     except SettingsError as exc:
         fail(str(exc), "lower the setting or run on a machine that has the GPUs")
+    _check_task(settings)
     try:
         box = make_sandbox(settings)
     except SandboxUnavailable as exc:
@@ -675,6 +686,33 @@ def new_task(name: str = typer.Argument(..., help="the task's name, a Python ide
     console.print("next:")
     for line in skeleton.next_steps():
         console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+
+
+@app.command("prepare-data")
+def prepare_data(text: Path = typer.Option(..., "--text", help="a text file (UTF-8) to train and score on"),
+                 tokenizer: str = typer.Option("byte", help="byte | bpe:VOCAB (trained here, cached) | "
+                                               "path/to/tokenizer.json"),
+                 out: Path = typer.Option(None, help="where the token files go (default data/<text>-<tokenizer>)"),
+                 val_fraction: float = typer.Option(0.1, help="share of the text held out (its end)")):
+    """Write the lm task's token files (train.bin, val.bin, meta.json) for a text file, once."""
+    from archlab.prepare_data import PrepareError, prepare
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=not sys.stdout.isatty()) as bar:
+        stages: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in stages:
+                stages[stage] = bar.add_task(stage, total=max(1, total))
+            bar.update(stages[stage], completed=done)
+        try:
+            directory = prepare(text, tokenizer, out, val_fraction, progress)
+        except PrepareError as exc:
+            fail(str(exc))
+    meta = json.loads((directory / "meta.json").read_text())
+    console.print(f"wrote {escape(str(directory))}: {meta['train_tokens']:,} training and {meta['val_tokens']:,} "
+                  f"held-out tokens, tokenizer {escape(meta['tokenizer'])} ({meta['vocab_size']:,} ids)")
+    console.print(f"next: archlab run --task lm with task_options = {{data = \"{escape(str(directory))}\"}} "
+                  "in lab.toml (`archlab tasks lm` lists the options)", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

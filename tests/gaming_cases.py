@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pytest
+
 from tests.hostile_cases import CPU_QUOTA_PROBE
 
 # the harness's integrity rules (DESIGN.md, "Scores that cannot be gamed"); a case names the one that stops it
@@ -268,3 +270,26 @@ CASES = [
     GamingCase("out_of_range_report", ALL, OUT_OF_RANGE, "host_computes_metric", "invalid", message="in range"),
     GamingCase("extra_threads", ALL, EXTRA_THREADS, "resources_enforced", "capped"),
 ]
+
+
+@pytest.fixture(scope="module")
+def sandboxes():
+    """The warm sandboxes of one test module, by backend; closed when the module is done."""
+    made: dict = {}
+    yield made
+    for sandbox in made.values():
+        sandbox.close()
+
+
+def warm_sandbox(request, backend: str):
+    """One warm sandbox per backend for the module (workers are one-shot: no job sees another's)."""
+    from sandbox.warm import WarmSandbox
+    made = request.getfixturevalue("sandboxes")
+    if backend not in made:
+        if backend == "process":
+            base = request.getfixturevalue("process_sandbox")
+        else:
+            from tests.docker_support import docker_sandbox_or_skip
+            base = docker_sandbox_or_skip()
+        made[backend] = WarmSandbox(base)
+    return made[backend]

@@ -31,6 +31,7 @@ import evaluators.tasks
 from evaluators.tasks import get_task
 from evaluators.tasks.mqar import MQAR
 from tests import gaming_cases
+from tests.gaming_cases import sandboxes, warm_sandbox as _sandbox  # noqa: F401 - a fixture, found by name
 from tests.conftest import under_ci
 from tests.eval_support import load_source
 from wire.jobs import EvalJob, Limits
@@ -75,28 +76,6 @@ def _params():
                          marks=[pytest.mark.docker] if backend == "docker" else [])
             for backend in BACKENDS for case in gaming_cases.CASES
             for task in case.tasks for spec_name in _expand(task) if _runs_on(backend, spec_name, case)]
-
-
-@pytest.fixture(scope="module")
-def sandboxes():
-    made: dict = {}
-    yield made
-    for sandbox in made.values():
-        sandbox.close()
-
-
-def _sandbox(request, backend: str):
-    """One warm sandbox per backend for the module (workers are one-shot: no job sees another's)."""
-    from sandbox.warm import WarmSandbox
-    made = request.getfixturevalue("sandboxes")
-    if backend not in made:
-        if backend == "process":
-            base = request.getfixturevalue("process_sandbox")
-        else:
-            from tests.docker_support import docker_sandbox_or_skip
-            base = docker_sandbox_or_skip()
-        made[backend] = WarmSandbox(base)
-    return made[backend]
 
 
 def _run(sandbox, spec, source: str, tmp_path: Path):

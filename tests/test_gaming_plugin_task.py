@@ -37,6 +37,7 @@ import pytest
 from evaluators import heldout
 from evaluators.harness import evaluate
 from tests import gaming_cases
+from tests.gaming_cases import sandboxes, warm_sandbox as _sandbox  # noqa: F401 - a fixture, found by name
 from tests.conftest import under_ci
 from tests.eval_support import load_source
 from tests.plugin_support import FIXTURE, installed_csvtask
@@ -229,28 +230,6 @@ def spec():
     with installed_csvtask():
         from evaluators.tasks import get_task
         yield get_task("csvreg").default_spec(short_steps=100)
-
-
-@pytest.fixture(scope="module")
-def sandboxes():
-    made: dict = {}
-    yield made
-    for sandbox in made.values():
-        sandbox.close()
-
-
-def _sandbox(request, backend: str):
-    """One warm sandbox per backend for the module (workers are one-shot: no job sees another's)."""
-    from sandbox.warm import WarmSandbox
-    made = request.getfixturevalue("sandboxes")
-    if backend not in made:
-        if backend == "process":
-            base = request.getfixturevalue("process_sandbox")
-        else:
-            from tests.docker_support import docker_sandbox_or_skip
-            base = docker_sandbox_or_skip()
-        made[backend] = WarmSandbox(base)
-    return made[backend]
 
 
 def _need(sandbox, capability: str) -> None:

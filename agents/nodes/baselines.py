@@ -51,6 +51,7 @@ def make(lab: Lab):
                                   change="random", source=space.render(genome, title="A random architecture."),
                                   origin="random", status="reference", genome=genome)
             jobs.append((candidate, f"random reference {cid}", lab.limits.promote_fraction > 0))
+            tried += [genome_hash(genome), candidate.source_hash]      # measured already: not a proposal
         # measured side by side, as many at once as the executor has workers; logged in a fixed order. The noise
         # seeds queue behind the rest, so they fill the workers that the slowest references leave idle.
         with ThreadPoolExecutor(max_workers=max(1, lab.parallelism)) as pool:
