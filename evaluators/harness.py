@@ -48,6 +48,8 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
     for name, array in task.sandbox_files(job.task).items():   # training data only, never held-out targets
         np.save(jobdir / "inputs" / f"train_{name}.npy", array, allow_pickle=False)
     judge = getattr(task, "judge", None)      # a task whose host judges a procedure, not predictions (decode)
+    if job.fidelity in TRAINING_FIDELITIES:   # the integrity rule holds for every task, a judging one too
+        heldout.check_rule(task, job.task.at(job.fidelity))
     if judge is not None:
         kept = task.prepare(job, jobdir)      # inputs the sandbox may see; what it must not see stays here
         started = time.perf_counter()
@@ -56,14 +58,13 @@ def evaluate(sandbox: Sandbox, job: EvalJob, jobdir: Path) -> EvalResult:
     targets = None
     if job.fidelity in TRAINING_FIDELITIES:
         instance = job.task.at(job.fidelity)
-        heldout.check_rule(task, instance)
         inputs, targets = task.heldout(instance, heldout.machine_secret())
         for name, array in inputs.items():
             np.save(jobdir / "inputs" / f"heldout_{name}.npy", array, allow_pickle=False)
     result = sandbox.run(job, jobdir)
     if result.status != "ok" or targets is None:
         return result
-    return _score(task, job, result, jobdir / "out" / "predictions.npy", targets)
+    return score_predictions(task, job, result, jobdir / "out" / "predictions.npy", targets)
 
 
 def _missing_protection(sandbox: Sandbox, job: EvalJob, hidden: tuple[str, ...]) -> str:
@@ -80,7 +81,10 @@ def _missing_protection(sandbox: Sandbox, job: EvalJob, hidden: tuple[str, ...])
             "use --sandbox docker, or a machine where unprivileged user namespaces are allowed")
 
 
-def _score(task, job: EvalJob, result: EvalResult, path: Path, targets: np.ndarray) -> EvalResult:
+def score_predictions(task, job: EvalJob, result: EvalResult, path: Path, targets: np.ndarray) -> EvalResult:
+    """The host's verdict on a job's predictions file: validated (size, plain array, float, the task's exact shape,
+    finite), then scored by the task; the host's metrics replace any the sandbox reported. A judging task
+    (`Task.judge`) may call this for its own predictions."""
     problem = None
     predictions = None
     instance = job.task.at(job.fidelity)

@@ -1,7 +1,7 @@
 """Finding tasks: the shipped ones, those other packages install, and those given as a file.
 
 A task is named in three ways (`get_task`):
-- a shipped task by its name (`mqar`, `charlm`, `digits`, `decode`, `nb201`);
+- a shipped task by its name (`mqar`, `charlm`, `digits`, `decode`, `nb201`, `lm`);
 - an installed one by the name of its entry point in the group `archlab.tasks`
   (`[project.entry-points."archlab.tasks"] mytask = "mypkg.task:MyTask"` in its pyproject.toml);
 - a file, as `path/to/task.py:ClassName` (the file is imported under its own module name).
@@ -26,7 +26,7 @@ from evaluators.tasks.base import Task
 ENTRY_POINT_GROUP = "archlab.tasks"
 SHIPPED: dict[str, str] = {"mqar": "evaluators.tasks.mqar:MQAR", "charlm": "evaluators.tasks.charlm:CharLM",
                            "digits": "evaluators.tasks.digits:Digits", "decode": "evaluators.tasks.decode:Decode",
-                           "nb201": "evaluators.tasks.nb201:NB201"}
+                           "nb201": "evaluators.tasks.nb201:NB201", "lm": "evaluators.tasks.lm:LM"}
 _loaded: dict[str, Task] = {}
 
 
