@@ -55,12 +55,12 @@ def resolve_machine(settings: Settings) -> Settings:
 
 
 def make_objective(settings: Settings) -> Objective:
-    """The run's objective: the user's, else the task's own metric and direction (`Task.metric`,
-    `Task.higher_is_better`)."""
+    """The run's objective: the user's, else the task's own metric; the direction the user set, else the task's
+    for that metric (`Task.higher_is_better_for`)."""
     o, task = settings.objective, get_task(settings.task)
-    direction = o.higher_is_better if o.metric is not None or "higher_is_better" in o.model_fields_set \
-        else task.higher_is_better
-    return Objective(metric=o.metric or task.metric, higher_is_better=direction,
+    metric = o.metric or task.metric
+    direction = o.higher_is_better if "higher_is_better" in o.model_fields_set else task.higher_is_better_for(metric)
+    return Objective(metric=metric, higher_is_better=direction,
                      limits=dict(o.limits), costs=tuple(o.costs))
 
 

@@ -304,8 +304,12 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
         if metric is not None and metric not in (task.metric, *task.metrics):
             raise SettingsError(f"setting 'objective.metric': {settings.task} reports "
                                 f"{', '.join(repr(m) for m in (task.metric, *task.metrics))}, not {metric!r}")
-        if metric in ("heldout_loss",) and settings.objective.higher_is_better:
-            raise SettingsError("setting 'objective.higher_is_better': heldout_loss is a loss; set it to false")
+        chosen = settings.objective
+        if metric is not None and "higher_is_better" in chosen.model_fields_set \
+                and chosen.higher_is_better != task.higher_is_better_for(metric):
+            raise SettingsError(f"setting 'objective.higher_is_better': {task.name} reports {metric} with "
+                                f"{'higher' if task.higher_is_better_for(metric) else 'lower'} better; set it to "
+                                f"{str(task.higher_is_better_for(metric)).lower()} or leave it out")
         if task.search_space is None and settings.llm.backend == "offline":
             raise SettingsError(f"setting 'task': the offline engine searches a task's declared search space, and "
                                 f"{settings.task!r} declares none; use --llm openai, or score modules with "

@@ -93,3 +93,12 @@ def test_a_file_task_in_lab_toml_is_relative_to_lab_toml_and_flags_add_to_its_op
     settings = load_settings(tmp_path / "lab.toml", task_options={"short_steps": 40})
     assert settings.task == f"{(tmp_path / 'tasks' / 'echo.py').resolve()}:MQAR"
     assert settings.task_options == {"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 40}
+
+
+def test_the_objective_takes_the_direction_the_task_gives_its_metric_and_a_contradiction_is_refused():
+    from archlab.session import make_objective
+    assert make_objective(load_settings(None, task="lm")).higher_is_better is False          # bits per byte
+    loss = make_objective(load_settings(None, task="mqar", objective__metric="heldout_loss"))
+    assert (loss.metric, loss.higher_is_better) == ("heldout_loss", False)
+    with pytest.raises(SettingsError, match="reports heldout_loss with lower better"):
+        load_settings(None, task="mqar", objective__metric="heldout_loss", objective__higher_is_better=True)

@@ -94,6 +94,7 @@ class Task(ABC):
     higher_is_better: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("heldout_loss",)   # other metrics an objective may optimise instead
     costs: ClassVar[tuple[str, ...]] = ()           # cost metrics of its own an objective may limit or trade off
+    lower_is_better: ClassVar[tuple[str, ...]] = ("heldout_loss",)   # of `metrics`, those where lower is better
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     entry: ClassVar[str] = "build_model"
     contract: ClassVar[str] = "build_model(spec) -> torch.nn.Module"
@@ -101,6 +102,10 @@ class Task(ABC):
     search_space: ClassVar[str | None] = None
     token_input: ClassVar[bool] = False             # a model's inputs are token ids (proxies, throughput units)
     ref: str = ""       # set by `evaluators.tasks.get_task` for a task given as a file: "/abs/path/task.py:Class"
+
+    def higher_is_better_for(self, metric: str) -> bool:
+        """Which way `metric` (the task's or one of `metrics`) is better."""
+        return self.higher_is_better if metric == self.metric else metric not in self.lower_is_better
 
     # --- options and spec ---------------------------------------------------------------------------------
     def options(self, **values) -> TaskOptions:

@@ -173,6 +173,7 @@ class CharLM(Task):
     summary = "next-byte prediction on English-like text the sandbox cannot read, or on your own text file"
     metric = "accuracy"
     metrics = ("heldout_loss", "bits_per_char")
+    lower_is_better = ("heldout_loss", "bits_per_char")
     Options = CharLMOptions
     search_space = "sequence-blocks"
     token_input = True
