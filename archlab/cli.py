@@ -522,7 +522,8 @@ def _change(c, task) -> str:
 
 def _print_best(candidates, objective, floors) -> None:
     """The best candidate the run knows about (labelled with what produced it) and whether its lead is beyond the
-    noise (`agents.scoring.standing`), and the best proposal against the baselines."""
+    noise (`agents.scoring.standing`), the best proposal against the baselines, and whether it beats the best random
+    reference beyond the noise floor (`agents.scoring.verdict`) or not."""
     from agents import scoring
     direction = "higher" if objective.higher_is_better else "lower"
     standing = scoring.standing(candidates, objective, floors=floors)
@@ -541,6 +542,26 @@ def _print_best(candidates, objective, floors) -> None:
                                        objective, floors)
     console.print(f"best proposal: {proposal.candidate.id}, {objective.metric} {proposal.value:.3f} at "
                   f"{proposal.fidelity}" + (f"; {baselines[0].lower()}{baselines[1:]}" if baselines else ""))
+    # did search do something random search did not: the best proposal against the best random reference, by the
+    # run's own verdict (over seeds where both have them, else the noise floor the baselines and references measured)
+    references = scoring.ranked(candidates, objective, ("reference",))
+    if not references:
+        console.print("search vs random: no random reference was measured (loop.random_pool = 0), so this run cannot "
+                      "say whether search beat random architectures")
+        return
+    reference = references[0].candidate
+    found = scoring.verdict(proposal.candidate, reference, objective, floors)
+    pool = scoring.over_random(proposal.candidate, candidates, objective)
+    among = f"; better than {pool['better_than']} of {pool['pool']} random references" if pool else ""
+    if found is None:
+        console.print(f"search vs random: the best proposal and the best random reference {reference.id} share no "
+                      "rung, so no verdict")
+    elif found.better:
+        console.print(f"search vs random: the best proposal {proposal.candidate.id} beats the best random reference "
+                      f"{reference.id} beyond the noise floor: {found.text()}{among}")
+    else:
+        console.print(f"search vs random: the best proposal {proposal.candidate.id} does not beat the best random "
+                      f"reference {reference.id} beyond the noise ({found.text()}){among}")
 
 
 def _print_screening(run_dir: Path) -> None:

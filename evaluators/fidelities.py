@@ -16,8 +16,10 @@ Contract violations raise `ContractViolation` (status `invalid`); divergence rai
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,37 +102,94 @@ def lr_at(step: int, budget: Budget) -> float:
 
 def train(task: Task, spec: TaskSpec, model: torch.nn.Module, budget: Budget, seed: int,
           device: torch.device) -> dict[str, float | list[float]]:
-    """AdamW for `budget.steps` steps; returns final loss, curve and wall time."""
+    """AdamW for `budget.steps` steps; returns final loss, curve and wall time.
+
+    On a CPU this is plain float32 training, step for step what it always was. On a GPU (the
+    path a researcher's ladder runs): bf16 autocast for the forward pass and loss, the fused
+    AdamW kernel, TF32 matmuls, optional `torch.compile` (`budget.compile` or ARCHLAB_COMPILE=1
+    in the process's environment, which a sandboxed job does not inherit), losses read back at
+    the curve's points rather than every step (a read is a device sync), and the peak memory.
+    `budget.accumulate` > 1 splits each step's batch into that many micro-batches (the same
+    samples, drawn at once from the same generator) whose losses are weighted by their share of
+    the rows, so the step's gradient is the whole batch's: exact when the task's loss is a mean
+    over rows with the same number of scored targets each (lm, mqar and charlm all are).
+    """
     model.to(device).train()
+    cuda = device.type == "cuda"
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": budget.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=budget.lr, betas=(0.9, 0.98))
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=budget.lr, betas=(0.9, 0.98),
+                                  **({"fused": True} if cuda else {}))
+    forward = model
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+        if budget.compile or os.environ.get("ARCHLAB_COMPILE") == "1":
+            forward = torch.compile(model)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + seed)
     every = max(1, budget.steps // CURVE_POINTS)
     curve: list[float] = []
-    window: list[float] = []
+    window: list = []
     start = time.perf_counter()
     for step in range(budget.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, budget)
         x, y = task.train_batch(spec, generator, budget.batch_size)
-        logits = model(x.to(device))
-        loss = task.loss(logits, y.to(device))
-        if not torch.isfinite(loss):
-            raise Diverged(f"training diverged: loss became {loss.item()} at step {step}; lower the learning "
-                           "rate, add normalisation, or bound the feature map")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if budget.accumulate == 1:
+            with autocast:
+                loss = task.loss(forward(x.to(device)), y.to(device))
+            if not cuda and not torch.isfinite(loss):
+                raise _diverged(loss.item(), step)
+            loss.backward()
+        else:
+            loss = _accumulated(task, forward, x, y, budget.accumulate, device, autocast)
+            if not cuda and not torch.isfinite(loss):
+                raise _diverged(loss.item(), step)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        window.append(loss.item())
+        window.append(loss.detach() if cuda else loss.item())
         if (step + 1) % every == 0 or step + 1 == budget.steps:
+            if cuda:                                     # one device sync per curve point, not per step
+                losses = torch.stack(window).float().cpu().tolist()
+                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                if bad is not None:
+                    raise _diverged(losses[bad], step + 1 - len(losses) + bad)
+                window = losses
             curve.append(sum(window) / len(window))
             window = []
     model.eval()
-    return {"train_loss": curve[-1] if curve else float("nan"), "steps": float(budget.steps),
-            "train_seconds": time.perf_counter() - start, "curve": curve}
+    out: dict[str, float | list[float]] = {"train_loss": curve[-1] if curve else float("nan"),
+                                           "steps": float(budget.steps)}
+    if cuda:
+        torch.cuda.synchronize(device)
+        out["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    out.update(train_seconds=time.perf_counter() - start, curve=curve)
+    return out
+
+
+def _diverged(value: float, step: int) -> Diverged:
+    return Diverged(f"training diverged: loss became {value} at step {step}; lower the learning rate, add "
+                    "normalisation, or bound the feature map")
+
+
+def _accumulated(task: Task, forward, x: torch.Tensor, y: torch.Tensor, parts: int, device: torch.device,
+                 autocast) -> torch.Tensor:
+    """Backward through `parts` micro-batches of (x, y), each loss weighted by its share of the rows; returns the
+    whole batch's loss (detached)."""
+    total = x.shape[0]
+    loss = torch.zeros((), device=device)
+    for xs, ys in zip(torch.tensor_split(x, parts), torch.tensor_split(y, parts)):
+        if xs.shape[0] == 0:
+            continue
+        with autocast:
+            part = task.loss(forward(xs.to(device)), ys.to(device)) * (xs.shape[0] / total)
+        part.backward()
+        loss = loss + part.detach().float()
+    return loss
 
 
 def heldout_predictions(task: Task, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:

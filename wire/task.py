@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 Fidelity = Literal["check", "proxy", "short", "full", "bench"]
 
@@ -23,6 +23,22 @@ class Budget(BaseModel):
     # a smaller instance of the task for this fidelity (e.g. {"seq_len": 16, "num_pairs": 2}): the model is built,
     # trained and scored on it; empty = the task as specified
     instance: dict[str, int | float | str] = Field(default_factory=dict)
+    # the GPU path's settings (`evaluators.fidelities.train`): split each step's batch into this many micro-batches
+    # whose gradients add up to the whole batch's (same data, same step: only the memory changes), and compile the
+    # model with torch.compile on a GPU. Written only when set, so a spec that leaves them alone serialises (and
+    # hashes, e.g. in benchmark caches) exactly as before they existed.
+    accumulate: int = Field(default=1, ge=1)
+    compile: bool = False
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults(self, handler):
+        out = handler(self)
+        if isinstance(out, dict):
+            if out.get("accumulate") == 1:
+                out.pop("accumulate")
+            if out.get("compile") is False:
+                out.pop("compile")
+        return out
 
 
 class RunDefaults(BaseModel):

@@ -37,8 +37,9 @@ from wire.jobs import EvalResult
 def make(lab: Lab):
     def baselines(state: LoopState) -> LoopState:
         jobs, tried = [], []
-        for name, (genome, source) in task_baselines(task_of(lab.spec), lab.spec).items():
-            candidate = Candidate(id=f"b-{name.split('_')[0]}", run_id=lab.run_id, task=lab.spec.name,
+        found = task_baselines(task_of(lab.spec), lab.spec)
+        for name, (genome, source) in found.items():
+            candidate = Candidate(id=baseline_id(name, found), run_id=lab.run_id, task=lab.spec.name,
                                   title=f"baseline: {name}", motivation="reference architecture", change="baseline",
                                   source=source, origin="baseline", status="baseline", genome=genome)
             jobs.append((candidate, f"baseline {name}", False))
@@ -106,6 +107,14 @@ def log_noise_floor(lab: Lab, round: int) -> None:
         " yet (a baseline trained at full as a parent adds one)" if rung == "full" else "")
         for rung in used if rung not in floors]
     lab.events.emit("noise_floor", round=round, floors=entries, missing="; ".join(missing))
+
+
+def baseline_id(name: str, names) -> str:
+    """`b-` and the name's first word (softmax_attention -> b-softmax), or the whole name where first words clash
+    (lm_transformer and lm_gla -> b-lm-transformer, b-lm-gla)."""
+    first = name.split("_")[0]
+    clash = sum(other.split("_")[0] == first for other in names) > 1
+    return f"b-{name.replace('_', '-') if clash else first}"
 
 
 def measure_one(lab: Lab, candidate: Candidate, stage: str, full: bool) -> None:

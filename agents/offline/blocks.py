@@ -3,7 +3,9 @@
 A genome is a small dict of architecture choices (mixer, feature map, gates, norms, FFN,
 width and depth). `render(genome)` writes a self-contained Python module (torch only) that
 honours the sequence contract `build_model(spec) -> nn.Module`, ids [B, T] -> logits
-[B, T, V]. Only the blocks the genome uses are written into the module, so each candidate
+[B, T, V]. Width, depth and heads are the genome's unless the task's spec sets them
+(`spec.data` d_model, n_layers, n_heads: the lm task's rungs), so one module runs at every
+rung of a scale ladder. Only the blocks the genome uses are written into the module, so each candidate
 reads as one architecture, not as a configurable framework.
 """
 from __future__ import annotations
@@ -257,7 +259,9 @@ class Model(nn.Module):
 
 
 def build_model(spec):
-    return Model(spec.vocab_size, spec.seq_len, CONFIG["d_model"], CONFIG["n_layers"], CONFIG["n_heads"],
+    # a task with a scale ladder (lm) sets width, depth and heads per rung in spec.data; otherwise CONFIG's
+    scale = {k: int(spec.data.get(k, CONFIG[k])) for k in ("d_model", "n_layers", "n_heads")}
+    return Model(spec.vocab_size, spec.seq_len, scale["d_model"], scale["n_layers"], scale["n_heads"],
                  CONFIG["ffn_mult"])
 '''
 

@@ -151,6 +151,13 @@ CHANGES = {
 }
 
 
+# the genes a task may fix from outside the genome (the `lm` ladder's rung sets width, depth and heads in
+# `spec.data`; the rendered module reads them there): changes to those genes would build the parent again
+FIXED_BY_SPEC = {"d_model": ("width_depth", "width"), "n_layers": ("width_depth", "depth"), "n_heads": ("heads",)}
+
+
 def proposals(genome: dict, spec) -> list[Proposal]:
     g = validate(genome)
-    return [p for make in CHANGES.values() for p in make(g, spec)]
+    data = getattr(spec, "data", None) or {}
+    idle = {kind for gene, kinds in FIXED_BY_SPEC.items() if gene in data for kind in kinds}
+    return [p for kind, make in CHANGES.items() if kind not in idle for p in make(g, spec)]

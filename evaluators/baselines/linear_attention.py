@@ -80,5 +80,7 @@ class Model(nn.Module):
 
 
 def build_model(spec):
-    return Model(spec.vocab_size, spec.seq_len, CONFIG["d_model"], CONFIG["n_layers"], CONFIG["n_heads"],
+    # a task with a scale ladder (lm) sets width, depth and heads per rung in spec.data; otherwise CONFIG's
+    scale = {k: int(spec.data.get(k, CONFIG[k])) for k in ("d_model", "n_layers", "n_heads")}
+    return Model(spec.vocab_size, spec.seq_len, scale["d_model"], scale["n_layers"], scale["n_heads"],
                  CONFIG["ffn_mult"])

@@ -187,6 +187,13 @@ class LM(Task):
         self._data_cache: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
 
     # --- spec -------------------------------------------------------------------------------------------------
+    def baselines(self, spec: TaskSpec) -> dict[str, tuple[dict, str]]:
+        """Written by hand in plain PyTorch (`evaluators.baselines.lm_baselines`): a modern transformer, gated linear
+        attention in chunks and a Mamba-2 selective SSM; each genome is the block catalogue's nearest, so the
+        offline engine changes something close to it."""
+        from evaluators.baselines import lm_baselines
+        return lm_baselines()
+
     def spec(self, options: LMOptions) -> TaskSpec:
         if options.data == "synthetic":
             from evaluators.tasks.charlm import synthetic_corpus
