@@ -320,6 +320,9 @@ def load_settings(config: Path | None = None, **flags: Any) -> Settings:
             raise SettingsError(f"setting 'objective': unknown cost {', '.join(unknown)}; limits and costs can name "
                                 f"{', '.join(costs)}")
         settings = _task_defaults(settings, task.run_defaults(options), task.name)
+        if "higher_is_better" not in chosen.model_fields_set:      # the task's direction, written down for run.json
+            settings = settings.model_copy(update={"objective": settings.objective.model_copy(
+                update={"higher_is_better": task.higher_is_better_for(metric or task.metric)})})
     except ValidationError as exc:
         raise SettingsError(_explain(exc)) from None
     except SettingsError:

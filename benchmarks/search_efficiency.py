@@ -444,7 +444,8 @@ def fingerprint(task, spec) -> str:
 class Evaluations:
     """Each genome's `short` value on one seed, through the harness; one evaluation per model, kept on disk."""
 
-    def __init__(self, task_name: str, options: dict, seed: int, cache: Path, cached_only: bool = False):
+    def __init__(self, task_name: str, options: dict, seed: int, cache: Path, cached_only: bool = False,
+                 cache_key: str | None = None):
         from benchmarks.fork_sandbox import ForkSandbox
         from evaluators.tasks import get_task
         from wire.jobs import Limits
@@ -453,7 +454,8 @@ class Evaluations:
         self.seed = seed
         self.limits = Limits(**SEQ_LIMITS)
         self.sandbox = ForkSandbox()
-        self.path = cache / f"{task_name}-{fingerprint(self.task, self.spec)}-s{seed}.json"
+        self.cache_key = cache_key or fingerprint(self.task, self.spec)
+        self.path = cache / f"{task_name}-{self.cache_key}-s{seed}.json"
         self.values: dict[str, float | None] = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.cached_only = cached_only
         self.trained = 0
@@ -486,6 +488,15 @@ class Evaluations:
         if result.status == "sandbox_error":          # infrastructure, not the genome: stop rather than record
             raise RuntimeError(f"the sandbox could not run a job: {result.message}")
         return result.metrics.get(self.task.metric) if result.status == "ok" else None
+
+
+def check_cache(space: str, cache_key: str | None, cache: Path, n: int) -> str:
+    """Evaluate `n` models of seed 0's cache under `cache_key` again with today's code: the largest difference."""
+    evaluate = Evaluations(space, SEQ_SETTINGS[space], 0, cache, cache_key=cache_key)
+    recorded = [(k, v) for k, v in evaluate.values.items() if v is not None][:n]
+    gaps = [abs(evaluate._evaluate(canonical(json.loads(k))) - v) for k, v in recorded]
+    return (f"{space}: {len(gaps)} cached models under {evaluate.cache_key} evaluated again with today's code "
+            f"(fingerprint {fingerprint(evaluate.task, evaluate.spec)}): largest difference {max(gaps):.6f}")
 
 
 class NotCached(LookupError):
@@ -548,17 +559,19 @@ def seq_lab(evaluate: Evaluations, budget: int, seed: int, priors: bool = True) 
     return values
 
 
-def one_seed(name: str, seed: int, budget: int, cache: Path, cached_only: bool = False) -> dict | None:
+def one_seed(name: str, seed: int, budget: int, cache: Path, cached_only: bool = False,
+             cache_key: str | None = None) -> dict | None:
     """Every method on one seed of a sequence task (values None: the evaluation failed); with `cached_only`,
     None when the seed needs an evaluation that is not cached yet."""
-    evaluate = Evaluations(name, SEQ_SETTINGS[name], seed, cache, cached_only)
+    evaluate = Evaluations(name, SEQ_SETTINGS[name], seed, cache, cached_only, cache_key)
     try:
         found = {"random": seq_random(evaluate, budget, seed), "rea": seq_rea(evaluate, budget, seed),
                  "lab": seq_lab(evaluate, budget, seed), "lab_no_priors": seq_lab(evaluate, budget, seed, priors=False)}
     except NotCached:
         return None
     found.update(trained=evaluate.trained, seconds=round(evaluate.seconds, 1),
-                 cpu_seconds=round(evaluate.cpu_seconds, 1), models=len(evaluate.values), spec=evaluate.spec.data)
+                 cpu_seconds=round(evaluate.cpu_seconds, 1), models=len(evaluate.values), spec=evaluate.spec.data,
+                 cache_key=evaluate.cache_key)
     found["seed"] = seed
     best = ", ".join(f"{k} {max(v or 0.0 for v in found[k]):.3f}" for k in METHODS)
     print(f"  {name} seed {seed}: best {best} ({evaluate.trained} trained now in {evaluate.seconds:.0f} s, "
@@ -574,6 +587,7 @@ def run_sequence(name: str, per_seed: list[dict], budget: int) -> dict:
     total, models = space_size()
     return {"space": name, "metric": f"{get_task(name).metric} at short", "task_options": SEQ_SETTINGS[name],
             "task_data": per_seed[0]["spec"], "seeds": len(per_seed), "seed_ids": [f["seed"] for f in per_seed],
+            "cache_key": per_seed[0]["cache_key"],
             "search_space": {"genes": {g: list(v) for g, v in SPACE.items()}, "genomes": total, "models": models},
             "methods": {"lab": f"offline engine with GENE_PRIORS, starts from {SEQ_INIT} random draws",
                         "lab_no_priors": "the same without GENE_PRIORS",
@@ -649,6 +663,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate nothing: report the seeds whose evaluations are all cached (a run under way)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/archlab/search_efficiency",
                         help="per-seed evaluations, so an interrupted benchmark resumes")
+    parser.add_argument("--cache-key", action="append", default=[], metavar="SPACE=KEY",
+                        help="read (and extend) the evaluations cached under KEY rather than under the fingerprint of "
+                             "today's task code and spec: for evaluations an earlier version of the code made, where "
+                             "the change did not touch data, training or scoring (`--check-cache` shows it did not); "
+                             "the key is recorded in the results")
+    parser.add_argument("--check-cache", type=int, default=0, metavar="N",
+                        help="with --cache-key: evaluate N cached models again with today's code, report the largest "
+                             "difference and stop")
     args = parser.parse_args(argv)
     import torch
     torch.set_num_threads(1)
@@ -661,7 +683,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.append(run_nb201(args.nb201, args.nb201_seeds, graph_seeds=args.nb201_graph_seeds))
             continue
-        work = [(space, seed, args.budget, args.cache, args.cached_only) for seed in range(args.seeds)]
+        keys = dict(item.split("=", 1) for item in args.cache_key)
+        if args.check_cache:
+            print(check_cache(space, keys.get(space), args.cache, args.check_cache))
+            continue
+        work = [(space, seed, args.budget, args.cache, args.cached_only, keys.get(space)) for seed in range(args.seeds)]
         if args.jobs > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor

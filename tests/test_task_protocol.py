@@ -97,7 +97,10 @@ def test_a_file_task_in_lab_toml_is_relative_to_lab_toml_and_flags_add_to_its_op
 
 def test_the_objective_takes_the_direction_the_task_gives_its_metric_and_a_contradiction_is_refused():
     from archlab.session import make_objective
-    assert make_objective(load_settings(None, task="lm")).higher_is_better is False          # bits per byte
+    from archlab.runstore import run_objective
+    settings = load_settings(None, task="lm")
+    assert make_objective(settings).higher_is_better is False          # bits per byte
+    assert run_objective({"settings": settings.model_dump(mode="json")}).higher_is_better is False   # as recorded
     loss = make_objective(load_settings(None, task="mqar", objective__metric="heldout_loss"))
     assert (loss.metric, loss.higher_is_better) == ("heldout_loss", False)
     with pytest.raises(SettingsError, match="reports heldout_loss with lower better"):
