@@ -45,18 +45,12 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
-from evaluators.tasks.lazy import module
+from evaluators import nb201_cells as nb201
+from evaluators.nb201_cells import CELLS_PER_STAGE, CHANNELS, EDGES, INPUT_SIZE, NUM_CLASSES, OPS
 from wire.task import Budget, RunDefaults, TaskSpec
 
-nb201 = module("evaluators.nb201")     # the space (imports torch): loaded when the task first needs it
-
-OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")   # = evaluators.nb201.OPS
-EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))                      # = evaluators.nb201.EDGES
 CELLS = len(OPS) ** len(EDGES)                                                # 15,625
 SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared/data/nas-benchmarks/nb201_val_accuracy.json"
-INPUT_SIZE = {"cifar10": 32, "cifar100": 32, "ImageNet16-120": 16}            # = evaluators.nb201.INPUT_SIZE
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
-CHANNELS, CELLS_PER_STAGE = 16, 5                                             # the benchmark's network
 
 
 class NB201Options(TaskOptions):
