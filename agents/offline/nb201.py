@@ -28,11 +28,10 @@ from agents.engine import PlanContext
 from agents.offline.engine import NoProposal, OfflineEngine, genome_hash
 from agents.records import Candidate, Plan
 from evaluators.fitness import Objective
+from evaluators.nb201_cells import EDGES, OPS
 from wire.jobs import EvalResult
 from wire.task import TaskSpec
 
-OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")   # = evaluators.nb201.OPS
-EDGES = ((1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4))                      # = evaluators.nb201.EDGES
 GENES = tuple(f"edge{i}{j}" for i, j in EDGES)
 SHORT = {"skip_connect": "skip", "none": "none", "nor_conv_3x3": "conv3", "nor_conv_1x1": "conv1",
          "avg_pool_3x3": "pool"}
