@@ -37,7 +37,7 @@ class Candidate(BaseModel):
     id: str
     run_id: str
     parent_ids: list[str] = Field(default_factory=list)
-    kind: Literal["architecture", "inference"] = "architecture"
+    kind: str = "architecture"    # what a candidate is, as its task says (`Task.candidate_kind`): inference, ...
     task: str
     title: str
     motivation: str = ""

@@ -467,6 +467,7 @@ def _print_table(run_dir: Path) -> None:
     console.print(table)
     _print_floors(floors, objective)
     _print_best(loaded, objective, floors)
+    _print_one_rung_up(loaded, objective, floors)
     _print_screening(run_dir)
 
 
@@ -562,6 +563,27 @@ def _print_best(candidates, objective, floors) -> None:
     else:
         console.print(f"search vs random: the best proposal {proposal.candidate.id} does not beat the best random "
                       f"reference {reference.id} beyond the noise ({found.text()}){among}")
+
+
+def _print_one_rung_up(candidates, objective, floors) -> None:
+    """At `full` (for a ladder task such as `lm`, one rung up from `short`): whether the best proposal trained there
+    keeps the lead it had at `short` over the best baseline trained there, by the run's own verdict."""
+    from agents import scoring
+    trained = [c for c in candidates if c.evaluations.get("full") is not None and c.evaluations["full"].ok]
+    proposals = scoring.ranked(trained, objective, scoring.PROPOSALS)
+    baselines = scoring.ranked(trained, objective, ("baseline",))
+    if not proposals or not baselines:
+        return              # nothing trained at full on both sides (loop.promote_fraction > 0 trains finalists there)
+    proposal, baseline = proposals[0].candidate, baselines[0].candidate
+    found = scoring.verdict(proposal, baseline, objective, floors)
+    if found is None or found.fidelity != "full":
+        return
+    mine, theirs = proposal.metric(objective.metric, "short"), baseline.metric(objective.metric, "short")
+    led = mine is not None and theirs is not None and (mine > theirs) == objective.higher_is_better and mine != theirs
+    word = ("keeps its lead" if found.better else "does not keep its lead") if led else \
+        ("is better" if found.better else "is not better")
+    console.print(f"at full (one rung up where the task is a ladder): the best proposal {proposal.id} {word} over the "
+                  f"best baseline {baseline.id}: {found.text()}")
 
 
 def _print_screening(run_dir: Path) -> None:

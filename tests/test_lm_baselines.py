@@ -180,3 +180,30 @@ def test_a_runs_last_lines_say_whether_the_best_proposal_beats_the_best_random_r
     assert beyond.startswith("the best proposal c001 beats the best random reference r-01 beyond the noise floor")
     cli._print_best([*pool, child("c001", 0.60)], objective, scoring.noise_floors(pool, objective))
     assert "no random reference was measured" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_runs_last_lines_say_whether_the_best_proposal_keeps_its_lead_one_rung_up(capsys):
+    """At `full` (lm: one rung up), over three seeds each: the proposal that led at short keeps its lead, or not."""
+    from agents import scoring
+    from archlab import cli
+    from evaluators.fitness import Objective
+    from tests.test_noise_floor import baseline, child, result
+
+    objective = Objective(metric="accuracy")
+
+    def at_full(candidate, values):
+        runs = [result(candidate.id, "full", seed=k, accuracy=v) for k, v in enumerate(values)]
+        mean = result(candidate.id, "full", accuracy=sum(values) / len(values))
+        return candidate.model_copy(update={"evaluations": {**candidate.evaluations, "full": mean},
+                                            "seeds": {**candidate.seeds, "full": runs}})
+
+    def line(proposal_at_full) -> str:
+        candidates = [at_full(baseline("b-softmax", 0.50), [0.60, 0.61, 0.62]),
+                      at_full(child("c001", 0.58), proposal_at_full)]
+        cli._print_one_rung_up(candidates, objective, scoring.noise_floors(candidates, objective))
+        return " ".join(capsys.readouterr().out.split())
+
+    assert "the best proposal c001 keeps its lead over the best baseline b-softmax" in line([0.70, 0.71, 0.72])
+    assert "the best proposal c001 does not keep its lead over the best baseline b-softmax" in line([0.60, 0.62, 0.61])
+    cli._print_one_rung_up([baseline("b-softmax", 0.50), child("c001", 0.58)], objective, {})
+    assert capsys.readouterr().out == ""          # nothing trained at full: nothing to say

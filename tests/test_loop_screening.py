@@ -139,7 +139,7 @@ def test_the_pareto_front_is_written_per_task_and_notices_changes(tmp_path):
     ({"loop__keep_proxy": 0}, "keep_proxy"),
     ({"objective__limits": {"latency": 3}}, "unknown cost latency"),
     ({"objective__metric": "bleu"}, "objective.metric"),
-    ({"objective__metric": "heldout_loss"}, "higher_is_better"),
+    ({"objective__metric": "heldout_loss", "objective__higher_is_better": True}, "higher_is_better"),
 ])
 def test_bad_screening_and_objective_settings_are_refused(setting, message):
     with pytest.raises(SettingsError, match=message):
