@@ -112,8 +112,8 @@ class OfflineEngine:
     def plan(self, context: PlanContext) -> Plan:
         objective = context.objective or self.objective
         rng = random.Random(f"{self.seed}:{context.round}:{context.parent.id}")
-        parent_genome = validate(context.parent.genome or {})
-        options, seen = [], set(context.tried)
+        parent_genome = self.parent_genome(context)
+        options, seen = [], self.measured(context)
         for option in self.options(parent_genome, context, objective):
             key = genome_hash(option.genome)   # a recombination can land on a single change's genome: offer it once
             if key not in seen:
@@ -121,13 +121,11 @@ class OfflineEngine:
                 options.append(option)
         if not options:
             raise NoProposal(f"every change to {context.parent.id} has been tried")
-        model = search.GeneModel.fit(search.observations(context.candidates, objective), GENE_PRIORS,
+        model = search.GeneModel.fit(search.observations(context.candidates, objective), self.gene_priors(),
                                      extra=[o.genome for o in options])
-        weights = self.change_weights(context)
-        bonus = {kind: KIND_BONUS * math.log(max(w, 1e-6) / PRIORS.get(kind, 1.0)) for kind, w in weights.items()}
         # one posterior draw per (round, parent); the k-th sibling on this parent takes the k-th best of it, so
         # concurrent branches propose different genomes without seeing each other
-        ranked = search.rank_options(options, model, rng, bonus)
+        ranked = search.rank_options(options, model, rng, self.kind_bonus(context))
         sampled, choice = ranked[min(context.sibling_rank, len(ranked) - 1)]
         predicted, current = model.predict(choice.genome), model.predict(parent_genome)
         evidence = search.describe_traits(model)
@@ -137,6 +135,24 @@ class OfflineEngine:
         return Plan(title=f"{context.parent.id}: {choice.detail}", motivation=motivation, change=choice.change,
                     detail=choice.detail, expected=expected, parent_id=context.parent.id,
                     genome=choice.genome, retrieved=[f.id for f, _ in context.findings])
+
+    # --- what a space's engine may change (`agents.offline.nb201.CellEngine`) ---------------------------------
+    def parent_genome(self, context: PlanContext) -> dict:
+        """The genome the plan changes."""
+        return validate(context.parent.genome or {})
+
+    def measured(self, context: PlanContext) -> set[str]:
+        """Genome hashes never to propose again."""
+        return set(context.tried)
+
+    def gene_priors(self) -> dict[str, float] | None:
+        """The reading list's prior effects of gene values (read at call time: a benchmark turns them off)."""
+        return GENE_PRIORS
+
+    def kind_bonus(self, context: PlanContext) -> dict[str, float] | None:
+        """A bonus per kind of change, from what each kind achieved in this run against its prior."""
+        weights = self.change_weights(context)
+        return {kind: KIND_BONUS * math.log(max(w, 1e-6) / PRIORS.get(kind, 1.0)) for kind, w in weights.items()}
 
     def options(self, parent_genome: dict, context: PlanContext, objective: Objective) -> list[search.Option]:
         """The parent's single changes, its recombinations with the best genome so far, and pairs of changes once

@@ -124,33 +124,20 @@ class CellEngine(OfflineEngine):
 
     name = "offline"
 
-    def plan(self, context: PlanContext) -> Plan:
-        objective = context.objective or self.objective
-        rng = random.Random(f"{self.seed}:{context.round}:{context.parent.id}")
+    def parent_genome(self, context: PlanContext) -> dict:
         if not context.parent.genome:           # a module an LLM or a person wrote: no cell to change
             raise NoProposal(f"{context.parent.id} has no cell genome to change")
-        parent = validate(context.parent.genome)
-        # never a cell the run already has (a random reference's cell is not in `tried`: it was drawn, not proposed)
-        options, seen = [], set(context.tried) | {genome_hash(c.genome) for c in context.candidates if c.genome}
-        for option in self.options(parent, context, objective):
-            key = genome_hash(option.genome)   # a recombination can land on a single change's cell: offer it once
-            if key not in seen:
-                seen.add(key)
-                options.append(option)
-        if not options:
-            raise NoProposal(f"every change to {context.parent.id} has been tried")
-        model = search.GeneModel.fit(search.observations(context.candidates, objective),
-                                     extra=[o.genome for o in options])
-        # one posterior draw per (round, parent); the k-th sibling on this parent takes the k-th best of it
-        ranked = search.rank_options(options, model, rng)
-        _, choice = ranked[min(context.sibling_rank, len(ranked) - 1)]
-        predicted, current = model.predict(choice.genome), model.predict(parent)
-        motivation = " ".join(part for part in (choice.motivation, search.describe_traits(model)) if part)
-        expected = (f"{choice.expected}; the gene model predicts {predicted - current:+.2f} sd against the parent"
-                    if model.count else choice.expected)
-        return Plan(title=f"{context.parent.id}: {choice.detail}", motivation=motivation, change=choice.change,
-                    detail=choice.detail, expected=expected, parent_id=context.parent.id, genome=choice.genome,
-                    retrieved=[f.id for f, _ in context.findings])
+        return validate(context.parent.genome)
+
+    def measured(self, context: PlanContext) -> set[str]:
+        """Never a cell the run already has, whoever measured it (a benchmark's driver passes only proposals)."""
+        return set(context.tried) | {genome_hash(c.genome) for c in context.candidates if c.genome}
+
+    def gene_priors(self) -> None:
+        return None                             # no reading-list priors over cells: learned from the run alone
+
+    def kind_bonus(self, context: PlanContext) -> None:
+        return None                             # every edge is a kind of its own: no kind's record to weigh
 
     def options(self, parent: dict, context: PlanContext, objective: Objective) -> list[search.Option]:
         """The parent's one-edge changes, its recombinations with the best cell so far, and pairs of changes once its
