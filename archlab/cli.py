@@ -67,11 +67,11 @@ def run(task: str = typer.Option(None, help="task to research: a name (`archlab 
                          loop__keep_proxy=keep_proxy, loop__promote_fraction=promote, loop__random_pool=random_pool,
                          executor__workers=workers, loop__batch=batch)
     from archlab.session import start_run
-    engine, box = _preflight(settings)          # refuse an unreachable engine or sandbox before anything starts
+    engine, box, spec = _preflight(settings)    # refuse an unreachable engine or sandbox before anything starts
     run_id, run_dir = start_run(settings)
     console.print(f"run [bold]{run_id}[/] in {run_dir}")
     _print_capacity(settings)
-    _drive(settings, run_id, run_dir, resume=False, engine=engine, sandbox=box)
+    _drive(settings, run_id, run_dir, resume=False, engine=engine, sandbox=box, spec=spec)
 
 
 def _check_services(settings: Settings) -> None:
@@ -97,12 +97,12 @@ def _check_services(settings: Settings) -> None:
         fail(str(exc), "start the service (docker-compose.yml has both) or unset the setting")
 
 
-def _check_task(settings: Settings) -> None:
-    """Build the task's spec once before the run starts: data the task cannot find or read (a missing table, a
-    corpus too small) is refused with the task's reason, and no run directory is made."""
+def _check_task(settings: Settings):
+    """The task's spec, built before the run starts (and handed to the run): data the task cannot find or read (a
+    missing table, a corpus too small) is refused with the task's reason, and no run directory is made."""
     from archlab.session import task_spec
     try:
-        task_spec(settings)
+        return task_spec(settings)
     except (ValueError, OSError, KeyError) as exc:
         fail(f"task {settings.task}: {exc}", "fix task_options (`archlab tasks NAME` describes each option)")
 
@@ -117,7 +117,7 @@ def _preflight(settings: Settings):
         capacity(settings)                      # what this machine can give the run (GPUs asked for, workers)
     except SettingsError as exc:
         fail(str(exc), "lower the setting or run on a machine that has the GPUs")
-    _check_task(settings)
+    spec = _check_task(settings)
     try:
         box = make_sandbox(settings)
     except SandboxUnavailable as exc:
@@ -128,7 +128,7 @@ def _preflight(settings: Settings):
             engine.preflight()          # one cheap request: a wrong key, model or URL is found before any job
     except EngineUnavailable as exc:
         fail(str(exc), "check the [llm] settings, or use --llm offline")
-    return engine, box
+    return engine, box, spec
 
 
 def _run_settings(run_dir: Path) -> tuple[dict, Settings]:
@@ -161,10 +161,10 @@ def resume(run: str = typer.Argument(..., help="run id, prefix or directory"),
             record_override(run_dir, settings, changed, config)
         console.print(f"settings from {config}: " + (", ".join(f"{k} = {v['to']!r}" for k, v in changed.items())
                                                      or "nothing changed"))
-    engine, box = _preflight(settings)          # a moved endpoint or a stopped engine is found before any job
+    engine, box, spec = _preflight(settings)    # a moved endpoint or a stopped engine is found before any job
     console.print(f"resuming run [bold]{record['run_id']}[/] in {run_dir}")
     _print_capacity(settings)
-    _drive(settings, record["run_id"], run_dir, resume=True, engine=engine, sandbox=box)
+    _drive(settings, record["run_id"], run_dir, resume=True, engine=engine, sandbox=box, spec=spec)
 
 
 @app.command()
@@ -289,7 +289,8 @@ def ui(runs_dir: Path = typer.Option(Path("runs"), help="where run directories a
     serve(create_app(runs_dir, token=secret), sock)
 
 
-def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=None, sandbox=None) -> None:
+def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=None, sandbox=None,
+           spec=None) -> None:
     from agents.engine import EngineUnavailable
     from archlab.session import drive, open_lab
     from sandbox.base import SandboxUnavailable
@@ -309,7 +310,7 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
                 progress.console.print(f"[yellow]waiting for review[/] of {request['candidate_id']} before "
                                        f"{request['fidelity']}: `archlab review {run_id}`")
         try:
-            with open_lab(settings, run_id, run_dir, on_stage, engine=engine, sandbox=sandbox) as lab, \
+            with open_lab(settings, run_id, run_dir, on_stage, engine=engine, sandbox=sandbox, spec=spec) as lab, \
                     _graceful_stop(lab.control):
                 jobs = progress.add_task(_jobs_line([]), total=None, count=f"{lab.parallelism} worker(s)")
                 lab.executor.listeners.append(lambda running: progress.update(jobs, description=_jobs_line(running)))

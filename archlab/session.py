@@ -71,8 +71,9 @@ def task_spec(settings: Settings):
 
 @contextmanager
 def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[[int, str], None] = lambda r, s: None,
-             engine=None, sandbox: Sandbox | None = None, evaluator=None) -> Iterator[Lab]:
-    """The services of one run; `engine`, `sandbox` and `evaluator` override the settings (replay uses this)."""
+             engine=None, sandbox: Sandbox | None = None, evaluator=None, spec=None) -> Iterator[Lab]:
+    """The services of one run; `engine`, `sandbox` and `evaluator` override the settings (replay uses this), and
+    `spec` is the task's spec when the caller built it already (the CLI's pre-run check)."""
     settings = resolve_machine(settings)
     events = EventLog(run_dir / "events.jsonl")
     if events.repaired_bytes:
@@ -89,7 +90,7 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),
                         train_limits=job_limits(settings, settings.sandbox.train_seconds, settings.sandbox.gpus))
     budgets = Budgets(**settings.budget.model_dump())
-    lab = Lab(run_id=run_id, run_dir=run_dir, spec=task_spec(settings),
+    lab = Lab(run_id=run_id, run_dir=run_dir, spec=spec or task_spec(settings),
               engine=engine or make_engine(settings.llm.backend, settings.seed, settings),
               sandbox=sandbox or make_sandbox(settings), store=store, events=events,
               recorder=Recorder(run_dir, events), limits=limits, control=RunControl(run_dir, budgets),
