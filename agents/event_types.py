@@ -297,6 +297,7 @@ class JobStarted(Payload):
     sandbox: str
     source_hash: str
     seed: int | None                    # None only in logs from before seeds were recorded
+    items: str | None = None            # the anchor set (`suite_anchors` id) the job scores; None: the whole suite
 
 
 @event("job_reused")
@@ -411,6 +412,29 @@ class CheapScoreReport(Payload):
     signal_taus: dict[str, Real]
     weights: dict[str, Real]
     fitted: bool | None = None          # only once there were enough candidates to compute tau
+
+
+@event("suite_anchors")
+class SuiteAnchors(Payload):
+    """An anchor set of the task's downstream suite, fitted on the run's whole-suite results (`agents.anchors`): the
+    items later `short` jobs score (when `used`), and how far its estimates can be trusted."""
+    decides = ("round", "id", "used")
+    round: int
+    id: str
+    method: str
+    items: list[int]
+    weights: list[float]
+    suite_items: int                    # items in the whole suite
+    scenarios: list[str]
+    sources: int                        # whole-suite results it was fitted on
+    source_jobs: list[str]
+    tau: Real                           # Kendall tau of cross-validated estimates with the whole-suite scores
+    error: Real                         # their mean absolute error on the suite's score
+    reliability: Real                   # share of pairwise decisions that stand under re-drawn subsets
+    top_k: Real                         # share of re-drawn subsets that keep the whole suite's top k
+    k: int
+    used: bool
+    reason: str = ""
 
 
 @event("cache_hit")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from agents import anchors
+from agents.anchors import AnchorPolicy
 from agents.control import RunControl
 from agents.engine import ResearchEngine
 from agents.events import EventLog
@@ -62,6 +64,7 @@ class Lab:
     control: RunControl
     seed: int = 0
     objective: Objective = field(default_factory=Objective)
+    suite: AnchorPolicy = field(default_factory=AnchorPolicy)    # which suite items cheaper jobs score
     on_stage: Callable[[int, str], None] = lambda round, stage: None
     evaluator: Evaluator = evaluate
     executor: object | None = None     # archlab.executors.Executor; None: jobs run one at a time in `sandbox`
@@ -100,10 +103,12 @@ class Lab:
             self.events.emit("job_reused", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity)
             return result
         limits = self.limits.check_limits if fidelity == "check" else self.limits.train_limits
+        items = anchors.subset_for(self, fidelity)
         job = EvalJob(job_id=job_id, run_id=self.run_id, candidate_id=candidate.id, source=candidate.source,
-                      task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index)
+                      task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index, items=items)
         self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
-                         sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed)
+                         sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed,
+                         items=items.id if items is not None else None)
         if self.executor is not None:
             result = self.executor.run(job, jobdir, self.evaluator)
         else:

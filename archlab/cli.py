@@ -470,6 +470,22 @@ def _print_table(run_dir: Path) -> None:
     _print_best(loaded, objective, floors)
     _print_one_rung_up(loaded, objective, floors)
     _print_screening(run_dir)
+    _print_suite(run_dir, loaded)
+
+
+def _print_suite(run_dir: Path, candidates) -> None:
+    """The downstream suite, where the task has one: per-scenario scores per candidate and the anchor set in use."""
+    from agents import anchors
+    from agents.events import read_events
+    found = anchors.report(candidates, read_events(run_dir / "events.jsonl")[0])
+    if found is None:
+        return
+    table = Table("id", "at", "suite score", "items", *found.scenarios, title="downstream suite (expected accuracy)")
+    for r in found.rows:
+        table.add_row(r.candidate_id, r.fidelity, f"{r.score:.3f}", str(r.items),
+                      *(_fmt(r.scenarios.get(s), ".3f") for s in found.scenarios))
+    console.print(table)
+    console.print(found.anchor_text())
 
 
 VERSUS = "vs parent (95% interval)"

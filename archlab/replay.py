@@ -150,9 +150,12 @@ class MetricDrift:
 def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
     """Re-run every recorded evaluation; returns metric drifts and jobs whose status changed."""
     from evaluators.harness import evaluate
-    from wire.jobs import EvalJob
+    from wire.jobs import EvalJob, ItemSubset
     events, _ = read_events(run_dir / "events.jsonl")
     started = {e.data.job_id: e.data for e in events if e.type == "job_started"}
+    anchor_sets = {e.data.id: ItemSubset(id=e.data.id, method=e.data.method, items=tuple(e.data.items),
+                                         weights=tuple(e.data.weights))
+                   for e in events if e.type == "suite_anchors"}
     drifts, changed = [], []
     spec = next(e.data.spec for e in events if e.type in ("run_started", "run_resumed"))
     default_seed = json.loads((run_dir / "run.json").read_text())["settings"]["seed"]
@@ -163,7 +166,8 @@ def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
         job_started = started[logged.job_id]
         source = _source_for(run_dir, events, logged.candidate_id, job_started.source_hash)
         job = EvalJob(job_id=logged.job_id, candidate_id=logged.candidate_id, source=source, task=spec,
-                      fidelity=logged.fidelity, seed=default_seed if job_started.seed is None else job_started.seed)
+                      fidelity=logged.fidelity, seed=default_seed if job_started.seed is None else job_started.seed,
+                      items=anchor_sets.get(job_started.items) if job_started.items else None)
         with tempfile.TemporaryDirectory(prefix="archlab-reexec-") as tmp:
             again = evaluate(sandbox, job, Path(tmp))
         if again.status != recorded.status:

@@ -94,7 +94,7 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
               engine=engine or make_engine(settings.llm.backend, settings.seed, settings),
               sandbox=sandbox or make_sandbox(settings), store=store, events=events,
               recorder=Recorder(run_dir, events), limits=limits, control=RunControl(run_dir, budgets),
-              seed=settings.seed, objective=make_objective(settings), on_stage=on_stage)
+              seed=settings.seed, objective=make_objective(settings), suite=settings.suite, on_stage=on_stage)
     if evaluator is not None:
         lab.evaluator = evaluator
     if hasattr(lab.engine, "attach"):       # an engine that logs its own calls (openai) writes to this run's log

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import BaseModel, Field, ValidationError, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.anchors import AnchorPolicy
 from evaluators.tasks import UnknownTask, get_task, is_file_ref
 from wire.task import RunDefaults
 
@@ -232,6 +233,7 @@ class Settings(BaseSettings):
     ui: UISettings = Field(default_factory=UISettings)
     objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)
     checkpoints: CheckpointSettings = Field(default_factory=CheckpointSettings)
+    suite: AnchorPolicy = Field(default_factory=AnchorPolicy)   # the downstream suite's anchor set, where a task has one
 
     @field_validator("task")
     @classmethod

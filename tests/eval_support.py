@@ -18,10 +18,10 @@ def _sandbox() -> ProcessSandbox:
     return ProcessSandbox()
 
 
-def run_job(tmp_path: Path, source: str, spec, fidelity: str = "check", **limits) -> EvalResult:
-    """Evaluate `source` on `spec` at `fidelity` in a process sandbox under `tmp_path`."""
+def run_job(tmp_path: Path, source: str, spec, fidelity: str = "check", items=None, **limits) -> EvalResult:
+    """Evaluate `source` on `spec` at `fidelity` in a process sandbox under `tmp_path` (`items`: a suite subset)."""
     job = EvalJob(job_id=f"e{next(_ids)}", candidate_id="cand", source=source, task=spec, fidelity=fidelity,
-                  limits=Limits(**{"wall_seconds": 90, "memory_mb": 2048, "cpus": 1, **limits}))
+                  limits=Limits(**{"wall_seconds": 90, "memory_mb": 2048, "cpus": 1, **limits}), items=items)
     return evaluate(_sandbox(), job, tmp_path / job.job_id)
 
 

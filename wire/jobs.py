@@ -42,6 +42,26 @@ class Limits(BaseModel):
         return tuple(sorted({posixpath.normpath(path) for path in value}))
 
 
+class ItemSubset(BaseModel):
+    """Which items of the task's downstream suite a job scores, and how their scores estimate the suite's score
+    (`evaluators.item_selection.AnchorSet`, as the loop chose and logged it in a `suite_anchors` event)."""
+
+    id: str                          # the anchor set's digest, as the event names it
+    method: str
+    items: tuple[int, ...]
+    weights: tuple[float, ...]       # per item; within a scenario they sum to 1
+
+
+class ItemScores(BaseModel):
+    """A job's graded items of the task's downstream suite (host side): the probability the model put on each item's
+    right choice, and whether its top choice was right. Item indices mean the same only within one `suite`."""
+
+    suite: str                       # the suite's fingerprint
+    items: list[int]
+    scores: list[float]
+    correct: list[int]
+
+
 class EvalJob(BaseModel):
     """One evaluation of one candidate at one fidelity."""
 
@@ -53,6 +73,7 @@ class EvalJob(BaseModel):
     fidelity: Fidelity
     limits: Limits = Field(default_factory=Limits)
     seed: int = 0
+    items: ItemSubset | None = None  # the suite items to score at this fidelity; None: the task's default
 
     @property
     def source_hash(self) -> str:
@@ -73,6 +94,7 @@ class EvalResult(BaseModel):
     log_tail: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
+    items: ItemScores | None = None  # item-level results of the task's downstream suite, where it has one
 
     @property
     def ok(self) -> bool:

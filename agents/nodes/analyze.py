@@ -14,7 +14,7 @@ at `full` as a parent) logs the new one.
 """
 from __future__ import annotations
 
-from agents import scoring
+from agents import anchors, scoring
 from agents.lab import Lab
 from agents.nodes.baselines import log_noise_floor
 from agents.nodes.evaluate import record_comparison
@@ -33,6 +33,7 @@ def make(lab: Lab):
             if candidate_id not in exhausted and written:     # a branch whose plan failed wrote no candidate
                 analyze_one(lab, candidate_id, round)
         log_noise_floor(lab, round)
+        anchors.maybe_fit(lab, round)
         if state.get("batch") and exhausted >= set(state["batch"]):
             reason = "nothing new to propose: every change to every possible parent has been tried"
             lab.events.emit("search_exhausted", round=round, reason=reason)

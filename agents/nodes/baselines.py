@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from agents import scoring
+from agents import anchors, scoring
 from agents.lab import Lab
 from agents.nodes.evaluate import settle, train_seeds
 from agents.offline.engine import genome_hash
@@ -80,6 +80,7 @@ def make(lab: Lab):
                 if candidate.status == "baseline":
                     settle(lab, candidate, 0)
         log_noise_floor(lab, 0)
+        anchors.maybe_fit(lab, 0)
         return {"round": 0, "tried": tried}
     return baselines
 

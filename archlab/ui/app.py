@@ -268,6 +268,7 @@ def _panel(run: runstore.RunRecord, request: Request) -> dict:
     href = f"/runs/{run.run_id}/candidates/{{id}}"
     return {"overview": views.overview(run), "best_plot": views.best_plot(run), "pareto_plot": views.pareto_plot(run),
             "lineage_plot": views.lineage_plot(run, href), "tau_plot": views.tau_plot(run),
+            "suite": views.suite_report(run),
             "rows": views.candidate_rows(run, sort if sort in views.SORTS else "rank", order == "desc"),
             "sort": sort, "order": order, "flight": flight, "finished": finished,
             "cost_axis": run.objective.costs[0] if run.objective and run.objective.costs else ""}

@@ -139,6 +139,13 @@ def compare_plot(runs: list[RunRecord]):
                             "none of these runs has a scored candidate yet")
 
 
+def suite_report(run: RunRecord):
+    """The downstream suite: per-scenario scores per candidate and the anchor set in use (`agents.anchors.report`), or
+    None for a task without a suite."""
+    from agents import anchors
+    return anchors.report(run.candidates, run.events)
+
+
 def tau_plot(run: RunRecord):
     """The cheap score's Kendall tau against training, each time it was measured."""
     reports = [e.payload for e in run.events if e.type == "cheap_score" and e.payload.get("tau") is not None]

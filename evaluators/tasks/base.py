@@ -29,6 +29,9 @@ Host side (trusted; never runs candidate code):
   judges a procedure rather than predictions (decode) lays out and scores its own jobs;
 - `baselines(spec)`: {name: (genome, source)} of reference candidates; by default its search
   space's.
+- optional `suite_scenarios(spec)`: (scenario names, each item's scenario) of a downstream
+  suite the task scores item by item (`EvalResult.items`), or None; a task that has one scores
+  a job's `EvalJob.items` subset when given (the loop's anchor set: `agents.anchors`).
 
 Sandbox side (next to the candidate; nothing here is trusted by the host):
 - `attach(spec, files)`, `example_input`, `train_batch`, `loss`, `predict`,
@@ -165,6 +168,10 @@ class Task(ABC):
         return None
 
     # --- host side ----------------------------------------------------------------------------------------
+    def suite_scenarios(self, spec: TaskSpec) -> tuple[tuple[str, ...], np.ndarray] | None:
+        """A downstream suite's scenario names and each item's scenario; None: this task scores no items."""
+        return None
+
     @abstractmethod
     def heldout(self, spec: TaskSpec, secret: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Host side: ({name: array} the sandbox may see, targets it must not see), drawn with the host's

@@ -66,6 +66,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from evaluators import suite
 from evaluators.heldout import seed
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators.tasks.lazy import torch
@@ -168,6 +169,9 @@ class LMOptions(TaskOptions):
     heldout_windows: int = Field(64, ge=2, description="held-out windows scored (fewer when the vocabulary is large: "
                                                        "predictions are capped at 32 MiB)")
     corpus_bytes: int = Field(SYNTHETIC_BYTES, ge=50_000, description="bytes of the synthetic corpus")
+    suite_items: int = Field(400, ge=0, description="items per scenario of the downstream suite scored at full (and "
+                                                  "on an anchor subset at short: `evaluators.suite`); 0: no suite. "
+                                                  "Byte tokens only")
     train_tokens: int = Field(8_000_000, ge=1000, description="training tokens written into each job (the start of "
                                                               "train.bin)")
 
@@ -177,7 +181,7 @@ class LM(Task):
     summary = "language modelling on a ladder of scales (one knob), bits per byte on held-out text"
     metric = "bits_per_byte"
     higher_is_better = False
-    metrics = ("heldout_loss",)
+    metrics = ("heldout_loss", "suite_score", "suite_accuracy")
     Options = LMOptions
     search_space = "sequence-blocks"
     token_input = True
@@ -185,6 +189,8 @@ class LM(Task):
     def __init__(self):
         # data key -> (training tokens, held-out tokens or None in the sandbox, token_bytes or None)
         self._data_cache: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
+        self._suites: dict[tuple, suite.Suite] = {}          # host: (data, secret, size) -> the downstream suite
+        self._suite_outputs: dict[str, np.ndarray] = {}      # sandbox: what `predict` computed on the suite's rows
 
     # --- spec -------------------------------------------------------------------------------------------------
     def baselines(self, spec: TaskSpec) -> dict[str, tuple[dict, str]]:
@@ -208,6 +214,7 @@ class LM(Task):
             data = {"data": str(directory), "tokenizer": str(meta["tokenizer"]),
                     "data_sha256": hashlib.sha256(json.dumps(meta["sha256"], sort_keys=True).encode()).hexdigest()}
         data["train_tokens"] = options.train_tokens
+        data["suite_items"] = options.suite_items if data["tokenizer"] == "byte" else 0
         data["budget"] = options.budget
         low, high = rung(options.scale, options.tokens_per_param), rung(options.scale + 1, options.tokens_per_param)
         data.update({k: low[k] for k in ("scale", "d_model", "n_layers", "n_heads")})
@@ -323,20 +330,17 @@ class LM(Task):
 
     # --- sandbox side ----------------------------------------------------------------------------------------------
     def predict(self, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        tokens = torch.from_numpy(inputs["tokens"]).long()                          # [rows, T]
-        vocab = 0
+        """Held-out log-probs ([rows, scored, V]); the suite's rows (inputs `suite_c{c}`) are scored too, their last
+        c positions kept for `run_in_sandbox` to write."""
         device = next(model.parameters()).device
         if device.type == "cuda":       # full float32 matmuls: a window and its twin must agree to CAUSAL_TOLERANCE
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        outputs = []
-        with torch.no_grad():
-            for start in range(0, tokens.shape[0], 16):
-                logits = model(tokens[start:start + 16].to(device)).float()         # [b, T, V]
-                vocab = logits.shape[-1]
-                outputs.append(torch.log_softmax(logits, dim=-1).cpu())
-        logprobs = torch.cat(outputs)
-        return logprobs[:, -scored_positions(tokens.shape[1], vocab or 1):].numpy().astype(np.float32)
+        tokens = inputs["tokens"]
+        logprobs = _logprobs(model, tokens, device, keep=None)
+        self._suite_outputs = {name: _logprobs(model, rows, device, keep=int(name.removeprefix("suite_c"))).numpy()
+                               .astype(np.float32) for name, rows in inputs.items() if name.startswith("suite_c")}
+        return logprobs[:, -scored_positions(tokens.shape[1], logprobs.shape[-1]):].numpy().astype(np.float32)
 
     def run_in_sandbox(self, spec: TaskSpec, fidelity: str, seed: int, inputs_dir: Path, out_dir: Path,
                        files: dict, device: torch.device, clock) -> SandboxOutput:
@@ -347,6 +351,8 @@ class LM(Task):
         else:
             from evaluators.fidelities import run_model_job
             out = run_model_job(self, spec, fidelity, seed, inputs_dir, device)
+        for name, outputs in self._suite_outputs.items():       # the downstream suite's outputs, for the host
+            np.save(out_dir / f"{name}.npy", outputs, allow_pickle=False)
         seconds, steps = out.metrics.get("train_seconds"), out.metrics.get("steps")
         if seconds and steps:
             out.metrics["tokens_per_second"] = steps * spec.budgets[fidelity].batch_size * instance.seq_len / seconds
@@ -389,10 +395,16 @@ class LM(Task):
             return {}
         instance = job.task.at(job.fidelity)
         heldout.check_rule(self, instance)
-        inputs, targets = self.heldout(instance, secret or heldout.machine_secret())
+        secret = secret or heldout.machine_secret()
+        inputs, targets = self.heldout(instance, secret)
+        kept: dict = {"targets": targets}
+        scored = self.suite_for(job, secret)
+        if scored is not None:
+            kept["suite"] = scored
+            inputs.update(scored[0].inputs())
         for name, array in inputs.items():
             np.save(jobdir / "inputs" / f"heldout_{name}.npy", array, allow_pickle=False)
-        return {"targets": targets}
+        return kept
 
     def judge(self, job, result, jobdir: Path, kept: dict, wall: float):
         """The harness's validation and scoring (`evaluators.harness.score_predictions`), with this task's refusals as
@@ -401,10 +413,73 @@ class LM(Task):
             return result
         from evaluators.harness import score_predictions
         try:
-            return score_predictions(self, job, result, jobdir / "out" / "predictions.npy", kept["targets"])
-        except Refused as exc:
+            result = score_predictions(self, job, result, jobdir / "out" / "predictions.npy", kept["targets"])
+            if result.status == "ok" and "suite" in kept:
+                result = self._judge_suite(job, result, jobdir / "out", *kept["suite"])
+            return result
+        except (Refused, suite.SuiteRefused) as exc:
             metrics = {k: v for k, v in result.metrics.items() if k not in (self.metric, *self.metrics)}
             return result.model_copy(update={"status": "invalid", "message": str(exc), "metrics": metrics})
+
+    # --- the downstream suite, host side ---------------------------------------------------------------------------
+    def suite_scenarios(self, spec: TaskSpec) -> tuple[tuple[str, ...], np.ndarray] | None:
+        """The downstream suite's scenario names and each item's scenario, or None when this spec has no suite."""
+        n = int(spec.data.get("suite_items", 0))
+        return (suite.SCENARIOS, suite.scenario_labels(n)) if n else None
+
+    def downstream_suite(self, spec: TaskSpec, secret: bytes) -> suite.Suite:
+        """The downstream suite of this spec's held-out text and the host's secret (built once per process)."""
+        n = int(spec.data.get("suite_items", 0))
+        key = (spec.data["data_sha256"], hashlib.sha256(secret).hexdigest(), n)
+        if key not in self._suites:
+            held = self._data(spec)[1]
+            if held is None:
+                raise RuntimeError("the suite is built from held-out text, on the host")
+            self._suites[key] = suite.build(np.asarray(held, dtype=np.uint8).tobytes(), secret, n)
+        return self._suites[key]
+
+    def suite_for(self, job, secret: bytes) -> tuple[suite.Suite, np.ndarray, dict[int, float] | None] | None:
+        """What a training job scores of the suite: the job's item subset (an anchor set) with its weights, else the
+        whole suite; None when the spec has none."""
+        if not int(job.task.data.get("suite_items", 0)):
+            return None
+        whole = self.downstream_suite(job.task, secret)
+        if job.items is None:
+            return whole, np.arange(len(whole.items)), None
+        part, kept = whole.subset(job.items.items)
+        return part, kept, {int(i): float(w) for i, w in zip(job.items.items, job.items.weights)}
+
+    def _judge_suite(self, job, result, out: Path, part: suite.Suite, original: np.ndarray,
+                     weights: dict[int, float] | None):
+        """The suite's metrics and item-level results on the job's result; `SuiteRefused` for bad outputs."""
+        from wire.jobs import ItemScores
+        outputs = {}
+        for c in part.rows.groups():
+            path = out / f"suite_c{c}.npy"
+            if path.is_file() and path.stat().st_size <= PREDICTIONS_CAP:
+                outputs[path.stem] = np.load(path, allow_pickle=False)
+        graded = part.grade(outputs, job.task.vocab_size)
+        graded = suite.ItemScores(original[graded.items], graded.scores, graded.correct)
+        labels = suite.scenario_labels(int(job.task.data["suite_items"]))
+        metrics = {**result.metrics, **suite.scenario_scores(graded, labels, weights),
+                   "suite_forward_tokens": float(part.forward_tokens())}
+        record = ItemScores(suite=part.fingerprint, items=graded.items.tolist(),
+                            scores=np.round(graded.scores, 5).tolist(), correct=graded.correct.tolist())
+        return result.model_copy(update={"metrics": metrics, "items": record})
+
+
+def _logprobs(model: torch.nn.Module, tokens: np.ndarray, device: torch.device, keep: int | None) -> torch.Tensor:
+    """log_softmax of the model's outputs on `tokens` ([rows, T]), in batches of 16 rows; the last `keep` positions
+    of each row, or all of them."""
+    rows = torch.from_numpy(np.asarray(tokens)).long()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, rows.shape[0], 16):
+            logits = model(rows[start:start + 16].to(device)).float()           # [b, T, V]
+            if keep is not None:
+                logits = logits[:, -keep:]
+            outputs.append(torch.log_softmax(logits, dim=-1).cpu())
+    return torch.cat(outputs)
 
 
 def _train_for_seconds(task: LM, spec: TaskSpec, fidelity: str, seed: int, inputs_dir: Path,

@@ -1,0 +1,120 @@
+"""The pool `benchmarks/efficient_benchmarking.py` studies: trained `lm` candidates, each graded on the whole suite.
+
+Each model is a genome of the block catalogue drawn at random (search_efficiency's draws,
+in the `lm` rung's space, as `benchmarks/lm_discovery.py` uses it) or one of the three
+hand-written baselines, trained at `short` (rung `scale`) through the harness in a forked
+child (`benchmarks.fork_sandbox`: the path every job takes, held-out rows and suite from the
+host's secret) and graded item by item on the whole downstream suite (`evaluators.suite`).
+Results are cached one model at a time (`~/.cache/archlab/suite_pool`, keyed by the task's
+code, the suite's code and the spec), so an interrupted build resumes.
+
+The pool file (.npz): `Y` [models, items] expected accuracy, `C` [models, items] top choice
+right, `scenarios` [items] (int), `scenario_names`, `models` (ids), `item_tokens` [items]
+(tokens the sandbox runs forward to score each item), `bits_per_byte` [models].
+
+What this does not do: train at `full` (the loop fits anchors at `short`, where they are used).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import search_efficiency as se  # noqa: E402
+
+CACHE = Path.home() / ".cache/archlab/suite_pool"
+LIMITS = {"wall_seconds": 1800, "memory_mb": 4096, "cpus": 1}
+MODELS, SCALE = 36, 0
+
+
+def _spec(scale: int):
+    from evaluators.tasks import get_task
+    return get_task("lm").default_spec(scale=scale)
+
+
+def cache_key(spec) -> str:
+    """The spec and the suite's code: what a cached grade depends on (the suite's fingerprint, checked when the pool
+    is written, catches another host secret)."""
+    from evaluators import suite
+    text = spec.model_dump_json() + Path(inspect.getfile(suite)).read_text()
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def members(n: int, spec) -> list[tuple[str, str]]:
+    """(id, source) of the pool: the three baselines, then random genomes of the rung's space."""
+    from benchmarks.lm_discovery import lm_space
+    from evaluators.baselines import lm_baselines
+    found = [(name, source) for name, (_, source) in sorted(lm_baselines().items())]
+    se.SPACE = lm_space(spec)
+    for genome in se.random_draws(max(0, n - len(found)), seed=0):
+        found.append((f"g-{hashlib.sha256(se.key(genome).encode()).hexdigest()[:10]}", se.render(se.canonical(genome))))
+    return found[:n]
+
+
+def grade_one(args: tuple[str, str, int]) -> dict | None:
+    """One member trained at short and graded on the whole suite (None: it failed)."""
+    from benchmarks.fork_sandbox import ForkSandbox
+    from evaluators.harness import evaluate
+    from wire.jobs import EvalJob, Limits
+    name, source, scale = args
+    job = EvalJob(job_id=f"pool-{name}", candidate_id=name, source=source, task=_spec(scale), fidelity="short",
+                  limits=Limits(**LIMITS), seed=0)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="suite-pool-") as tmp:
+        result = evaluate(ForkSandbox(), job, Path(tmp))
+    if result.status == "sandbox_error":
+        raise RuntimeError(f"the sandbox could not run a job: {result.message}")
+    if not result.ok or result.items is None:
+        print(f"  {name}: {result.status} {result.message[:120]}", flush=True)
+        return None
+    print(f"  {name}: bpb {result.metrics['bits_per_byte']:.3f}, suite {result.metrics['suite_score']:.3f} "
+          f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return {"scores": result.items.scores, "correct": result.items.correct, "suite": result.items.suite,
+            "bits_per_byte": result.metrics["bits_per_byte"]}
+
+
+def build_pool(path: Path, models: int = MODELS, scale: int = SCALE, jobs: int = 2, cache: Path = CACHE) -> Path:
+    """Train and grade the pool's members not cached yet, then write the pool file to `path`."""
+    from evaluators.heldout import machine_secret
+    from evaluators.tasks import get_task
+    spec = _spec(scale)
+    cached_path = cache / f"pool-{cache_key(spec)}.json"
+    done: dict = json.loads(cached_path.read_text()) if cached_path.is_file() else {}
+    todo = [(name, source, scale) for name, source in members(models, spec) if name not in done]
+    print(f"suite pool: {models} members, {len(done)} cached, {len(todo)} to train ({jobs} at a time)", flush=True)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for (name, _, _), graded in zip(todo, pool.map(grade_one, todo)):
+            done[name] = graded
+            cached_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(done))
+            os.replace(tmp, cached_path)
+    kept = {name: g for name, g in done.items() if g is not None}
+    whole = get_task("lm").downstream_suite(spec, machine_secret())
+    fingerprints = {g["suite"] for g in kept.values()}
+    if fingerprints != {whole.fingerprint}:
+        raise RuntimeError(f"the cached pool was graded on suites {sorted(fingerprints)}, this host's is "
+                           f"{whole.fingerprint}; remove {cached_path}")
+    names = sorted(kept)
+    item_tokens = np.array([len(set(item.rows)) * whole.rows.tokens.shape[1] for item in whole.items])
+    from evaluators.suite import SCENARIOS
+    np.savez(path, Y=np.array([kept[n]["scores"] for n in names]), C=np.array([kept[n]["correct"] for n in names]),
+             scenarios=whole.scenario_of, scenario_names=np.array(SCENARIOS), models=np.array(names),
+             item_tokens=item_tokens, bits_per_byte=np.array([kept[n]["bits_per_byte"] for n in names]))
+    return path
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else CACHE / "pool.npz"
+    print(build_pool(out, models=int(sys.argv[2]) if len(sys.argv) > 2 else MODELS))
