@@ -86,7 +86,13 @@ def subset_for(lab: Lab, fidelity: str) -> ItemSubset | None:
     found = newest(lab.events.history)
     if found is None or not found.used:
         return None
-    return ItemSubset(id=found.id, method=found.method, items=tuple(found.items), weights=tuple(found.weights))
+    return subset_of(found)
+
+
+def subset_of(fitted) -> ItemSubset:
+    """The job record of a `suite_anchors` event's set."""
+    return ItemSubset(id=fitted.id, method=fitted.method, items=tuple(fitted.items), weights=tuple(fitted.weights),
+                      scenarios=tuple(fitted.labels), offsets=tuple(fitted.offsets), scales=tuple(fitted.scales))
 
 
 def maybe_fit(lab: Lab, round: int) -> None:
@@ -111,21 +117,17 @@ def maybe_fit(lab: Lab, round: int) -> None:
                                        folds=min(5, len(results)), seed=seed)
     truth = select.full_score(scores, labels)
     reliable = select.reliability(policy.method, scores, correct, labels, n, draws=policy.draws, seed=seed)
-    items, weights = [int(i) for i in chosen.items], [round_(w) for w in chosen.weights]
-    digest = hashlib.sha256(json.dumps([policy.method, items, weights]).encode()).hexdigest()[:12]
-    used = reliable.pairwise >= policy.min_reliability
-    lab.events.emit("suite_anchors", round=round, id=digest, method=policy.method, items=items, weights=weights,
-                    suite_items=len(labels), scenarios=list(names), sources=len(results),
+    fitted = chosen.to_dict()
+    digest = hashlib.sha256(json.dumps(fitted, sort_keys=True).encode()).hexdigest()[:12]
+    used = reliable.pairwise_agreement >= policy.min_reliability
+    lab.events.emit("suite_anchors", round=round, id=digest, method=policy.method, items=fitted["items"],
+                    weights=fitted["weights"], labels=fitted["scenarios"], offsets=fitted["offsets"],
+                    scales=fitted["scales"], suite_items=len(labels), scenarios=list(names), sources=len(results),
                     source_jobs=[r.job_id for r in results], tau=float(select.kendall_tau(estimates, truth)),
-                    error=float(np.mean(np.abs(estimates - truth))), reliability=float(reliable.pairwise),
-                    top_k=float(reliable.top_k), k=int(reliable.k), used=bool(used),
-                    reason="" if used else (f"pairwise decisions stand in {reliable.pairwise:.2f} of re-drawn subsets, "
+                    error=float(np.mean(np.abs(estimates - truth))), reliability=float(reliable.pairwise_agreement),
+                    top_k=float(reliable.top_k_agreement), k=int(reliable.k), used=bool(used),
+                    reason="" if used else (f"pairwise decisions stand in {reliable.pairwise_agreement:.2f} of re-drawn subsets, "
                                             f"under {policy.min_reliability}: short jobs keep the whole suite"))
-
-
-def round_(weight: float) -> float:
-    """Weights as logged: 6 decimals, so the event and the job carry the same numbers."""
-    return float(f"{float(weight):.6f}")
 
 
 class SuiteRow(BaseModel):

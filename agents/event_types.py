@@ -424,6 +424,9 @@ class SuiteAnchors(Payload):
     method: str
     items: list[int]
     weights: list[float]
+    labels: list[int]                   # each item's scenario (an index into `scenarios`)
+    offsets: list[float]                # per scenario present, the estimate's calibration on the sources
+    scales: list[float]
     suite_items: int                    # items in the whole suite
     scenarios: list[str]
     sources: int                        # whole-suite results it was fitted on

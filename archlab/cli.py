@@ -672,6 +672,17 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
     print(result.model_dump_json(indent=2))
 
 
+@app.command("lm-eval", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lm_eval_command(ctx: typer.Context):
+    """Benchmark an lm candidate with EleutherAI's lm-eval harness; runs its code unsandboxed (--help: options)."""
+    try:
+        from archlab.lmeval import run_cli
+    except ModuleNotFoundError as exc:
+        fail(str(exc), "pip install -e .[lmeval]")
+    raise typer.Exit(run_cli(ctx.args))
+
+
 @app.command("tasks")
 def tasks(ref: str = typer.Argument(None, help="one task in detail: a name, or path/to/task.py:ClassName"),
           task: Optional[list[str]] = typer.Option(None, "--task", help="a task in a file to list too "

@@ -150,12 +150,11 @@ class MetricDrift:
 def reexecute(run_dir: Path, sandbox) -> tuple[list[MetricDrift], list[str]]:
     """Re-run every recorded evaluation; returns metric drifts and jobs whose status changed."""
     from evaluators.harness import evaluate
-    from wire.jobs import EvalJob, ItemSubset
+    from agents.anchors import subset_of
+    from wire.jobs import EvalJob
     events, _ = read_events(run_dir / "events.jsonl")
     started = {e.data.job_id: e.data for e in events if e.type == "job_started"}
-    anchor_sets = {e.data.id: ItemSubset(id=e.data.id, method=e.data.method, items=tuple(e.data.items),
-                                         weights=tuple(e.data.weights))
-                   for e in events if e.type == "suite_anchors"}
+    anchor_sets = {e.data.id: subset_of(e.data) for e in events if e.type == "suite_anchors"}
     drifts, changed = [], []
     spec = next(e.data.spec for e in events if e.type in ("run_started", "run_resumed"))
     default_seed = json.loads((run_dir / "run.json").read_text())["settings"]["seed"]

@@ -17,7 +17,6 @@ What this does not do: train at `full` (the loop fits anchors at `short`, where 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import sys
@@ -44,11 +43,12 @@ def _spec(scale: int):
 
 
 def cache_key(spec) -> str:
-    """The spec and the suite's code: what a cached grade depends on (the suite's fingerprint, checked when the pool
-    is written, catches another host secret)."""
-    from evaluators import suite
-    text = spec.model_dump_json() + Path(inspect.getfile(suite)).read_text()
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """The spec and the suite's items (their fingerprint: the held-out text, the host's secret and the suite's
+    code that draws them): what a cached grade depends on."""
+    from evaluators.heldout import machine_secret
+    from evaluators.tasks import get_task
+    items = get_task("lm").downstream_suite(spec, machine_secret()).fingerprint
+    return hashlib.sha256((spec.model_dump_json() + items).encode()).hexdigest()[:12]
 
 
 def members(n: int, spec) -> list[tuple[str, str]]:

@@ -43,6 +43,7 @@ What this does not do: tokenisers other than bytes (the items are byte strings; 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
@@ -169,21 +170,26 @@ def _loglikelihood(logprobs: np.ndarray, choice: bytes) -> float:
     return float(tail[np.arange(len(choice)), np.frombuffer(choice, dtype=np.uint8)].sum())
 
 
-def scenario_scores(graded: ItemScores, scenario_of: np.ndarray, weights: dict[int, float] | None = None,
-                    names=SCENARIOS) -> dict[str, float]:
-    """The metrics a job reports: `suite_<scenario>` per scenario present (the mean item score, or the weighted mean
-    when the items are an anchor set: `weights` per item index, `evaluators.item_selection`), `suite_score` (their
-    mean: each scenario weighs the same), `suite_accuracy` (the same over `correct`) and `suite_items` (how many
-    items were scored: fewer than the suite's, and `suite_score` is an estimate)."""
+def scenario_scores(graded: ItemScores, scenario_of: np.ndarray, anchors=None, names=SCENARIOS) -> dict[str, float]:
+    """The metrics a job reports: `suite_<scenario>` per scenario (the mean item score; for an anchor set,
+    `evaluators.item_selection.AnchorSet`, its weighted and calibrated estimate of that mean), `suite_score` (their
+    mean: each scenario weighs the same), `suite_accuracy` (the same over `correct`, weighted but not calibrated)
+    and `suite_items` (how many items were scored: fewer than the suite's, and the scores are estimates)."""
     labels = scenario_of[graded.items]
-    w = np.ones(len(graded.items)) if weights is None else np.array([weights[int(i)] for i in graded.items])
-    per, accuracy = {}, []
-    for s in sorted(set(labels.tolist())):
-        mine = labels == s
-        per[names[s]] = float((w[mine] * graded.scores[mine]).sum() / w[mine].sum())
-        accuracy.append(float((w[mine] * graded.correct[mine]).sum() / w[mine].sum()))
-    metrics = {f"suite_{name}": value for name, value in per.items()}
-    metrics.update({"suite_score": float(np.mean(list(per.values()))), "suite_accuracy": float(np.mean(accuracy)),
+    present = sorted(set(labels.tolist()))
+    if anchors is None:
+        per = [float(graded.scores[labels == s].mean()) for s in present]
+        accuracy = [float(graded.correct[labels == s].mean()) for s in present]
+    else:
+        from evaluators import item_selection
+        position = {int(i): k for k, i in enumerate(graded.items)}
+        order = [position[int(i)] for i in anchors.items]        # the set's item order
+        per = item_selection.scenario_estimates(anchors, graded.scores[order][None, :])[0].tolist()
+        uncalibrated = dataclasses.replace(anchors, offsets=(), scales=())
+        accuracy = item_selection.scenario_estimates(uncalibrated, graded.correct[order][None, :].astype(float))[0]
+        present = list(anchors.labels)
+    metrics = {f"suite_{names[s]}": float(v) for s, v in zip(present, per)}
+    metrics.update({"suite_score": float(np.mean(per)), "suite_accuracy": float(np.mean(accuracy)),
                     "suite_items": float(len(graded.items))})
     return metrics
 

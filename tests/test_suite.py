@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from evaluators import suite
+from evaluators.item_selection import AnchorSet
 from evaluators.tasks import get_task
 from tests.eval_support import run_job
 from tests.test_lm_task import TINY_CAUSAL
@@ -104,10 +105,13 @@ def test_a_subset_grades_its_items_as_the_whole_suite_does(built):
     assert sorted(kept.tolist()) == sorted(picked.tolist()) and part.forward_tokens() < built.forward_tokens() / 5
     graded = part.grade(outputs(part, noisy), 256)
     assert np.allclose(graded.scores, whole.scores[kept]) and (graded.correct == whole.correct[kept]).all()
-    weights = {int(i): 1.0 for i in kept}
+    labels = built.scenario_of[kept]
+    share = {s: 1 / (labels == s).sum() for s in set(labels.tolist())}
+    anchors = AnchorSet("uniform", tuple(kept), tuple(share[s] for s in labels), tuple(labels))
     by_subset = suite.scenario_scores(suite.ItemScores(kept, graded.scores, graded.correct), built.scenario_of,
-                                      weights)
-    assert by_subset["suite_items"] == 40 and 0 < by_subset["suite_score"] < 1
+                                      anchors)
+    plain = suite.scenario_scores(suite.ItemScores(kept, graded.scores, graded.correct), built.scenario_of)
+    assert by_subset["suite_items"] == 40 and by_subset["suite_score"] == pytest.approx(plain["suite_score"])
 
 
 def test_a_job_scores_the_whole_suite_or_the_anchor_subset_it_is_given(tmp_path):
@@ -118,7 +122,10 @@ def test_a_job_scores_the_whole_suite_or_the_anchor_subset_it_is_given(tmp_path)
     assert whole.items is not None and len(whole.items.items) == n and whole.metrics["suite_items"] == n
     assert {f"suite_{s}" for s in suite.SCENARIOS} <= set(whole.metrics)
     picked = tuple(range(0, n, 7))
-    anchors = ItemSubset(id="t", method="uniform", items=picked, weights=(1.0,) * len(picked))
+    labels = suite.scenario_labels(30)[list(picked)]
+    share = {s: 1 / (labels == s).sum() for s in set(labels.tolist())}
+    anchors = ItemSubset(id="t", method="uniform", items=picked, weights=tuple(share[s] for s in labels),
+                         scenarios=tuple(int(s) for s in labels))
     part = run_job(tmp_path, TINY_CAUSAL, spec, "short", items=anchors, wall_seconds=120)
     assert part.status == "ok", part.message
     assert part.items.items == list(picked) and part.metrics["suite_items"] == len(picked)

@@ -50,6 +50,9 @@ class ItemSubset(BaseModel):
     method: str
     items: tuple[int, ...]
     weights: tuple[float, ...]       # per item; within a scenario they sum to 1
+    scenarios: tuple[int, ...]       # per item, its scenario
+    offsets: tuple[float, ...] = ()  # per scenario (sorted), the calibration fitted on the sources; () none
+    scales: tuple[float, ...] = ()
 
 
 class ItemScores(BaseModel):

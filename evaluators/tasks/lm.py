@@ -438,19 +438,20 @@ class LM(Task):
             self._suites[key] = suite.build(np.asarray(held, dtype=np.uint8).tobytes(), secret, n)
         return self._suites[key]
 
-    def suite_for(self, job, secret: bytes) -> tuple[suite.Suite, np.ndarray, dict[int, float] | None] | None:
-        """What a training job scores of the suite: the job's item subset (an anchor set) with its weights, else the
-        whole suite; None when the spec has none."""
+    def suite_for(self, job, secret: bytes) -> tuple[suite.Suite, np.ndarray, object] | None:
+        """What a training job scores of the suite: the job's item subset with its anchor set
+        (`evaluators.item_selection.AnchorSet`: weights and calibration), else the whole suite (and None); None when
+        the spec has no suite."""
         if not int(job.task.data.get("suite_items", 0)):
             return None
         whole = self.downstream_suite(job.task, secret)
         if job.items is None:
             return whole, np.arange(len(whole.items)), None
+        from evaluators.item_selection import AnchorSet
         part, kept = whole.subset(job.items.items)
-        return part, kept, {int(i): float(w) for i, w in zip(job.items.items, job.items.weights)}
+        return part, kept, AnchorSet.from_dict(job.items.model_dump())
 
-    def _judge_suite(self, job, result, out: Path, part: suite.Suite, original: np.ndarray,
-                     weights: dict[int, float] | None):
+    def _judge_suite(self, job, result, out: Path, part: suite.Suite, original: np.ndarray, anchors):
         """The suite's metrics and item-level results on the job's result; `SuiteRefused` for bad outputs."""
         from wire.jobs import ItemScores
         outputs = {}
@@ -461,7 +462,7 @@ class LM(Task):
         graded = part.grade(outputs, job.task.vocab_size)
         graded = suite.ItemScores(original[graded.items], graded.scores, graded.correct)
         labels = suite.scenario_labels(int(job.task.data["suite_items"]))
-        metrics = {**result.metrics, **suite.scenario_scores(graded, labels, weights),
+        metrics = {**result.metrics, **suite.scenario_scores(graded, labels, anchors),
                    "suite_forward_tokens": float(part.forward_tokens())}
         record = ItemScores(suite=part.fingerprint, items=graded.items.tolist(),
                             scores=np.round(graded.scores, 5).tolist(), correct=graded.correct.tolist())
