@@ -18,7 +18,11 @@ With each fit the run measures, on the results it was fitted on:
   whole suite's top k.
 A set whose `reliability` is under `min_reliability` is logged but not used: the decisions it
 would make are not reliable, so `short` jobs keep scoring the whole suite (and add to what
-the next fit has). Each fit is a `suite_anchors` event; a job records the set it scored
+the next fit has). One decision at a time too (`escalate`): when the objective ranks by a
+suite metric, a `short` result on the anchor set is compared with its parent's over
+resampled anchor subsets (paired bootstrap, `evaluators.item_selection.decision_reliability`);
+a verdict that stands in fewer than `decision_reliability` of them is taken again on the whole
+suite (the job re-run with every item, `<id>-short-whole-0`), logged as a `suite_decision`. Each fit is a `suite_anchors` event; a job records the set it scored
 (`EvalJob.items`), and replay, fed the same results, fits the same set.
 
 What this does not do: choose the suite's scenarios (all of them are kept; the anchors pick
@@ -34,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaluators.tasks import task_of
-from wire.jobs import EvalResult, ItemSubset
+from wire.jobs import SUITE_PREFIX, EvalResult, ItemSubset
 
 if TYPE_CHECKING:
     from agents.lab import Lab
@@ -56,6 +60,9 @@ class AnchorPolicy(BaseModel):
     min_reliability: float = Field(0.8, ge=0, le=1, description="a set whose pairwise decisions stand less often "
                                                                 "than this is not used")
     draws: int = Field(50, ge=2, description="re-drawn subsets behind the reliability figures")
+    decision_reliability: float = Field(0.9, ge=0, le=1, description="when the objective ranks by a suite metric: "
+                                        "a short verdict against the parent on the anchor set that stands in fewer "
+                                        "resampled subsets than this is taken again on the whole suite")
 
 
 def whole_suite_results(candidates: list[Candidate], size: int) -> list[EvalResult]:
@@ -128,6 +135,47 @@ def maybe_fit(lab: Lab, round: int) -> None:
                     top_k=float(reliable.top_k_agreement), k=int(reliable.k), used=bool(used),
                     reason="" if used else (f"pairwise decisions stand in {reliable.pairwise_agreement:.2f} of re-drawn subsets, "
                                             f"under {policy.min_reliability}: short jobs keep the whole suite"))
+
+
+def escalate(lab: Lab, candidate: Candidate, parent: Candidate | None, result: EvalResult, round: int) -> EvalResult:
+    """`result` (short, on the anchor set), or the same job on the whole suite when the objective ranks by a suite
+    metric and the verdict against `parent` on the anchors is not reliable (see the module docstring)."""
+    from evaluators import item_selection as select
+    metric = lab.objective.metric
+    scored = result.items
+    if not result.ok or scored is None or not metric.startswith(SUITE_PREFIX) or metric not in result.metrics:
+        return result
+    anchors = subset_for(lab, FIDELITY)
+    if anchors is None or sorted(anchors.items) != sorted(scored.items):
+        return result                                    # scored on the whole suite (or another set): nothing to redo
+    reference = parent.evaluations.get(FIDELITY) if parent is not None else None
+    if parent is None or reference is None:
+        return result                                    # no verdict to take
+    anchor_set = select.AnchorSet.from_dict(anchors.model_dump())
+    reliability = None
+    if reference.ok and reference.items is not None:
+        mine, theirs = _on(anchor_set.items, scored, metric), _on(anchor_set.items, reference.items, metric)
+        if theirs is not None:
+            draws = select.bootstrap_estimates(anchor_set, np.stack([mine, theirs]), draws=200,
+                                               seed=lab.seed * 1_000_003 + len(anchor_set.items))
+            point = select.estimate(anchor_set, mine) > select.estimate(anchor_set, theirs)
+            reliability = select.decision_reliability(draws[:, 0], draws[:, 1], point)
+    escalated = reliability is None or reliability < lab.suite.decision_reliability
+    lab.events.emit("suite_decision", round=round, candidate_id=candidate.id, parent_id=parent.id, metric=metric,
+                    anchors=anchors.id, reliability=reliability, escalated=escalated)
+    if not escalated:
+        return result
+    return lab.run_job(candidate, FIDELITY, whole_suite=True)
+
+
+def _on(items: tuple[int, ...], scored, metric: str) -> np.ndarray | None:
+    """A result's per-item values (accuracy: top choice right; else probability on the right one) on `items`, in
+    that order; None when it did not score them all."""
+    values = scored.correct if metric.endswith("accuracy") else scored.scores
+    found = dict(zip(scored.items, values))
+    if any(i not in found for i in items):
+        return None
+    return np.array([found[i] for i in items], dtype=np.float64)
 
 
 class SuiteRow(BaseModel):

@@ -440,6 +440,21 @@ class SuiteAnchors(Payload):
     reason: str = ""
 
 
+@event("suite_decision")
+class SuiteDecision(Payload):
+    """A short verdict against the parent on the anchor set, when the objective ranks by a suite metric
+    (`agents.anchors.escalate`): how often it stands under resampled anchors, and whether it was taken again on the
+    whole suite."""
+    decides = ("candidate_id", "escalated")
+    round: int
+    candidate_id: str
+    parent_id: str
+    metric: str
+    anchors: str                        # the anchor set's id
+    reliability: Real | None            # None: the parent has no scores on these items to pair with
+    escalated: bool
+
+
 @event("cache_hit")
 class CacheHit(Payload):
     round: int

@@ -81,19 +81,23 @@ class Lab:
         self.control.safe_point()
         self.on_stage(round, stage)
 
-    def run_job(self, candidate: Candidate, fidelity: str, attempt: int = 0, seed_index: int = 0) -> EvalResult:
+    def run_job(self, candidate: Candidate, fidelity: str, attempt: int = 0, seed_index: int = 0,
+                whole_suite: bool = False) -> EvalResult:
         """Evaluate one candidate at one fidelity (and seed); a finished job with this id is read back, not re-run.
 
-        Seed `k` trains from `lab.seed + k`; seed 0 keeps the plain job id.
+        Seed `k` trains from `lab.seed + k`; seed 0 keeps the plain job id. `whole_suite`: score every item of the
+        task's downstream suite, not the anchor set (`agents.anchors.escalate`).
         """
-        job_id = f"{candidate.id}-{fidelity}-{attempt}" if seed_index == 0 else \
-            f"{candidate.id}-{fidelity}-seed{seed_index}-{attempt}"
+        kind = f"{fidelity}-whole" if whole_suite else fidelity
+        job_id = f"{candidate.id}-{kind}-{attempt}" if seed_index == 0 else \
+            f"{candidate.id}-{kind}-seed{seed_index}-{attempt}"
         with self.shared:
             gate = self._jobs.setdefault(job_id, threading.Lock())
         with gate:      # two branches asking for one job (a shared parent's `full`): the second reads the first's
-            return self._run_job(candidate, fidelity, job_id, seed_index)
+            return self._run_job(candidate, fidelity, job_id, seed_index, whole_suite)
 
-    def _run_job(self, candidate: Candidate, fidelity: str, job_id: str, seed_index: int) -> EvalResult:
+    def _run_job(self, candidate: Candidate, fidelity: str, job_id: str, seed_index: int,
+                 whole_suite: bool = False) -> EvalResult:
         jobdir = self.recorder.job_dir(candidate.id, job_id)
         finished = jobdir / "result.json"
         if finished.is_file():
@@ -103,7 +107,7 @@ class Lab:
             self.events.emit("job_reused", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity)
             return result
         limits = self.limits.check_limits if fidelity == "check" else self.limits.train_limits
-        items = anchors.subset_for(self, fidelity)
+        items = None if whole_suite else anchors.subset_for(self, fidelity)
         job = EvalJob(job_id=job_id, run_id=self.run_id, candidate_id=candidate.id, source=candidate.source,
                       task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index, items=items)
         self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,

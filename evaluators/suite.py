@@ -52,6 +52,7 @@ from functools import cached_property
 import numpy as np
 
 from evaluators.heldout import seed as seed_of
+from wire.jobs import SUITE_PREFIX
 
 SCENARIOS = ("cloze", "completion", "copy", "induction", "recall", "brackets", "counting")
 ROW_LEN = 64                    # tokens per row: at most the bottom rung's sequence length
@@ -188,7 +189,7 @@ def scenario_scores(graded: ItemScores, scenario_of: np.ndarray, anchors=None, n
         uncalibrated = dataclasses.replace(anchors, offsets=(), scales=())
         accuracy = item_selection.scenario_estimates(uncalibrated, graded.correct[order][None, :].astype(float))[0]
         present = list(anchors.labels)
-    metrics = {f"suite_{names[s]}": float(v) for s, v in zip(present, per)}
+    metrics = {f"{SUITE_PREFIX}{names[s]}": float(v) for s, v in zip(present, per)}
     metrics.update({"suite_score": float(np.mean(per)), "suite_accuracy": float(np.mean(accuracy)),
                     "suite_items": float(len(graded.items))})
     return metrics

@@ -55,6 +55,9 @@ class ItemSubset(BaseModel):
     scales: tuple[float, ...] = ()
 
 
+SUITE_PREFIX = "suite_"   # metrics a task computes from its suite's items carry it (estimates on an anchor subset)
+
+
 class ItemScores(BaseModel):
     """A job's graded items of the task's downstream suite (host side): the probability the model put on each item's
     right choice, and whether its top choice was right. Item indices mean the same only within one `suite`."""

@@ -21,7 +21,7 @@ siblings — so a decision does not depend on which sibling's job finished first
 """
 from __future__ import annotations
 
-from agents import objective, scoring, screening, seeds
+from agents import anchors, objective, scoring, screening, seeds
 from agents.lab import Lab
 from agents.nodes.review import gate
 from agents.records import Candidate
@@ -40,6 +40,9 @@ def make(lab: Lab):
         result = reuse_twin(lab, candidate, fidelity, round, peers())
         if result is None:
             result = train_seeds(lab, candidate, fidelity) if fidelity == "full" else lab.run_job(candidate, fidelity)
+            if fidelity == "short":      # a verdict the anchor set cannot make reliably: the whole suite
+                parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
+                result = anchors.escalate(lab, candidate, parent, result, round)
         candidate.evaluations[fidelity] = result
         if fidelity == "short":
             candidate.status = "evaluated" if result.ok else "failed"
