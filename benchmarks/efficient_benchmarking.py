@@ -275,6 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [size if size == "all" else int(size) for size in args.sizes]
     result = study(pool, methods=args.methods, sizes=sizes, repeats=args.repeats, draws=args.draws)
     result["pool"]["source"] = "synthetic 2PL" if args.synthetic else str(args.pool or args.pool_cache)
+    if not args.synthetic and "anchor_points" in args.methods:     # the loop's default method, at its default size
+        from benchmarks import suite_pool
+        chosen = sel.select("anchor_points", pool.Y, pool.C, pool.scenarios, ERROR_AT, 0).items
+        result["compute"] = suite_pool.measure_compute(chosen)
+        c = result["compute"]
+        print(f"  compute per short job (rung 0 transformer, 1 thread): training {c['train_short_seconds']:.2f} s; "
+              f"whole suite {c['whole_suite_seconds']:.2f} s ({c['whole_suite_tokens']:,} tokens), "
+              f"{c['anchor_items']} anchors {c['anchor_seconds']:.3f} s ({c['anchor_tokens']:,} tokens)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print("\n".join(report(result)))

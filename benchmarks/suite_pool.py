@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -118,3 +119,42 @@ def build_pool(path: Path, models: int = MODELS, scale: int = SCALE, jobs: int =
 if __name__ == "__main__":
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else CACHE / "pool.npz"
     print(build_pool(out, models=int(sys.argv[2]) if len(sys.argv) > 2 else MODELS))
+
+
+def measure_compute(anchor_items, scale: int = SCALE) -> dict:
+    """Seconds (one thread, best of 2) the rung's transformer baseline spends scoring the whole suite, the anchor
+    items, and training at short: what a short job's evaluation costs with and without anchors. In-process: the
+    baseline is this repository's code."""
+    import torch
+    from evaluators import fidelities
+    from evaluators.baselines import lm_baselines
+    from evaluators.heldout import machine_secret
+    from evaluators.tasks import get_task
+    from evaluators.tasks.lm import _logprobs
+    torch.set_num_threads(1)
+    task, spec = get_task("lm"), _spec(scale)
+    whole = task.downstream_suite(spec, machine_secret())
+    part, _ = whole.subset(anchor_items)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "candidate.py"
+        path.write_text(lm_baselines()["lm_transformer"][1])
+        module = fidelities.load_candidate(path)
+    instance = spec.at("short")
+    model = fidelities.build(module, instance, 0).eval()
+
+    def seconds(suite) -> float:
+        best = math.inf
+        for _ in range(2):
+            started = time.perf_counter()
+            for name, rows in suite.inputs().items():
+                _logprobs(model, rows, torch.device("cpu"), int(name.removeprefix("suite_c")))
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    started = time.perf_counter()
+    fidelities.train(task, instance, fidelities.build(module, instance, 0), spec.budgets["short"], 0,
+                     torch.device("cpu"))
+    return {"model": "lm_transformer", "train_short_seconds": time.perf_counter() - started,
+            "whole_suite_seconds": seconds(whole), "anchor_seconds": seconds(part),
+            "whole_suite_tokens": whole.forward_tokens(), "anchor_tokens": part.forward_tokens(),
+            "anchor_items": len(part.items)}
