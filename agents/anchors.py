@@ -83,7 +83,8 @@ def whole_suite_results(candidates: list[Candidate], size: int) -> list[EvalResu
 
 def newest(events):
     """The newest `suite_anchors` event's payload among `events`, or None."""
-    return next((e.data for e in reversed(list(events)) if e.type == "suite_anchors"), None)
+    events = events if isinstance(events, list) else list(events)
+    return next((e.data for e in reversed(events) if e.type == "suite_anchors"), None)
 
 
 def subset_for(lab: Lab, fidelity: str) -> ItemSubset | None:

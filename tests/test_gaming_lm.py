@@ -185,7 +185,8 @@ CASES = [
     ("steal_secret", STEAL_SECRET, "no_gain", "GAMING refused"),
     ("read_heldout", READ_HELDOUT, "no_gain", "GAMING refused"),
     ("patch_evaluator", _FORGE_REPORT, "no_gain", ""),
-    ("forge_files", FORGE_FILES, "no_gain", ""),
+    # forged predictions and report, but no outputs for the downstream suite: the whole job is refused
+    ("forge_files", FORGE_FILES, "invalid", "suite_outputs"),
     ("patch_scorer", PATCH_SCORER, "no_gain", ""),
     ("forge_pickle", FORGE_PICKLE, "invalid", "plain array"),
     ("nan_when_scored", NAN_WHEN_SCORED, "invalid", "NaN or inf"),
