@@ -15,7 +15,7 @@ every time it is used:
   accuracy is the best prior there is).
 
 `tau_report` gives the score's current Kendall tau against the expensive quality — in-sample
-and leave-one-out — which the loop logs as a `cheap_score` event after every expensive result.
+and leave-one-out — which the loop logs as a `cheap_score` event at the end of every round.
 
 Host side, numbers only: everything here reads `Candidate` records.
 """

@@ -15,6 +15,7 @@ the third digit. `benchmarks/proxy_validation.py` measures how well it ranks.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -86,10 +87,16 @@ def extrapolate(curve, short_steps: int, full_steps: int) -> float:
     `fidelities.curve_steps` gives. The prediction is never above the short run's last loss
     (more steps of the same recipe are assumed not to hurt) nor below the fitted floor c.
     """
-    losses = [float(v) for v in curve]
+    return _extrapolated(tuple(float(v) for v in curve), int(short_steps), int(full_steps))
+
+
+@functools.lru_cache(maxsize=16384)
+def _extrapolated(losses: tuple[float, ...], short_steps: int, full_steps: int) -> float:
+    """`extrapolate`, remembered: the loop asks it for every candidate's recorded curve at every rung decision and
+    tau report, and a curve fit costs milliseconds; without this the time between jobs grows with the run."""
     if not losses:
         return math.nan
-    return extrapolate_at(curve_steps(short_steps, len(losses)), losses, full_steps)
+    return extrapolate_at(curve_steps(short_steps, len(losses)), list(losses), full_steps)
 
 
 def extrapolate_at(steps, losses, target: float) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from agents import anchors, scoring
 from agents.lab import Lab
 from agents.nodes.baselines import log_noise_floor
-from agents.nodes.evaluate import record_comparison
+from agents.nodes.evaluate import record_comparison, report_tau
 from agents.state import LoopState
 from langgraph.graph import END
 from knowledge.records import Finding
@@ -34,6 +34,7 @@ def make(lab: Lab):
                 analyze_one(lab, candidate_id, round)
         log_noise_floor(lab, round)
         anchors.maybe_fit(lab, round)
+        report_tau(lab, round)
         if state.get("batch") and exhausted >= set(state["batch"]):
             reason = "nothing new to propose: every change to every possible parent has been tried"
             lab.events.emit("search_exhausted", round=round, reason=reason)

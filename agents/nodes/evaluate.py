@@ -8,9 +8,11 @@ After `short`, it trains at `full` when it ranks in the top `promote_fraction` o
 rung (0: nobody does). The parent's own `full` runs are not gated by review. `full` runs
 `full_seeds` seeds and is reported as a mean with a confidence interval (`agents.seeds`);
 the parent is trained at `full` too when it has not been, so "better than the parent" is
-decided beyond the interval (`agents.scoring.verdict`, logged as a `comparison` event). After every training result the cheap score's Kendall tau
-against the expensive quality is logged (`cheap_score`), and fitness and the Pareto front
-are brought up to date (`agents.objective`).
+decided beyond the interval (`agents.scoring.verdict`, logged as a `comparison` event). After
+every training result fitness and the Pareto front are brought up to date
+(`agents.objective`); the cheap score's Kendall tau against the expensive quality is logged
+once a round, by the analyze node (`report_tau`: its leave-one-out refits grow with the run,
+and nothing decides on it).
 
 A candidate whose function was already trained (same functional hash) reuses that result,
 logged as a `cache_hit`, instead of training again.
@@ -60,8 +62,6 @@ def make(lab: Lab):
                                                lab.objective.higher_is_better)
             lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
             pending = "full" if decision.promoted else None
-        if fidelity in ("short", "full") and result.ok:
-            report_tau(lab, round)
         return {"pending": pending}
     return evaluate
 
@@ -139,6 +139,7 @@ def _settle(lab: Lab, candidate: Candidate, round: int) -> None:
 
 
 def report_tau(lab: Lab, round: int) -> None:
+    """Log the cheap score's current rank agreement with the expensive quality (`cheap_score`), once per round."""
     report = screening.tau_report(lab.recorder.load_all(), lab.spec, lab.objective.metric,
                                   lab.objective.higher_is_better)
     lab.events.emit("cheap_score", round=round, **report)
