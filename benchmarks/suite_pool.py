@@ -130,7 +130,7 @@ def measure_compute(anchor_items, scale: int = SCALE) -> dict:
     from evaluators.baselines import lm_baselines
     from evaluators.heldout import machine_secret
     from evaluators.tasks import get_task
-    from evaluators.tasks.lm import _logprobs
+    from evaluators.tasks.lm import log_probabilities
     torch.set_num_threads(1)
     task, spec = get_task("lm"), _spec(scale)
     whole = task.downstream_suite(spec, machine_secret())
@@ -147,7 +147,7 @@ def measure_compute(anchor_items, scale: int = SCALE) -> dict:
         for _ in range(2):
             started = time.perf_counter()
             for name, rows in suite.inputs().items():
-                _logprobs(model, rows, torch.device("cpu"), int(name.removeprefix("suite_c")))
+                log_probabilities(model, rows, torch.device("cpu"), int(name.removeprefix("suite_c")))
             best = min(best, time.perf_counter() - started)
         return best
 

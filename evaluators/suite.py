@@ -56,7 +56,7 @@ from wire.jobs import SUITE_PREFIX
 
 SCENARIOS = ("cloze", "completion", "copy", "induction", "recall", "brackets", "counting")
 ROW_LEN = 64                    # tokens per row: at most the bottom rung's sequence length
-NORM_TOLERANCE = 1e-3           # |log-sum-exp| of a normalised position (as the lm task's held-out check)
+NORM_TOLERANCE = 1e-3           # |log-sum-exp| a normalised position may have (float32 log_softmax is ~1e-6)
 LETTERS = b"abcdefghijklmnopqrstuvwxyz"
 DIGITS = b"0123456789"
 OPEN, CLOSE = b"([{<", b")]}>"
@@ -90,8 +90,9 @@ class Rows:
 
 
 @dataclass(frozen=True)
-class ItemScores:
-    """Graded items: per item, the probability on the right choice and whether the top choice is right."""
+class Graded:
+    """Graded items, as arrays (the host's working form; `wire.jobs.ItemScores` is the record a result carries): per
+    item, the probability on the right choice and whether the top choice is right."""
 
     items: np.ndarray                # item indices in the suite
     scores: np.ndarray               # [n] float in [0, 1]
@@ -130,7 +131,7 @@ class Suite:
         """Tokens the sandbox runs forward to score this suite (its evaluation compute)."""
         return int(self.rows.tokens.size)
 
-    def grade(self, outputs: dict[str, np.ndarray], vocab_size: int) -> ItemScores:
+    def grade(self, outputs: dict[str, np.ndarray], vocab_size: int) -> Graded:
         """Item scores from the sandbox's outputs ({"suite_c{c}": [rows, c, V] log-probs}); `SuiteRefused` names the
         rule a bad output breaks."""
         per_row: dict[int, np.ndarray] = {}
@@ -162,7 +163,7 @@ class Suite:
             scores[n] = probs[item.answer]
             best = likelihood.max()
             correct[n] = int(likelihood[item.answer] == best and (likelihood == best).sum() == 1)
-        return ItemScores(np.arange(len(self.items)), scores, correct)
+        return Graded(np.arange(len(self.items)), scores, correct)
 
 
 def _loglikelihood(logprobs: np.ndarray, choice: bytes) -> float:
@@ -171,7 +172,7 @@ def _loglikelihood(logprobs: np.ndarray, choice: bytes) -> float:
     return float(tail[np.arange(len(choice)), np.frombuffer(choice, dtype=np.uint8)].sum())
 
 
-def scenario_scores(graded: ItemScores, scenario_of: np.ndarray, anchors=None, names=SCENARIOS) -> dict[str, float]:
+def scenario_scores(graded: Graded, scenario_of: np.ndarray, anchors=None, names=SCENARIOS) -> dict[str, float]:
     """The metrics a job reports: `suite_<scenario>` per scenario (the mean item score; for an anchor set,
     `evaluators.item_selection.AnchorSet`, its weighted and calibrated estimate of that mean), `suite_score` (their
     mean: each scenario weighs the same), `suite_accuracy` (the same over `correct`, weighted but not calibrated)

@@ -3,23 +3,12 @@ uniform subsets on a pool whose items differ in discrimination, and report how r
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
 from benchmarks import efficient_benchmarking as bench
 from evaluators import item_selection as sel
-
-
-def _mirt_or_skip():
-    """`irt` needs the `mirt` package: CI must have it (fail), a user's machine may lack it (skip)."""
-    try:
-        import mirt  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("the irt method needs the mirt package (pip install mirt)")
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +32,6 @@ def test_full_score_weighs_each_scenario_the_same():
 
 @pytest.mark.parametrize("method", ["uniform", "anchor_points", "irt"])
 def test_every_method_gives_about_n_anchors_with_weights_summing_to_one_per_scenario(pool, method):
-    if method == "irt":
-        _mirt_or_skip()
     anchors = sel.select(method, pool.Y, pool.C, pool.scenarios, n=30, seed=2)
     assert anchors.method == method
     assert len(anchors.items) == 30
@@ -90,8 +77,6 @@ def test_invalid_anchor_sets_are_refused():
 
 @pytest.mark.parametrize("method", ["anchor_points", "irt"])
 def test_anchors_estimate_the_full_score_better_than_uniform_at_30_items(pool, method):
-    if method == "irt":
-        _mirt_or_skip()
     truth = sel.full_score(pool.Y, pool.scenarios)
     seeds = range(4)
 

@@ -108,9 +108,9 @@ def test_a_subset_grades_its_items_as_the_whole_suite_does(built):
     labels = built.scenario_of[kept]
     share = {s: 1 / (labels == s).sum() for s in set(labels.tolist())}
     anchors = AnchorSet("uniform", tuple(kept), tuple(share[s] for s in labels), tuple(labels))
-    by_subset = suite.scenario_scores(suite.ItemScores(kept, graded.scores, graded.correct), built.scenario_of,
+    by_subset = suite.scenario_scores(suite.Graded(kept, graded.scores, graded.correct), built.scenario_of,
                                       anchors)
-    plain = suite.scenario_scores(suite.ItemScores(kept, graded.scores, graded.correct), built.scenario_of)
+    plain = suite.scenario_scores(suite.Graded(kept, graded.scores, graded.correct), built.scenario_of)
     assert by_subset["suite_items"] == 40 and by_subset["suite_score"] == pytest.approx(plain["suite_score"])
 
 

@@ -76,7 +76,7 @@ SYNTHETIC_BYTES = 2_000_000       # default corpus size
 PREDICTIONS_CAP = 32 * 1024 * 1024   # bytes of held-out log-probs a job returns (the harness allows 64 MiB)
 MIN_ROWS = 8                      # rows (windows and twins) the host sends whatever the vocabulary
 TWIN_EVERY = 8                    # one perturbed twin per this many windows (at least 2)
-NORM_TOLERANCE = 1e-3             # |logsumexp| a normalised position may have (float32 log_softmax is ~1e-6)
+NORM_TOLERANCE = suite.NORM_TOLERANCE   # one rule for every normalised output: held-out windows and suite rows
 CAUSAL_TOLERANCE = 1e-2           # nats a causal model's twin may differ by at positions <= p (TF32, batching)
 META = "meta.json"
 CAUSALITY_RULE = "causal_on_scored_batch"
@@ -337,8 +337,8 @@ class LM(Task):
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
         tokens = inputs["tokens"]
-        logprobs = _logprobs(model, tokens, device, keep=None)
-        self._suite_outputs = {name: _logprobs(model, rows, device, keep=int(name.removeprefix("suite_c"))).numpy()
+        logprobs = log_probabilities(model, tokens, device, keep=None)
+        self._suite_outputs = {name: log_probabilities(model, rows, device, keep=int(name.removeprefix("suite_c"))).numpy()
                                .astype(np.float32) for name, rows in inputs.items() if name.startswith("suite_c")}
         return logprobs[:, -scored_positions(tokens.shape[1], logprobs.shape[-1]):].numpy().astype(np.float32)
 
@@ -460,7 +460,7 @@ class LM(Task):
             if path.is_file() and path.stat().st_size <= PREDICTIONS_CAP:
                 outputs[path.stem] = np.load(path, allow_pickle=False)
         graded = part.grade(outputs, job.task.vocab_size)
-        graded = suite.ItemScores(original[graded.items], graded.scores, graded.correct)
+        graded = suite.Graded(original[graded.items], graded.scores, graded.correct)
         labels = suite.scenario_labels(int(job.task.data["suite_items"]))
         metrics = {**result.metrics, **suite.scenario_scores(graded, labels, anchors),
                    "suite_forward_tokens": float(part.forward_tokens())}
@@ -469,7 +469,7 @@ class LM(Task):
         return result.model_copy(update={"metrics": metrics, "items": record})
 
 
-def _logprobs(model: torch.nn.Module, tokens: np.ndarray, device: torch.device, keep: int | None) -> torch.Tensor:
+def log_probabilities(model: torch.nn.Module, tokens: np.ndarray, device: torch.device, keep: int | None) -> torch.Tensor:
     """log_softmax of the model's outputs on `tokens` ([rows, T]), in batches of 16 rows; the last `keep` positions
     of each row, or all of them."""
     rows = torch.from_numpy(np.asarray(tokens)).long()
