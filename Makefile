@@ -11,7 +11,7 @@ RANDOM_POOL ?= 3
 # (tests/conftest.py)
 TEST_WORKERS ?= 2
 
-.PHONY: run test lint install clean-runs
+.PHONY: run test lint install clean-runs docs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: install
 
 test: install lint
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile
+
+# the documentation site, built strictly (a broken link, a missing results file or an undocumented setting fails)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean-runs:
 	rm -rf runs/*/
