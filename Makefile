@@ -8,7 +8,7 @@ ROUNDS ?= 3   # 2 candidates per round on 2 cores: 3 baselines, 3 random referen
 TASK ?= lm
 RANDOM_POOL ?= 3
 # pytest-xdist workers for `make test` (0: one process); a module runs on one worker, all docker tests on one
-# (tests/conftest.py)
+# (tests/conftest.py), the costliest first; each worker's in-process torch gets its share of the cores
 TEST_WORKERS ?= 2
 
 .PHONY: run test lint install clean-runs docs

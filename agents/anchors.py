@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.event_types import SuiteAnchors, SuiteDecision
 from evaluators.tasks import task_of
 from wire.jobs import SUITE_PREFIX, EvalResult, ItemSubset
 
@@ -81,10 +82,10 @@ def whole_suite_results(candidates: list[Candidate], size: int) -> list[EvalResu
     return found
 
 
-def newest(events):
+def newest(events) -> SuiteAnchors | None:
     """The newest `suite_anchors` event's payload among `events`, or None."""
     events = events if isinstance(events, list) else list(events)
-    return next((e.data for e in reversed(events) if e.type == "suite_anchors"), None)
+    return next((e.data for e in reversed(events) if isinstance(e.data, SuiteAnchors)), None)
 
 
 def subset_for(lab: Lab, fidelity: str) -> ItemSubset | None:
@@ -97,7 +98,7 @@ def subset_for(lab: Lab, fidelity: str) -> ItemSubset | None:
     return subset_of(found)
 
 
-def subset_of(fitted) -> ItemSubset:
+def subset_of(fitted: SuiteAnchors) -> ItemSubset:
     """The job record of a `suite_anchors` event's set."""
     return ItemSubset(id=fitted.id, method=fitted.method, items=tuple(fitted.items), weights=tuple(fitted.weights),
                       scenarios=tuple(fitted.labels), offsets=tuple(fitted.offsets), scales=tuple(fitted.scales))
@@ -111,7 +112,7 @@ def maybe_fit(lab: Lab, round: int) -> None:
     if not policy.enabled or described is None:
         return
     names, labels = described
-    results = whole_suite_results(lab.recorder.load_all(), len(labels))
+    results = whole_suite_results(lab.peers(len(lab.collected())), len(labels))   # what the run has collected
     previous = newest(lab.events.history)
     if len(results) < policy.fit_after or (previous is not None and
                                            len(results) - previous.sources < policy.refit_every):
@@ -128,14 +129,15 @@ def maybe_fit(lab: Lab, round: int) -> None:
     fitted = chosen.to_dict()
     digest = hashlib.sha256(json.dumps(fitted, sort_keys=True).encode()).hexdigest()[:12]
     used = reliable.pairwise_agreement >= policy.min_reliability
-    lab.events.emit("suite_anchors", round=round, id=digest, method=policy.method, items=fitted["items"],
-                    weights=fitted["weights"], labels=fitted["scenarios"], offsets=fitted["offsets"],
-                    scales=fitted["scales"], suite_items=len(labels), scenarios=list(names), sources=len(results),
-                    source_jobs=[r.job_id for r in results], tau=float(select.kendall_tau(estimates, truth)),
-                    error=float(np.mean(np.abs(estimates - truth))), reliability=float(reliable.pairwise_agreement),
-                    top_k=float(reliable.top_k_agreement), k=int(reliable.k), used=bool(used),
-                    reason="" if used else (f"pairwise decisions stand in {reliable.pairwise_agreement:.2f} of re-drawn subsets, "
-                                            f"under {policy.min_reliability}: short jobs keep the whole suite"))
+    lab.events.emit(SuiteAnchors(
+        round=round, id=digest, method=policy.method, items=fitted["items"], weights=fitted["weights"],
+        labels=fitted["scenarios"], offsets=fitted["offsets"], scales=fitted["scales"], suite_items=len(labels),
+        scenarios=list(names), sources=len(results), source_jobs=[r.job_id for r in results],
+        tau=float(select.kendall_tau(estimates, truth)), error=float(np.mean(np.abs(estimates - truth))),
+        reliability=float(reliable.pairwise_agreement), top_k=float(reliable.top_k_agreement), k=int(reliable.k),
+        used=bool(used),
+        reason="" if used else (f"pairwise decisions stand in {reliable.pairwise_agreement:.2f} of re-drawn subsets, "
+                                f"under {policy.min_reliability}: short jobs keep the whole suite")))
 
 
 def escalate(lab: Lab, candidate: Candidate, parent: Candidate | None, result: EvalResult, round: int) -> EvalResult:
@@ -162,8 +164,8 @@ def escalate(lab: Lab, candidate: Candidate, parent: Candidate | None, result: E
             point = select.estimate(anchor_set, mine) > select.estimate(anchor_set, theirs)
             reliability = select.decision_reliability(draws[:, 0], draws[:, 1], point)
     escalated = reliability is None or reliability < lab.suite.decision_reliability
-    lab.events.emit("suite_decision", round=round, candidate_id=candidate.id, parent_id=parent.id, metric=metric,
-                    anchors=anchors.id, reliability=reliability, escalated=escalated)
+    lab.events.emit(SuiteDecision(round=round, candidate_id=candidate.id, parent_id=parent.id, metric=metric,
+                                  anchors=anchors.id, reliability=reliability, escalated=escalated))
     if not escalated:
         return result
     return lab.run_job(candidate, FIDELITY, whole_suite=True)
@@ -192,21 +194,21 @@ class SuiteRow(BaseModel):
 
 class SuiteReport(BaseModel):
     """What the page and `archlab show` print about the downstream suite: each candidate's per-scenario scores and the
-    anchor set in use (the newest `suite_anchors` event's payload, as a plain dict of its fields)."""
+    anchor set in use (the newest `suite_anchors` event's payload)."""
 
     scenarios: list[str]
     rows: list[SuiteRow]
-    anchors: dict | None = None
+    anchors: SuiteAnchors | None = None
 
     def anchor_text(self) -> str:
         a = self.anchors
         if a is None:
             return "no anchor set yet: short jobs score the whole suite"
-        state = "in use at short" if a["used"] else "not used (" + a["reason"] + ")"
-        return (f"anchor set {a['id']} ({a['method']}): {len(a['items'])} of {a['suite_items']} items, fitted on "
-                f"{a['sources']} whole-suite results; Kendall tau with the whole suite {a['tau']:.2f}, estimated error "
-                f"on its score {a['error']:.3f}; reliability: {a['reliability']:.2f} of pairwise decisions and "
-                f"{a['top_k']:.2f} of top-{a['k']} sets stand under re-drawn subsets; {state}")
+        state = "in use at short" if a.used else "not used (" + a.reason + ")"
+        return (f"anchor set {a.id} ({a.method}): {len(a.items)} of {a.suite_items} items, fitted on "
+                f"{a.sources} whole-suite results; Kendall tau with the whole suite {a.tau:.2f}, estimated error "
+                f"on its score {a.error:.3f}; reliability: {a.reliability:.2f} of pairwise decisions and "
+                f"{a.top_k:.2f} of top-{a.k} sets stand under re-drawn subsets; {state}")
 
 
 SUITE_TOTALS = ("suite_score", "suite_accuracy", "suite_items", "suite_forward_tokens")
@@ -234,5 +236,4 @@ def report(candidates: list[Candidate], events) -> SuiteReport | None:
         return None
     rows.sort(key=lambda r: (r.fidelity != "full", -r.score))
     found = newest(events)
-    return SuiteReport(scenarios=list(scenarios), rows=rows,
-                       anchors=found.model_dump(exclude={"source_jobs"}) if found is not None else None)
+    return SuiteReport(scenarios=list(scenarios), rows=rows, anchors=found)

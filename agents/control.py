@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.event_types import JobResult, LLMResponse
 from agents.events import Event
 
 STOP_FILE = "STOP"
@@ -79,9 +80,8 @@ def wall_seconds(history: list[Event], now: float | None = None) -> float:
 
 
 def gpu_seconds(history: list[Event]) -> float:
-    return sum(e.payload.get("timings", {}).get("wall_seconds", 0.0) * e.payload.get("gpus", 0)
-               for e in history if e.type == "result")
+    return sum(e.data.timings.get("wall_seconds", 0.0) * e.data.gpus for e in history if isinstance(e.data, JobResult))
 
 
 def llm_cost(history: list[Event]) -> float:
-    return sum(float(e.payload.get("cost_usd", 0.0) or 0.0) for e in history if e.type == "llm_response")
+    return sum(e.data.cost_usd for e in history if isinstance(e.data, LLMResponse))

@@ -21,12 +21,13 @@ class PlanContext:
     spec: TaskSpec
     round: int
     parent: Candidate
-    candidates: list[Candidate]                    # everything evaluated or failed so far, baselines included
+    candidates: list[Candidate]                    # what the run had collected when this branch was proposed
     findings: list[tuple[Finding, float]] = field(default_factory=list)  # nearest findings, with distance
     tried: set[str] = field(default_factory=set)   # genome / source hashes already proposed
-    slot: int = 0                                  # which of the round's concurrent proposals this is (0-based)
-    batch: int = 1                                 # how many the round proposes at once; siblings never see each other
-    sibling_rank: int = 0                          # earlier branches of this round on the same parent (propose differently)
+    slot: int = 0                                  # which of the round's proposals this is (0-based)
+    batch: int = 1                                 # proposals per round; branches in flight never see each other
+    sibling_rank: int = 0                          # branches in flight on the same parent (propose differently)
+    candidate_id: str = ""                         # the candidate the plan is for
     objective: Objective | None = None             # the run's objective (None: the engine's own)
 
 

@@ -1,10 +1,11 @@
 """The payload of every event type: one pydantic model per type, registered by the type's name.
 
-`EventLog.emit(type, **payload)` validates the payload against the model registered for
-`type` before the line is written, and `read_events` validates every line it reads, so the
-log holds only payloads these models describe. An unknown type or a bad payload is a
+An event is emitted as its model, `events.emit(JobStarted(job_id=..., ...))`: the type is the
+name the model is registered under, and the model validates its fields when it is built.
+`read_events` validates every line it reads, so the log holds only payloads these models
+describe, and readers take the payload as its model, `event.data` (`event.data.job_id`,
+`isinstance(event.data, JobResult)`), never as a dict. An unknown type or a bad payload is a
 programming error and raises `EventSchemaError`, naming the type and the field.
-`Event.data` is the payload as its model instance (`event.data.job_id`).
 
 Adding an event type is a change here and nowhere else: a `@event("name")` line and a
 `Payload` subclass with the fields the emit call passes, in the section it belongs to:
@@ -17,8 +18,10 @@ same (`archlab.replay.decisions` reads it; nothing else lists decisions); decisi
 a `candidate_id` are compared per candidate, since a round's branches interleave. A field that
 legitimately carries an open-ended mapping (metrics, settings) is typed as a dict, never
 the whole payload; a key that is a Python keyword gets `Field(alias="from")` (lines are
-written by alias). `tests/test_event_types.py` scans the source tree for `.emit("...")` (and
-`on_event("...")`) calls and fails while one names a type, or a keyword, that no model here has.
+written by alias; the model is built by the field's name, `from_=`). `tests/test_event_types.py` scans the source tree: it fails on an emit by
+type name (`.emit("result", ...)`, the deprecated keyword form) or a dict read of a payload
+(`.payload[...]`, `.payload.get(...)`), and while a model is registered under more than one type
+(a typed emit could not tell which it is).
 
 Changing a model so that lines already written no longer fit it (a new required field, a
 renamed or retyped one) also needs an upgrade step (`agents.events.UPGRADES`) and a bump of
@@ -58,13 +61,25 @@ Real = Annotated[float, BeforeValidator(lambda v: math.nan if v is None else v)]
 
 
 class Payload(BaseModel):
-    """Base of every payload model: a fixed shape (no unknown fields)."""
+    """Base of every payload model: a fixed shape (no unknown fields). Building one with a field that does not fit
+    raises `EventSchemaError` naming the event type and the field (a pydantic `ValidationError` is a `ValueError`,
+    which a handler of bad input might swallow)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_by_name=True)   # by name: `from_=` for `Field(alias="from")`
     decides: ClassVar[tuple[str, ...]] = ()      # the fields replay compares; () = not a decision
     # the field naming the branch (candidate) an event belongs to: branches run concurrently, so replay
     # compares their decisions branch by branch; a model without this field belongs to the run
     branch_field: ClassVar[str] = "candidate_id"
+
+    # pydantic calls a model's own __init__ also when it validates one (`model_validate`), so reading a line and
+    # building a payload refuse a bad field the same way; payload models are therefore never nested in each other
+    def __init__(self, /, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            names = [name for name, model in EVENT_TYPES.items() if model is type(self)]
+            raise EventSchemaError(" | ".join(names) or type(self).__name__,
+                                   [_problem(e) for e in exc.errors()]) from None
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}       # event type name -> its payload model
@@ -86,7 +101,7 @@ def event(*names: str):
 
 
 # --- the run ----------------------------------------------------------------------------------
-@event("run_started", "run_resumed")
+@event("run_started")
 class RunStarted(Payload):
     run_id: str
     task: str
@@ -94,6 +109,12 @@ class RunStarted(Payload):
     engine: str
     sandbox: str
     spec: TaskSpec
+    workers: int | None = None          # jobs the executor runs at once (None: older logs)
+
+
+@event("run_resumed")
+class RunResumed(RunStarted):
+    """A stopped run driven again (`archlab resume`): the same fields as `run_started`."""
 
 
 @event("run_stopped")
@@ -149,13 +170,25 @@ class RoundStarted(Payload):
 
 @event("parents_selected")
 class ParentsSelected(Payload):
-    """The round's batch: one parent per candidate id (a one-candidate round of older logs has no ids)."""
-    decides = ("round", "parent_ids", "candidate_ids", "explore")
+    """A proposal: its parent and candidate id, chosen among the `visible` candidates collected so far (older logs:
+    a whole round's batch, one parent per candidate id; a one-candidate round of the oldest has no ids)."""
+    decides = ("round", "parent_ids", "candidate_ids", "explore", "visible")
     round: int
     parent_ids: list[str]
-    explore: bool                       # whether any branch of the round explored
+    explore: bool                       # whether the parent is not the best ranked
     ranking: list[str]
     candidate_ids: list[str] = Field(default_factory=list)
+    visible: int | None = None          # how many collected candidates (round 0 first) the proposal could see
+    slot: int | None = None             # its place in its round
+    batch: int | None = None            # proposals per round
+
+
+@event("candidate_collected")
+class CandidateCollected(Payload):
+    """A branch ended and the run took in its candidate (round 0: every baseline and reference, in a fixed order).
+    The order of these events is what later proposals see, and the order a replay collects in."""
+    round: int
+    candidate_id: str
 
 
 @event("retrieval")
@@ -298,6 +331,7 @@ class JobStarted(Payload):
     source_hash: str
     seed: int | None                    # None only in logs from before seeds were recorded
     items: str | None = None            # the anchor set (`suite_anchors` id) the job scores; None: the whole suite
+    branch: str | None = None           # the branch (candidate id) that started it; None: round 0, or older logs
 
 
 @event("job_reused")
@@ -486,7 +520,8 @@ class RandomReferenceSkipped(Payload):
 
 
 # --- the LLM ----------------------------------------------------------------------------------
-class ChatMessage(Payload):
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     role: str
     content: str
 
@@ -559,6 +594,38 @@ class DuplicateCode(Payload):
     kept: bool
 
 
+@event("code_answer")
+class CodeAnswer(Payload):
+    """What form the coder's (or fixer's) answer took, as it was used (`agents.llm.engine`)."""
+    purpose: str                        # code | fix N
+    call_id: str                        # "" for a module rendered from a space change (no call)
+    form: Literal["edits", "module", "space", "none"]   # none: no usable answer (a stand-in or a give-up follows)
+    edits: int                          # SEARCH/REPLACE blocks applied
+    failed: int                         # earlier answers of this call whose edits did not apply
+    fallback: bool                      # the whole module was asked for after edits kept failing
+
+
+@event("edit_failed")
+class EditFailed(Payload):
+    """An answer's edits did not apply; `problems` is what was sent back, one line per block."""
+    purpose: str
+    call_id: str
+    attempt: int
+    edits: int
+    problems: list[str]
+    will_retry: bool
+
+
+@event("plateau")
+class PlateauNotice(Payload):
+    """The planner was told the run has plateaued (no new best beyond the noise floor in `proposals`)."""
+    round: int
+    parent_id: str
+    best_id: str
+    proposals: int
+    floor: float | None
+
+
 # --- reading the registry ---------------------------------------------------------------------
 def payload_model(type: str) -> type[Payload]:
     model = EVENT_TYPES.get(type)
@@ -568,11 +635,24 @@ def payload_model(type: str) -> type[Payload]:
     return model
 
 
+def type_of(data: Payload) -> str:
+    """The event type a payload is emitted as: the one name its model is registered under."""
+    names = [name for name, model in EVENT_TYPES.items() if model is type(data)]
+    if len(names) != 1:
+        raise EventSchemaError(type(data).__name__, [
+            f"the model is registered under {names}; register it under exactly one event type (a model for a "
+            f"second type with the same fields is a subclass, like `RunResumed`)" if names else
+            "the model is not registered; add `@event(...)` above it (see the module docstring)"])
+    return names[0]
+
+
 def validate_payload(type: str, payload: dict[str, Any], where: str = "") -> Payload:
     """The payload as its model instance; `EventSchemaError` naming each bad field if it does not fit."""
     model = payload_model(type)
     try:
         return model.model_validate(payload)
+    except EventSchemaError as exc:              # raised by `Payload.__init__`; says where, and by this name
+        raise EventSchemaError(type, exc.problems, where) from None
     except ValidationError as exc:
         raise EventSchemaError(type, [_problem(e) for e in exc.errors()], where) from None
 

@@ -4,11 +4,14 @@ Every line is one JSON event, written and flushed before the writer moves on, so
 loses at most the line being written; a torn last line is detected (and can be repaired)
 when the log is opened again.
 
-Payloads are typed (`agents.event_types`): `EventLog.emit` refuses a payload its type's model
-does not describe, and `read_events` validates every line, so `event.data` is always the
-payload as a model. Lines carry `schema_version`; an older line is read through the named
-upgrade steps in `UPGRADES` (today `upgrade_v1_to_v2`), each logged (Python logging, and a
-`log_upgraded` event when a log is opened for appending), never through silent defaults.
+Payloads are typed (`agents.event_types`): an event is emitted as its payload model,
+`events.emit(JobStarted(...))`, which validated its fields when it was built, and `read_events`
+validates every line, so `event.data` is always the payload as its model; readers use it
+(`event.data.job_id`), never the dict `event.payload`, which is the line as written.
+`Event.of(model)` is the event without a log (tests, tools). Lines carry `schema_version`;
+an older line is read through the named upgrade steps in `UPGRADES` (today
+`upgrade_v1_to_v2`), each logged (Python logging, and a `log_upgraded` event when a log is
+opened for appending), never through silent defaults.
 A line from a newer archlab, or one its model refuses, raises `EventSchemaError`; only an
 unparseable line is taken for the torn end of the log.
 """
@@ -19,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +30,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from agents.event_types import EventSchemaError, Payload, validate_payload
+from agents.event_types import EventSchemaError, LogUpgraded, Payload, type_of, validate_payload
 
 __all__ = ["Event", "EventLog", "EventSchemaError", "LogRead", "SCHEMA_VERSION", "UPGRADES", "read_events",
            "read_log", "to_jsonable", "upgrade_v1_to_v2"]
@@ -40,8 +44,15 @@ class Event(BaseModel):
     seq: int
     time: float
     type: str
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)   # the line as written; readers use `data`
     _data: Payload | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(cls, data: Payload, seq: int = 0, time: float = 0.0) -> Event:
+        """The event holding `data`, as `EventLog.emit` writes it (a test or a tool can build a log without one)."""
+        event = cls(seq=seq, time=time, type=type_of(data), payload=data.model_dump(by_alias=True))
+        event._data = data
+        return event
 
     @property
     def data(self) -> Payload:
@@ -162,16 +173,24 @@ class EventLog:
         self._handle = self.path.open("a", encoding="utf-8")
         self.listeners: list = []
         for version, counts in sorted(read.upgraded.items()):
-            self.emit("log_upgraded", step=UPGRADES[version].__name__, from_version=version,
-                      to_version=version + 1, events=counts["events"],
-                      changes={change: n for change, n in counts.items() if change != "events"})
+            self.emit(LogUpgraded(step=UPGRADES[version].__name__, from_version=version, to_version=version + 1,
+                                  events=counts["events"],
+                                  changes={change: n for change, n in counts.items() if change != "events"}))
 
-    def emit(self, type: str, **payload: Any) -> Event:
-        """Validate the payload against its type's model (`EventSchemaError` if it does not fit), then append it."""
-        data = validate_payload(type, payload)
+    def emit(self, data: Payload | str, /, **fields: Any) -> Event:
+        """Append `data`, a payload model (`agents.event_types`), as the event type it is registered under.
+
+        The model validated its fields when it was built (`EventSchemaError` naming the event and the
+        field); what is written is its dump by alias. Deprecated: `emit("type", **fields)`, the keyword
+        form, validated through the same model; it warns, and goes once every caller builds the model."""
+        if isinstance(data, str):
+            data = validate_payload(data, fields)
+            warnings.warn(f"EventLog.emit({type_of(data)!r}, **fields) is deprecated: emit the payload model, "
+                          f"emit({data.__class__.__name__}(...))", DeprecationWarning, stacklevel=2)
+        elif fields:
+            raise TypeError(f"emit({type_of(data)}) takes the payload model alone; put {sorted(fields)} in the model")
         with self._lock:
-            event = Event(seq=self.seq, time=time.time(), type=type, payload=data.model_dump(by_alias=True))
-            event._data = data
+            event = Event.of(data, self.seq, time.time())
             self._handle.write(event.model_dump_json() + "\n")
             self._handle.flush()
             os.fsync(self._handle.fileno())

@@ -2,15 +2,23 @@
 
 Built once per run by the application shell and closed over by the nodes; nothing here is
 global state, and nothing here carries state from one node to the next (that is the
-checkpointed graph state's job). Several branches of a round call into one `Lab` from
-different threads: `run_job` runs a job id at most once at a time (a second caller waits for
-the first and reads its result), and `shared` serialises the writes that span candidates
-(the Pareto front).
+checkpointed graph state's job, and the event log's). Several branches call into one `Lab`
+from different threads: `run_job` runs a job id at most once at a time (a second caller
+waits for the first and reads its result), and `shared` serialises the writes that span
+candidates (the Pareto front).
+
+What a decision may read: `peers(visible)` — the candidates collected before a branch was
+proposed (the order of the log's `candidate_collected` events, round 0 first), never a
+branch still in flight, and of those only the results of jobs run in round 0 or by a
+collected branch (a branch in flight may be training a collected parent at `full`: that
+result is its own until it is collected). So decisions come out the same in a replay
+however jobs interleaved.
 """
 from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,34 +28,34 @@ from agents.anchors import AnchorPolicy
 from agents.control import RunControl
 from agents.engine import ResearchEngine
 from agents.events import EventLog
+from agents.limits import LoopLimits
 from agents.recorder import Recorder
 from agents.records import Candidate
 from evaluators.fitness import Objective
 from evaluators.harness import evaluate
 from wire.task import TaskSpec
+from knowledge.records import Finding
 from knowledge.store import KnowledgeStore
 from sandbox.base import Sandbox, SandboxUnavailable
-from wire.jobs import EvalJob, EvalResult, Limits
+from wire.jobs import EvalJob, EvalResult
 
 Evaluator = Callable[[Sandbox, EvalJob, Path], EvalResult]
 LOGGED_TAIL = 2000  # characters of a job's log kept in its result event
+_BRANCH = threading.local()         # the branch (candidate id) this thread runs, "" outside any
 
 
-@dataclass
-class LoopLimits:
-    rounds: int
-    max_fix_attempts: int = 2          # how many times a failed check goes back to the coder
-    explore: float = 0.25              # chance of picking a parent at random instead of the best
-    findings_k: int = 5                # nearest findings retrieved per plan
-    keep_proxy: float | None = None    # top share of proxy-ranked candidates trained at `short`; None: no proxy rung
-    promote_fraction: float = 0.0      # top share of short-ranked candidates trained at `full` (0: none)
-    full_seeds: int = 3                # seeds per `full` evaluation (mean and confidence interval)
-    noise_seeds: int = 2               # runs of each baseline at `short` in round 0: their spread is the noise floor
-    random_pool: int = 0               # random architectures trained in round 0 as the "better than random" yardstick
-    review_policy: str = "never"       # never | always | before-full | new-idea
-    batch: int = 1                     # candidates proposed and evaluated concurrently per round
-    check_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=120))
-    train_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=600))
+@contextmanager
+def in_branch(candidate_id: str):
+    """Jobs started in this thread belong to this branch (logged on `job_started`; see `Lab.peers`)."""
+    _BRANCH.id = candidate_id
+    try:
+        yield
+    finally:
+        _BRANCH.id = ""
+
+
+def current_branch() -> str:
+    return getattr(_BRANCH, "id", "")
 
 
 @dataclass
@@ -69,12 +77,49 @@ class Lab:
     evaluator: Evaluator = evaluate
     executor: object | None = None     # archlab.executors.Executor; None: jobs run one at a time in `sandbox`
     shared: threading.RLock = field(default_factory=threading.RLock)
+    collect_order: list[str] | None = None   # a replay collects branches in the recorded order (None: as they end)
     _jobs: dict[str, threading.Lock] = field(default_factory=dict)
+    _collected: list[str] = field(default_factory=list)
+    _job_branch: dict[str, str] = field(default_factory=dict)     # job id -> the branch that started it
+    _scanned: int = 0                        # events of the log already read into the two above
 
     @property
     def parallelism(self) -> int:
         """How many jobs can run at once."""
         return getattr(self.executor, "workers", 1) if self.executor is not None else 1
+
+    def collected(self) -> list[str]:
+        """Candidate ids in the order their branches were collected, round 0 first (read from the log as it grows)."""
+        with self.shared:
+            history = self.events.history
+            for event in history[self._scanned:]:
+                if event.type == "candidate_collected" and event.data.candidate_id not in self._collected:
+                    self._collected.append(event.data.candidate_id)
+                elif event.type == "job_started" and event.data.branch:
+                    self._job_branch.setdefault(event.data.job_id, event.data.branch)
+            self._scanned = len(history)
+            return list(self._collected)
+
+    def peers(self, visible: int | None, *also: str) -> list[Candidate]:
+        """The candidates a decision may read: the first `visible` collected ones and the ids in `also` (the branch's
+        own candidate), each without the results of jobs that a branch outside those started. `visible` None: every
+        record on disk as it is (states from before visibility was recorded)."""
+        records = self.recorder.load_all()
+        if visible is None:
+            return records
+        shown = set(self.collected()[:visible]) | set(also)
+        with self.shared:
+            hidden = {job for job, branch in self._job_branch.items() if branch not in shown}
+        return [_without_jobs(c, hidden) for c in records if c.id in shown]
+
+    def keeps_finding(self, visible: int | None) -> Callable[[Finding], bool] | None:
+        """Which findings a branch that saw `visible` collected candidates may retrieve: any from other runs, and
+        this run's about those candidates (None: all, for states from before visibility was recorded)."""
+        if visible is None:
+            return None
+        shown = set(self.collected()[:visible])
+        mine = f"{self.run_id}-"
+        return lambda finding: not finding.id.startswith(mine) or set(finding.candidate_ids) <= shown
 
     def stage(self, round: int, stage: str) -> None:
         """Called as a node starts: a requested stop is honoured here, before any work."""
@@ -112,7 +157,7 @@ class Lab:
                       task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index, items=items)
         self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
                          sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed,
-                         items=items.id if items is not None else None)
+                         items=items.id if items is not None else None, branch=current_branch() or None)
         if self.executor is not None:
             result = self.executor.run(job, jobdir, self.evaluator)
         else:
@@ -135,3 +180,13 @@ class Lab:
                          status=result.status, metrics=result.metrics, message=result.message[:2000],
                          timings=result.timings, gpus=self.limits.train_limits.gpus if fidelity != "check" else 0,
                          result=logged.model_dump())
+
+
+def _without_jobs(candidate: Candidate, hidden: set[str]) -> Candidate:
+    """The candidate as it was before the jobs in `hidden` (a copy; the record itself when none of them touched it)."""
+    evaluations = {f: r for f, r in candidate.evaluations.items() if r.job_id not in hidden}
+    seeds = {f: [r for r in rs if r.job_id not in hidden] for f, rs in candidate.seeds.items()}
+    if len(evaluations) == len(candidate.evaluations) and all(len(seeds[f]) == len(rs)
+                                                              for f, rs in candidate.seeds.items()):
+        return candidate
+    return candidate.model_copy(update={"evaluations": evaluations, "seeds": {f: rs for f, rs in seeds.items() if rs}})

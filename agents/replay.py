@@ -1,8 +1,8 @@
 """The `replay` backend: LLM answers and evaluation results served from a recorded run's log.
 
 `ReplayEngine` answers plan / code / fix / analyze with what the log recorded for that
-candidate (a round's branches are told apart by their slot in the round's batch, as
-`parents_selected` recorded it), and raises `NoProposal` again where the log found nothing
+candidate (the plan context names it; in older logs a round's branches are told apart by
+their slot in the round's batch, as `parents_selected` recorded it), and raises `NoProposal` again where the log found nothing
 new for a parent; `ReplayEvaluator` answers each job with its recorded result. If the graph asks for something
 the log does not hold (a different parent, an unknown job), the replay has diverged and
 `ReplayDivergence` says where.
@@ -40,7 +40,7 @@ class ReplayEngine:
         self.analyses: dict[str, str] = {}
         for e in events:
             data = e.data
-            if e.type == "parents_selected":
+            if e.type == "parents_selected" and data.slot is None:     # a whole round's batch (older logs)
                 self.batches.setdefault(data.round, data.candidate_ids)
             elif e.type == "plan":
                 self.plans.setdefault((data.round, data.candidate_id), data)
@@ -58,7 +58,7 @@ class ReplayEngine:
 
     def plan(self, context: PlanContext) -> Plan:
         batch = self.batches.get(context.round) or []
-        cid = batch[context.slot] if context.slot < len(batch) else ""
+        cid = context.candidate_id or (batch[context.slot] if context.slot < len(batch) else "")
         where = f"round {context.round}" + (f" ({cid})" if cid else "")
         reason = self.no_proposals.get((context.round, cid, context.parent.id))
         if reason is not None:

@@ -35,7 +35,7 @@ def make_sandbox(settings: Settings) -> Sandbox:
     """The configured sandbox backend; SandboxUnavailable when it cannot run here."""
     if settings.sandbox.backend == "process":
         from sandbox.process import ProcessSandbox
-        return ProcessSandbox()
+        return ProcessSandbox(start=settings.sandbox.start)
     try:
         from sandbox.docker_backend import DockerSandbox
     except ImportError as exc:

@@ -314,6 +314,8 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
                     _graceful_stop(lab.control):
                 jobs = progress.add_task(_jobs_line([]), total=None, count=f"{lab.parallelism} worker(s)")
                 lab.executor.listeners.append(lambda running: progress.update(jobs, description=_jobs_line(running)))
+                workers = lab.parallelism
+                _show_occupancy(lab.events, workers, lambda text: progress.update(jobs, count=text))
                 outcome = drive(lab, resume=resume, poll_seconds=settings.review.poll_seconds, on_wait=on_wait,
                                 checkpoints=settings.checkpoints.url)
         except SandboxUnavailable as exc:
@@ -326,6 +328,7 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
                             description="done")
     _print_table(run_dir)
     _print_usage(run_dir)
+    _print_occupancy(run_dir, workers)
     if outcome == "stopped":
         console.print(f"[yellow]stopped[/]; continue with `archlab resume {run_id}`")
     console.print(f"run written to [bold]{run_dir}[/]")
@@ -391,6 +394,35 @@ def show(run: str = typer.Argument(..., help="run id, prefix or directory"),
     run_dir = _find(runs_dir, run)
     _print_table(run_dir)
     _print_usage(run_dir)
+    _print_occupancy(run_dir)
+
+
+def _print_occupancy(run_dir: Path, workers: int | None = None) -> None:
+    """Worker occupancy over the time the run was driven (`archlab.occupancy`); `workers` None: as run.json has it."""
+    from agents.events import read_events
+    from archlab import occupancy
+    events = read_events(run_dir / "events.jsonl")[0]
+    if workers is None:
+        workers = occupancy.logged_workers(events) or \
+            occupancy.recorded_workers(json.loads((run_dir / "run.json").read_text()).get("settings", {}))
+    found = occupancy.of_events(events, workers)
+    if found.jobs:
+        console.print(found.text())
+
+
+def _show_occupancy(events, workers: int, show) -> None:
+    """Keep the progress display's worker line up to date: busy workers now and occupancy so far, after every event
+    (earlier sessions of a resumed run included)."""
+    import time as _time
+    from archlab.occupancy import Meter
+    meter = Meter(workers)
+    for event in events.history:
+        meter.feed(event)
+
+    def seen(event) -> None:
+        meter.feed(event)
+        show(meter.reading(_time.time()).live_text())
+    events.listeners.append(seen)
 
 
 def _print_usage(run_dir: Path) -> None:

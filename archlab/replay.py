@@ -92,6 +92,15 @@ def _show(decision: tuple) -> str:
     return f"{kind}(" + ", ".join(f"{f}={v}" for f, v in zip(fields, values)) + ")"
 
 
+def collect_order(events: list[Event]) -> list[str]:
+    """The order in which the recorded run collected its branches (a re-run node's repeat counted once)."""
+    order: list[str] = []
+    for e in events:
+        if e.type == "candidate_collected" and e.data.round > 0 and e.data.candidate_id not in order:
+            order.append(e.data.candidate_id)
+    return order
+
+
 def replay(run_dir: Path) -> ReplayReport:
     from archlab.session import drive, open_lab
     record = json.loads((run_dir / "run.json").read_text())
@@ -103,7 +112,7 @@ def replay(run_dir: Path) -> ReplayReport:
                               "resources": {}}}
     if "noise_seeds" not in recorded_settings.get("loop", {}):     # recorded before the noise floor was measured
         overrides["loop"] = {**recorded_settings.get("loop", {}), "noise_seeds": 1}
-    batches = [len(e.data.candidate_ids) for e in events if e.type == "parents_selected"]
+    batches = [e.data.batch or len(e.data.candidate_ids) for e in events if e.type == "parents_selected"]
     if batches:     # the batch the run had (its setting may say "one per worker", and this machine may have others)
         overrides["loop"] = {**overrides.get("loop", recorded_settings.get("loop", {})), "batch": max(batches)}
     settings = recorded({**recorded_settings, **overrides})
@@ -128,6 +137,7 @@ def replay(run_dir: Path) -> ReplayReport:
     divergence = ""
     with open_lab(settings, record["run_id"], replay_dir, engine=ReplayEngine(events), sandbox=evaluator,
                   evaluator=evaluator) as lab:
+        lab.collect_order = collect_order(events)
         try:
             drive(lab, decisions=decide, poll_seconds=0.01)
         except ReplayDivergence as exc:

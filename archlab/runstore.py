@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents import scoring
+from agents.event_types import LogRepaired, ReviewWaiting, SettingsOverridden
 from agents.events import read_events
 from agents.recorder import load_candidates
 from evaluators.fitness import Objective
@@ -91,8 +92,8 @@ def record_override(run_dir: Path, settings, changed: dict, config: Path) -> Non
     events = EventLog(run_dir / "events.jsonl")
     try:
         if events.repaired_bytes:
-            events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
-        events.emit("settings_overridden", config=str(config), changed=changed)
+            events.emit(LogRepaired(dropped_bytes=events.repaired_bytes))
+        events.emit(SettingsOverridden(config=str(config), changed=changed))
     finally:
         events.close()
     path = run_dir / "run.json"
@@ -223,7 +224,7 @@ class RunRecord:
     events: list                  # agents.events.Event, the complete lines (a torn last line is left out)
     candidates: list              # agents.records.Candidate
     objective: Objective | None   # None while run.json is missing, or from a version this one cannot read
-    waiting: list[dict]           # review requests without a decision event (archlab.reviews.pending_reviews)
+    waiting: list[ReviewWaiting]  # review requests without a decision event (archlab.reviews.waiting_requests)
     decided: dict[str, dict]      # candidate id -> the decision written for its waiting request, not yet taken up
     driven: bool                  # a live process drives the run (owner.pid)
     state: str                    # see run_state
@@ -233,7 +234,7 @@ class RunRecord:
         return self.record.get("settings", {}) if isinstance(self.record.get("settings"), dict) else {}
 
 
-def run_state(events: list, waiting: list[dict], driven: bool) -> str:
+def run_state(events: list, waiting: list[ReviewWaiting], driven: bool) -> str:
     """"starting" (nothing logged yet), "running", "waiting for review", "stopped", "finished" or "failed"."""
     last = next((e.type for e in reversed(events) if e.type in LIFECYCLE), None)
     if last == "run_finished":
@@ -251,7 +252,7 @@ def load_run(run_dir: Path) -> RunRecord:
     """The run as it stands on disk. A run.json not written yet (or half written) reads as {} and the
     run as "starting"; a torn last event line is left out. A directory deleted meanwhile raises
     FileNotFoundError; a log from a newer archlab, `EventSchemaError`."""
-    from archlab.reviews import pending_reviews, read_decision
+    from archlab.reviews import read_decision, waiting_requests
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} no longer exists")
@@ -266,8 +267,8 @@ def load_run(run_dir: Path) -> RunRecord:
         objective = None
     events, _ = read_events(run_dir / "events.jsonl")
     candidates = load_candidates(run_dir)
-    waiting = pending_reviews(run_dir, events)
-    decided = {r["candidate_id"]: d for r in waiting if (d := read_decision(run_dir, r)) is not None}
+    waiting = waiting_requests(events)
+    decided = {r.candidate_id: d for r in waiting if (d := read_decision(run_dir, r)) is not None}
     driven = owner_alive(run_dir)
     return RunRecord(run_id=run_dir.name, path=run_dir, record=record, events=events, candidates=candidates,
                      objective=objective, waiting=waiting, decided=decided, driven=driven,

@@ -21,8 +21,10 @@ from langgraph.types import Command
 
 from agents.control import Budgets, RunControl, StopRequested
 from agents.events import EventLog
-from agents.graph import build_graph
-from agents.lab import Lab, LoopLimits
+from agents.graph import build_candidate_graph, build_graph
+from agents.scheduler import BranchPool
+from agents.lab import Lab
+from agents.limits import LoopLimits
 from agents.recorder import Recorder
 from archlab.backends import capacity, make_engine, make_executor, make_sandbox
 from archlab.checkpoints import open_checkpointer
@@ -80,13 +82,8 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
         events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
     store = KnowledgeStore(settings.knowledge.path or run_dir / "knowledge", make_embedder(settings.knowledge.embedder),
                            url=settings.knowledge.url)
-    limits = LoopLimits(rounds=settings.rounds, max_fix_attempts=settings.loop.max_fix_attempts,
-                        explore=settings.loop.explore, findings_k=settings.knowledge.k,
-                        keep_proxy=settings.loop.keep_proxy if settings.loop.proxy_rung else None,
-                        promote_fraction=settings.loop.promote_fraction, full_seeds=settings.loop.full_seeds,
-                        noise_seeds=settings.loop.noise_seeds,
-                        random_pool=settings.loop.random_pool, review_policy=settings.review.policy,
-                        batch=settings.loop.batch or 1,
+    limits = LoopLimits(rounds=settings.rounds, loop=settings.loop, findings_k=settings.knowledge.k,
+                        review_policy=settings.review.policy,
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),
                         train_limits=job_limits(settings, settings.sandbox.train_seconds, settings.sandbox.gpus))
     budgets = Budgets(**settings.budget.model_dump())
@@ -119,11 +116,12 @@ def start_run(settings: Settings) -> tuple[str, Path]:
 def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | None] | None = None,
           poll_seconds: float = 1.0, on_wait: Callable[[list[dict]], None] = lambda pending: None,
           checkpoints: str | None = None) -> str:
-    """Run the graph until it ends, stops, or (with no way to wait) needs a review.
+    """Run the graph until it ends or stops; returns "finished" or "stopped".
 
-    Returns "finished", "stopped" or "waiting". `decisions(request)` answers a review
-    interrupt or returns None to keep waiting; by default decisions are read from
-    `<run>/reviews/`. `checkpoints` is `checkpoints.url` (None: SQLite in the run directory).
+    `decisions(request)` answers a review interrupt or returns None to keep waiting; by
+    default decisions are read from `<run>/reviews/`. A branch waiting for its review waits
+    in its own thread while the others go on. `checkpoints` is `checkpoints.url` (None:
+    SQLite in the run directory).
     """
     (lab.run_dir / OWNER_FILE).write_text(str(os.getpid()))
     if resume:
@@ -132,23 +130,24 @@ def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | Non
     decide = decisions or (lambda request: read_decision(lab.run_dir, request))
     try:
         saver = stack.enter_context(open_checkpointer(checkpoints, lab.run_dir))
-        graph = build_graph(lab, saver)
+        branches = BranchPool(lab, build_candidate_graph(lab, saver), lab.run_id)
+        stack.callback(branches.close)       # closed before the checkpointer: branches write to it until they end
+        branches.wait_for_review = lambda interrupts: _wait_for_decision(lab, interrupts, decide, poll_seconds,
+                                                                         on_wait)
+        graph = build_graph(lab, saver, branches)
         config = {"configurable": {"thread_id": lab.run_id}, "recursion_limit": RECURSION_LIMIT}
         lab.events.emit("run_resumed" if resume else "run_started", run_id=lab.run_id, task=lab.spec.name,
                         rounds=lab.limits.rounds, engine=lab.engine.name, sandbox=lab.sandbox.name,
-                        spec=lab.spec.model_dump())
+                        spec=lab.spec.model_dump(), workers=lab.parallelism)
         payload = None if resume else {"round": 0, "tried": []}
-        try:
-            while True:
-                state = graph.invoke(payload, config, durability="sync")
-                interrupts = state.get("__interrupt__") or []
-                if not interrupts:
-                    break
-                payload = _wait_for_decision(lab, interrupts, decide, poll_seconds, on_wait)
+        try:        # reviews are waited for inside each branch (`BranchPool.wait_for_review`), not here
+            state = graph.invoke(payload, config, durability="sync")
         except StopRequested as exc:
+            branches.close()            # the branches in flight stop at their next safe point (a running job ends)
             lab.events.emit("run_stopped", reason=str(exc))
             return "stopped"
         except Exception as exc:
+            branches.close()
             lab.events.emit("run_failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
         lab.events.emit("run_finished", rounds=state.get("round", 0), reason=state.get("finished", ""))
@@ -159,9 +158,9 @@ def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | Non
 
 
 def _wait_for_decision(lab: Lab, interrupts, decide, poll_seconds: float, on_wait) -> Command:
-    """Wait until a person has decided on at least one of the waiting candidates; resume those decided.
+    """Wait until a person has decided on at least one of a branch's waiting interrupts; resume those decided.
 
-    Branches of a round can wait at the same time, each on its own interrupt; a branch whose
+    Several branches can wait at the same time, each in its own thread; an interrupt whose
     decision is not in yet interrupts again and keeps waiting."""
     requests = []
     for waiting in interrupts:

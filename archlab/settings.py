@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, field_serializer, field_
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.anchors import AnchorPolicy
+from agents.limits import LoopSettings
 from evaluators.tasks import UnknownTask, get_task, is_file_ref
 from wire.task import RunDefaults
 
@@ -29,6 +30,9 @@ class SandboxSettings(BaseModel):
     gpus: int = Field(default=0, ge=0)                  # GPUs per training job (docker backend)
     pids: int = Field(default=256, ge=16)               # process limit per job
     image: str | None = None                            # docker: a prebuilt image (sandbox/Dockerfile); None: the offline image
+    # process: how a job's interpreter starts. fork: from a zygote that imported torch once (milliseconds, the same
+    # isolation); exec: a fresh interpreter per job (2-3 CPU-seconds of imports), the path before the zygote
+    start: Literal["fork", "exec"] = "fork"
 
 
 class ExecutorSettings(BaseModel):
@@ -79,7 +83,7 @@ class LLMSettings(BaseModel):
     base_url: str | None = None                         # an OpenAI-compatible endpoint; unset: $OPENAI_BASE_URL, else OpenAI's
     api_key_env: str = "OPENAI_API_KEY"                 # the NAME of the variable holding the key; the key is never stored
     planner_model: str = "gpt-4.1-mini"                 # states a hypothesis and one change per round
-    coder_model: str = "gpt-4.1-mini"                   # writes and repairs whole candidate modules
+    coder_model: str = "gpt-4.1-mini"                   # writes and repairs candidate modules (as edits of the parent: coder_answer)
     analyst_model: str = "gpt-4.1-mini"                 # turns measured numbers into findings
     timeout_seconds: float = Field(default=120, gt=0)   # one HTTP attempt; a slow local model may need more
     max_retries: int = Field(default=4, ge=0)           # re-sends after 429, 5xx, timeouts and dropped connections
@@ -93,6 +97,12 @@ class LLMSettings(BaseModel):
     novelty_threshold: float = Field(default=0.92, gt=0, le=1)  # a plan this close (cosine) to an earlier one is sent back
     novelty_retries: int = Field(default=2, ge=0)       # near-duplicates sent back before the proposal is taken anyway
     principles_k: int = Field(default=4, ge=0, le=20)   # literature principles shown to the planner
+    # how the coder answers: "edits" = SEARCH/REPLACE blocks against the parent (the whole module only as a
+    # fallback when they keep failing to apply); "module" = the whole module every time (the older protocol)
+    coder_answer: Literal["edits", "module"] = "edits"
+    edit_attempts: int = Field(default=2, ge=0)         # edits that do not apply sent back (with why) before the whole module is asked for
+    space_changes: bool = True                          # the planner may name a change of the task's search space; the renderer writes its code
+    plateau_after: int = Field(default=6, ge=1)         # proposals with no new best beyond the noise floor before the planner is told the run has plateaued
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))  # model (or prefix) -> price; unlisted costs 0
 
     @field_validator("temperature", "max_output_tokens", "base_url", mode="before")
@@ -162,18 +172,6 @@ def without_password(url: str | None) -> str | None:
         netloc = f"{userinfo.split(':', 1)[0]}@{host}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"])
     return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-class LoopSettings(BaseModel):
-    max_fix_attempts: int = Field(default=2, ge=0)      # failed checks sent back to the coder per round
-    explore: float = Field(default=0.5, ge=0, le=5)     # weight of the novelty term in parent tournaments (0: quality alone decides)
-    proxy_rung: bool = True                             # measure zero-cost proxies before training, and screen on them
-    keep_proxy: float = Field(default=0.75, gt=0, le=1)  # top share of the proxy rung (by cheap score) trained at `short`
-    promote_fraction: float = Field(default=0.0, ge=0, le=1)  # top share of the short rung trained at `full` (0: none)
-    full_seeds: int = Field(default=3, ge=3, le=20)     # seeds per `full` evaluation: mean and 95% interval need >= 3
-    random_pool: int = Field(default=0, ge=0, le=64)    # random architectures trained in round 0: "better than random"
-    noise_seeds: int = Field(default=2, ge=1, le=10)    # runs of each baseline at `short` in round 0: their spread is the noise floor (1: none)
-    batch: int | None = Field(default=None, ge=1, le=64)  # candidates proposed and evaluated per round; None: = workers
 
 
 # cost metrics every model task reports; a task adds its own (`Task.costs`, e.g. decode's mismatch_rate)

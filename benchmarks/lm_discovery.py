@@ -91,13 +91,13 @@ class Evaluations(se.Evaluations):
 
 def evaluate_source(spec, source: str, fidelity: str, seed: int) -> float | None:
     """Bits per byte of one module at `fidelity`, through the harness in a forked child (as `Evaluations` does)."""
-    from benchmarks.fork_sandbox import ForkSandbox
+    from sandbox.process import ProcessSandbox
     from evaluators.harness import evaluate
     from wire.jobs import EvalJob, Limits
     job = EvalJob(job_id=f"confirm-{fidelity}-{seed}", candidate_id="confirm", source=source, task=spec,
                   fidelity=fidelity, limits=Limits(**LIMITS), seed=seed)
     with tempfile.TemporaryDirectory(prefix="lm-discovery-") as tmp:
-        result = evaluate(ForkSandbox(), job, Path(tmp))
+        result = evaluate(ProcessSandbox(), job, Path(tmp))
     if result.status == "sandbox_error":
         raise RuntimeError(f"the sandbox could not run a job: {result.message}")
     return result.metrics.get("bits_per_byte") if result.status == "ok" else None

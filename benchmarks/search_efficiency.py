@@ -23,7 +23,7 @@ Spaces:
 - `mqar`, `charlm`: the shipped sequence tasks, each genome evaluated at the `short` fidelity
   of `SEQ_SETTINGS` through the harness (`evaluators.harness.evaluate`: held-out inputs drawn
   from the host's secret, the runner trains and predicts, the host scores) in a child forked
-  from this process (`benchmarks.fork_sandbox`: the runner's imports are paid once). The space,
+  from the process sandbox's zygote (`sandbox.zygote`: the runner's imports are paid once). The space,
   `SPACE`, is where the lab's offline engine moves (its catalogue, `agents.offline.changes`)
   cut to the small models 2 cores can train thousands of: every gene value the catalogue
   proposes, with `d_model` in {32, 64} and `n_layers` in {1, 2}; mixer "none" is left out
@@ -446,14 +446,14 @@ class Evaluations:
 
     def __init__(self, task_name: str, options: dict, seed: int, cache: Path, cached_only: bool = False,
                  cache_key: str | None = None):
-        from benchmarks.fork_sandbox import ForkSandbox
+        from sandbox.process import ProcessSandbox
         from evaluators.tasks import get_task
         from wire.jobs import Limits
         self.task = get_task(task_name)
         self.spec = self.task.default_spec(**options)
         self.seed = seed
         self.limits = Limits(**SEQ_LIMITS)
-        self.sandbox = ForkSandbox()
+        self.sandbox = ProcessSandbox()
         self.cache_key = cache_key or fingerprint(self.task, self.spec)
         self.path = cache / f"{task_name}-{self.cache_key}-s{seed}.json"
         self.values: dict[str, float | None] = json.loads(self.path.read_text()) if self.path.is_file() else {}

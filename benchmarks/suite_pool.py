@@ -2,9 +2,9 @@
 
 Each model is a genome of the block catalogue drawn at random (search_efficiency's draws,
 in the `lm` rung's space, as `benchmarks/lm_discovery.py` uses it) or one of the three
-hand-written baselines, trained at `short` (rung `scale`) through the harness in a forked
-child (`benchmarks.fork_sandbox`: the path every job takes, held-out rows and suite from the
-host's secret) and graded item by item on the whole downstream suite (`evaluators.suite`).
+hand-written baselines, trained at `short` (rung `scale`) through the harness in the process
+sandbox (forked from its zygote, `sandbox.zygote`: the path every job takes, held-out rows and
+suite from the host's secret) and graded item by item on the whole downstream suite (`evaluators.suite`).
 Results are cached one model at a time (`~/.cache/archlab/suite_pool`, keyed by the task's
 code, the suite's code and the spec), so an interrupted build resumes.
 
@@ -65,7 +65,7 @@ def members(n: int, spec) -> list[tuple[str, str]]:
 
 def grade_one(args: tuple[str, str, int]) -> dict | None:
     """One member trained at short and graded on the whole suite (None: it failed)."""
-    from benchmarks.fork_sandbox import ForkSandbox
+    from sandbox.process import ProcessSandbox
     from evaluators.harness import evaluate
     from wire.jobs import EvalJob, Limits
     name, source, scale = args
@@ -73,7 +73,7 @@ def grade_one(args: tuple[str, str, int]) -> dict | None:
                   limits=Limits(**LIMITS), seed=0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="suite-pool-") as tmp:
-        result = evaluate(ForkSandbox(), job, Path(tmp))
+        result = evaluate(ProcessSandbox(), job, Path(tmp))
     if result.status == "sandbox_error":
         raise RuntimeError(f"the sandbox could not run a job: {result.message}")
     if not result.ok or result.items is None:

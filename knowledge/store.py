@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 import chromadb
@@ -64,16 +65,25 @@ class KnowledgeStore:
                                          "record": stored.model_dump_json()}])
         return stored
 
-    def nearest(self, text: str, k: int = 5, task: str | None = None) -> list[tuple[Finding, float]]:
-        """Up to k findings closest in meaning to `text`, with their cosine distance."""
-        count = self.findings.count()
-        if count == 0:
-            return []
+    def nearest(self, text: str, k: int = 5, task: str | None = None,
+                keep: Callable[[Finding], bool] | None = None) -> list[tuple[Finding, float]]:
+        """Up to k findings closest in meaning to `text`, with their cosine distance; with `keep`, only those it
+        keeps (the nearest k of them: the query widens until k are kept or none is left)."""
         where = {"task": task} if task else None
-        hits = self.findings.query(query_texts=[text], n_results=min(k, count), where=where,
-                                   include=["metadatas", "distances"])
-        return [(Finding.model_validate(json.loads(meta["record"])), float(distance))
-                for meta, distance in zip(hits["metadatas"][0], hits["distances"][0])]
+        wanted = k
+        while True:
+            asked = min(wanted, self.findings.count())
+            if asked == 0:
+                return []
+            hits = self.findings.query(query_texts=[text], n_results=asked, where=where,
+                                       include=["metadatas", "distances"])
+            found = [(Finding.model_validate(json.loads(meta["record"])), float(distance))
+                     for meta, distance in zip(hits["metadatas"][0], hits["distances"][0])]
+            kept = [hit for hit in found if keep is None or keep(hit[0])]
+            # counted again after the query: findings other branches added meanwhile widen it, not end it
+            if len(kept) >= k or len(found) < asked or asked >= self.findings.count():
+                return kept[:k]
+            wanted = asked * 2
 
     def count(self) -> int:
         return self.findings.count()

@@ -119,6 +119,23 @@ class JobCgroup:
                     return None
         return path
 
+    def lower_memory(self, limit_bytes: int) -> None:
+        """Lower the memory group's limit (a job forked from the zygote shares memory the zygote was charged for:
+        `sandbox.zygote.inherited_bytes`). Never raises it, and never below 16 MB."""
+        if self.memory is None:
+            return
+        value = str(max(16 * 1024 * 1024, limit_bytes))
+        if self.memory.parent == CGROUP_ROOT:
+            names = ["memory.max"]
+        else:      # v1: memsw must stay >= the memory limit, so the memory limit is lowered first
+            names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+        for name in names:
+            try:
+                (self.memory / name).write_text(value)
+            except OSError:
+                if name == names[0]:
+                    raise
+
     def enter(self) -> None:
         """Called in the child before exec: the child and all its descendants join the groups."""
         for path in self.paths:

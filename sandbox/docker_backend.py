@@ -38,7 +38,15 @@ one writable mount, copied back to `jobdir/out` (regular files only) once the co
 gone. The wall clock is enforced here from the handoff, and inside by the runner's
 supervisor (PID 1, out of the job's reach) in place of `timeout`, whose limit is not known
 at spawn. GPUs are the `devices` the worker was spawned with, as a device request. Each
-container takes one job and is removed after it, like a cold one.
+container takes one job and is removed after it, like a cold one (from another thread, off
+the job's clock: it has exited, so nothing in it runs or writes). While it starts (torch and
+the evaluators, 2–3 CPU-seconds) a worker's container has the least CPU weight
+(`cpu_shares` 2), so on a busy machine its start-up takes only what running jobs leave; once
+it says "ready", or as soon as a job waits for it, its weight is raised to every job's (1024). Its
+CPU quota (`nano_cpus`) is the job's from the start. The same effect as the process
+backend's zygote by other means: containers are the isolation boundary, and one container
+never serves two jobs, so the start-up cannot be forked from a shared one; it can only be
+kept out of the running jobs' way.
 
 What it does not give: protection from kernel exploits (containers share the host
 kernel), or from a Docker Engine that is itself misconfigured; a hidden file's contents under
@@ -77,6 +85,8 @@ LABEL = "archlab.job"
 SCRATCH_MB = 256          # /tmp tmpfs per job
 USER = "65534:65534"      # nobody
 GRACE_SECONDS = 5         # the in-container `timeout` fires this long after archlab's own
+WAITING_CPU_SHARES = 2    # a warm container's CPU weight while it imports: the kernel's least, so it yields to jobs
+RUNNING_CPU_SHARES = 1024  # every job's weight (Docker's default), set when the worker is ready
 ENGINE_ERRORS = (docker.errors.APIError, requests.exceptions.RequestException)
 _SANDBOXES: weakref.WeakSet = weakref.WeakSet()   # for the SIGTERM safety net
 
@@ -239,8 +249,9 @@ class DockerSandbox:
                           "the job")
         return container, ""
 
-    def _wait(self, container, pump: threading.Thread, wall_seconds: float) -> "Ended":
-        """Wait for the container (at most `wall_seconds`), read how it ended, and remove it."""
+    def _wait(self, container, pump: threading.Thread, wall_seconds: float, remove_later: bool = False) -> "Ended":
+        """Wait for the container (at most `wall_seconds`), read how it ended, and remove it (`remove_later`: from
+        another thread, off the job's clock; it has exited, so nothing of it runs or writes any more)."""
         ended = Ended()
         try:
             try:
@@ -258,7 +269,10 @@ class DockerSandbox:
         except ENGINE_ERRORS as exc:
             ended.lost = f"{type(exc).__name__}: {exc}"
         finally:
-            self._discard(container)
+            if remove_later and not ended.lost:
+                threading.Thread(target=self._discard, args=(container,), name="archlab-remove", daemon=True).start()
+            else:
+                self._discard(container)
         return ended
 
     def _classify(self, job: EvalJob, ended: "Ended", out: Path, tail: TailBuffer,
@@ -338,6 +352,10 @@ class DockerWorker:
                   Mount("/job/out", str(self.slot.out), type="bind", read_only=False)]
         labels = {LABEL: self.id, "archlab.run": "", "archlab.worker": "warm"}
         options = sandbox._options(limits, command, mounts, labels, self.devices)
+        # its start-up (torch, the evaluators: 2-3 CPU-seconds) runs at the least CPU weight, so on a busy machine it
+        # takes only what running jobs leave; at "ready" it is raised to every job's weight (see `_watch`)
+        options["cpu_shares"] = WAITING_CPU_SHARES
+        self._weighted = threading.Event()
         refusal = sandbox._refusal(limits, [self.slot.root])
         self.refused = refusal          # the backend cannot run jobs of these limits at all (WarmSandbox says so)
         if refusal:                     # never started: wait_ready says no, and why_lost says why
@@ -360,12 +378,36 @@ class DockerWorker:
                 self.pump.start()
         finally:
             self._launched.set()
+        if self.container is not None:
+            self._watch()
+
+    def _watch(self) -> None:
+        """Raise the container's CPU weight to a running job's once it says "ready" (off any job's clock)."""
+        from sandbox.handoff import READY_TIMEOUT
+        if self.channel.wait_for("ready", READY_TIMEOUT, self._running):
+            self._raise_weight()
+
+    def _raise_weight(self) -> None:
+        if self._weighted.is_set():
+            return
+        try:
+            self.container.update(cpu_shares=RUNNING_CPU_SHARES)
+        except ENGINE_ERRORS:       # gone already: the handoff finds it dead
+            pass
+        self._weighted.set()
+
+    def before_go(self) -> None:
+        """Called by the handoff before "go": the job never runs at the waiting weight."""
+        if not self._weighted.wait(5):
+            self._raise_weight()
 
     # --- the Worker protocol -----------------------------------------------------------
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         if not self._launched.wait(timeout) or self.container is None:
             return False
+        if not self.channel.ready:      # someone waits for it now (a job): its start-up is no longer background work
+            self._raise_weight()
         ready = self.channel.wait_for("ready", max(0.0, deadline - time.monotonic()), self._running)
         return ready and self.alive()              # ready once, and not dead since
 
@@ -398,7 +440,7 @@ class DockerWorker:
             if on_taken is not None:
                 on_taken()
             ended = self.sandbox._wait(self.container, self.pump, job.limits.wall_seconds
-                                       - (time.perf_counter() - started))
+                                       - (time.perf_counter() - started), remove_later=True)
         finally:
             self.channel.close()
             self.slot.collect(jobdir / "out")     # the container is removed: nothing changes under the copy

@@ -33,6 +33,7 @@ import select
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -136,9 +137,14 @@ class Channel:
         self.eof = False
         self.ready = False
         self.taken = False
+        self.lock = threading.Lock()        # a backend may watch for "ready" from its own thread (docker does)
 
     def _read(self, timeout: float) -> None:
         """Read what the worker sent within `timeout` seconds (0: only what is there now)."""
+        with self.lock:
+            self._read_locked(timeout)
+
+    def _read_locked(self, timeout: float) -> None:
         if self.eof or self.ready_fd < 0:
             return
         poller = select.poll()
@@ -176,13 +182,14 @@ class Channel:
             return False
 
     def close(self) -> None:
-        for fd in (self.ready_fd, self.go_fd):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.ready_fd = self.go_fd = -1
+        with self.lock:                     # never under a reader's poll: the number could be reused
+            for fd in (self.ready_fd, self.go_fd):
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self.ready_fd = self.go_fd = -1
 
 
 def hand_over(worker, job, jobdir: Path) -> tuple[Path, float]:
@@ -208,6 +215,9 @@ def hand_over(worker, job, jobdir: Path) -> tuple[Path, float]:
         raise WorkerLost(reason)
     jobdir = Path(jobdir).resolve()
     worker.slot.place(jobdir)
+    before_go = getattr(worker, "before_go", None)
+    if before_go is not None:       # docker: the container's CPU weight is raised from its waiting level
+        before_go()
     started = time.perf_counter()
     if not worker.channel.send_go() or not worker.channel.wait_for("taken", TAKE_TIMEOUT, worker._running):
         reason = f"the worker died before taking the job ({worker.why_lost()})"

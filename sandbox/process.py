@@ -31,12 +31,30 @@ What it gives, wherever the OS allows:
   hidden path where the machine cannot confine jobs;
 - PR_SET_PDEATHSIG: the job dies with archlab, even when archlab is SIGKILLed.
 
+How a job's interpreter starts (`ProcessSandbox(start=...)`, setting `sandbox.start`):
+- `fork` (the default): forked from this backend's zygote (`sandbox.zygote`), one trusted
+  process per archlab process that has imported torch, numpy and the evaluators once and holds
+  nothing else (no candidate code, no CUDA context, no held-out data, a scrubbed environment).
+  The child enters everything listed above itself, in-process and before the job's files reach
+  it: session, PDEATHSIG, cgroups, rlimits, environment, the namespaces (`unshare`, then a
+  second fork so that its supervisor is PID 1 with its own /proc), `sandbox.confine`'s
+  confinement and the capability drop with no-new-privileges; then it waits for its one job as
+  a warm worker does. It costs a fork (milliseconds), not an import (2–3 CPU-seconds). The
+  zygote's own memory, shared copy-on-write and charged to the zygote, is counted against the
+  job's memory group, so a job has the same `memory_mb` to itself as an exec'd one. A cold
+  `run` is a worker forked for the job and given it at once. A zygote that dies takes its
+  waiting children with it; the next worker starts a fresh zygote (`WorkerLost` for a job
+  that was waiting, which `WarmSandbox` reruns on a fresh worker, never twice).
+- `exec`: a fresh interpreter per job (`python -m sandbox.runner`, or `--warm` for a worker),
+  inside `unshare` and `python -m sandbox.confine` / `setpriv`.
+Both give exactly the isolation above; capabilities do not depend on the start.
+
 Warm workers (`spawn`, used by `sandbox.warm.WarmSandbox`) get every one of these, set up at
 spawn time exactly as for a cold job of the same limits (the limits profile includes the
 CPUs and the hidden paths): each is a fresh `unshare`d, confined, rlimited, cgrouped process
-tree that imports the runner's dependencies, then waits for one job on a pipe
-(`sandbox.handoff`, `sandbox.runner --warm`). Its job's files are copied into its slot
-(read-only inside its mount namespace); only the slot's `out/` and scratch are writable, and
+tree, forked from the zygote (or, with `exec`, an interpreter that imports the runner's
+dependencies), that waits for one job on a pipe (`sandbox.handoff`, `sandbox.runner.warm`).
+Its job's files are copied into its slot (read-only inside its mount namespace); only the slot's `out/` and scratch are writable, and
 `out/` is copied back to `jobdir/out` (regular files only) after the whole tree is dead. The
 one job-specific limit, CPU seconds (it depends on the wall clock), is lowered by the trusted
 runner before the candidate is imported; the wall clock is enforced here from the handoff. A
@@ -50,7 +68,9 @@ user can, can see and signal other processes, has no CPU quota and no hidden pat
 confined, it can read the rest of the host filesystem (system files, the project and its
 other runs) except the homes and the hidden paths, and a hidden file's contents under another
 name (a hard link, a second mount of its filesystem). No CPU affinity is set (a job can widen
-its own mask; the quota is the limit).
+its own mask; the quota is the limit). On the fork path every job starts from the zygote's
+address-space layout (a fork does not re-randomise it): a pointer one job learns predicts
+where libraries sit in the others.
 """
 from __future__ import annotations
 
@@ -68,12 +88,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
-from sandbox import cgroups
-from sandbox.base import (TailBuffer, failure, hidden_conflict, hidden_state, interpreter_paths, read_report,
-                          result_from_report)
+from sandbox import cgroups, zygote
+from sandbox.base import (TailBuffer, WorkerLost, failure, hidden_conflict, hidden_state, interpreter_paths,
+                          read_report, result_from_report)
 from sandbox.handoff import Channel, Slot, hand_over
+from sandbox.zygote import set_limit as _limit
 from wire.jobs import EvalJob, EvalResult, Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -172,31 +193,21 @@ def alive(pid: int) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this child if archlab dies (even by SIGKILL), so no job outlives its run."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _limit(kind: int, value: int) -> None:
-    try:
-        resource.setrlimit(kind, (value, value))
-    except (ValueError, OSError):
-        soft, hard = resource.getrlimit(kind)
-        if hard != resource.RLIM_INFINITY and value > hard:
-            resource.setrlimit(kind, (hard, hard))
+_die_with_parent = zygote.die_with_parent    # SIGKILL the child if archlab dies (even by SIGKILL)
+Start = Literal["fork", "exec"]
 
 
 class ProcessSandbox:
-    """Runs each job as a limited child process of this one (cold), or hands it to a warm worker (`spawn`)."""
+    """Runs each job as a limited child process of this one (cold), or hands it to a warm worker (`spawn`).
+
+    `start`: how a job's interpreter starts — "fork" from this backend's zygote (`sandbox.zygote`: torch
+    already imported, milliseconds), or "exec" a fresh one (2–3 CPU-seconds of imports per job)."""
 
     name = "process"
 
-    def __init__(self, python: str | None = None):
+    def __init__(self, python: str | None = None, start: Start = "fork"):
         self.python = python or sys.executable
+        self.start: Start = start
         self.capabilities = process_capabilities()
         self.confined = "readonly_root" in self.capabilities
         self.swept = sweep_leftovers()
@@ -220,23 +231,42 @@ class ProcessSandbox:
                     "'docker'), or as root or with unprivileged user namespaces enabled")
         return hidden_paths_problem(limits, job_paths)
 
-    def _preexec(self, limits: Limits, cgroup: cgroups.JobCgroup, cpu_seconds: int) -> Callable[[], None]:
+    @staticmethod
+    def _rlimits(limits: Limits, cgroup: cgroups.JobCgroup, cpu_seconds: int) -> list[tuple[int, int]]:
+        """Every job's rlimits, exec'd or forked, in the order they are set."""
         # the interpreter and torch map far more virtual memory than they touch; CUDA maps more than any
         # such limit allows, so a GPU job whose memory cgroup holds its real memory gets none
         address_space = (limits.memory_mb + 2048) * 1024 * 1024
-        limit_address_space = cgroup.memory is None or limits.gpus == 0
+        found = [(resource.RLIMIT_AS, address_space)] if cgroup.memory is None or limits.gpus == 0 else []
+        return found + [(resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024),
+                        (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, limits.pids)]
+
+    def _preexec(self, limits: Limits, cgroup: cgroups.JobCgroup, cpu_seconds: int) -> Callable[[], None]:
+        rlimits = self._rlimits(limits, cgroup, cpu_seconds)
 
         def setup() -> None:
             _die_with_parent()
             cgroup.enter()
-            if limit_address_space:
-                _limit(resource.RLIMIT_AS, address_space)
-            _limit(resource.RLIMIT_CPU, cpu_seconds)
-            _limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024)
-            _limit(resource.RLIMIT_NOFILE, 256)
-            _limit(resource.RLIMIT_CORE, 0)
-            _limit(resource.RLIMIT_NPROC, limits.pids)
+            for kind, value in rlimits:
+                _limit(kind, value)
         return setup
+
+    def _fork_request(self, limits: Limits, cgroup: cgroups.JobCgroup, scratch: Path, writable: list[Path],
+                      env: dict[str, str], runner: list[str]) -> zygote.ForkRequest:
+        """What a worker forked from the zygote is given: exactly what `_command` and `_preexec` give an exec'd one."""
+        namespaces = bool(namespace_prefix())
+        return zygote.ForkRequest(
+            env=env, cwd=str(scratch), rlimits=self._rlimits(limits, cgroup, WARM_CPU_SECONDS),
+            cgroup_procs=[str(path / "cgroup.procs") for path in cgroup.paths], namespaces=namespaces,
+            user_namespace=namespaces and os.geteuid() != 0,
+            confine=confine_spec(writable, limits.hidden_paths) if self.confined else "", runner=runner)
+
+    def zygote_env(self) -> dict[str, str]:
+        """The zygote's own environment: the scrubbed base every job's starts from, with one thread (it forks)."""
+        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+        env.update(PYTHONPATH=str(PROJECT_ROOT), PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
+                   OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        return env
 
     def _environment(self, scratch: Path, limits: Limits, devices: Sequence[str] | None = None) -> dict[str, str]:
         """The job's whole environment; `devices` None: the cold rule (the host's GPUs, or none for gpus = 0)."""
@@ -253,6 +283,8 @@ class ProcessSandbox:
         return env
 
     def run(self, job: EvalJob, jobdir: Path) -> EvalResult:
+        if self.start == "fork":
+            return self._run_forked(job, jobdir)
         jobdir = Path(jobdir).resolve()
         out = jobdir / "out"
         scratch = Path(tempfile.mkdtemp(prefix=f"archlab-{os.getpid()}-{job.job_id}-"))
@@ -287,14 +319,41 @@ class ProcessSandbox:
         return classify(job, proc.returncode, timed_out, out, tail.text(), {"wall_seconds": wall},
                         oom_killed=oom_kills > 0)
 
+    def _run_forked(self, job: EvalJob, jobdir: Path) -> EvalResult:
+        """A cold job on the fork path: a worker forked for it now, given the job as soon as it is ready. A worker
+        lost before it took the job (its zygote died) is replaced once; the job never runs twice."""
+        reason = ""
+        for _ in range(2):
+            worker = ProcessWorker(self, job.limits, () if job.limits.gpus == 0 else None)
+            if worker.refused:
+                worker.discard()
+                return failure(job, "sandbox_error", worker.refused)
+            try:
+                return worker.run(job, jobdir)
+            except WorkerLost as exc:
+                worker.discard()
+                reason = str(exc)
+        return failure(job, "sandbox_error", f"the forked sandbox process did not start: {reason}")
+
     def spawn(self, limits: Limits, devices: Sequence[str] = ()) -> "ProcessWorker":
         """A warm worker for jobs of this profile, starting now; returns at once (see `ProcessWorker`)."""
         return ProcessWorker(self, limits, devices)
 
 
-def _end(proc: subprocess.Popen, cgroup: cgroups.JobCgroup, pump: threading.Thread | None) -> int:
+def _end(proc: "subprocess.Popen | zygote.Child", cgroup: cgroups.JobCgroup, pump: threading.Thread | None) -> int:
     """Kill the job's whole tree, reap it, and return the OOM kills its memory group saw."""
-    _kill_group(proc.pid)
+    if isinstance(proc, zygote.Child) and proc.final_at_exit and proc.poll() is not None:
+        # PID 1 of its namespace is reaped, so every job process is gone: its groups are emptied and removed
+        # off the job's clock (only the trusted intermediate may still be exiting in them)
+        oom_kills = cgroup.oom_kills()
+        _in_background(cgroup.kill_all)
+        if pump is not None:
+            pump.join(timeout=5)
+        return oom_kills
+    if isinstance(proc, zygote.Child):
+        proc.kill_group()          # the zygote is its parent: only it knows the pid is still the child's
+    else:
+        _kill_group(proc.pid)
     oom_kills = cgroup.oom_kills()
     cgroup.kill_all()
     proc.wait()
@@ -337,13 +396,17 @@ class ProcessWorker:
 
     Started for a limits profile: rlimits, cgroups (pids and memory), namespaces, confinement
     and environment are set at spawn exactly as `ProcessSandbox.run` sets them for a job of
-    those limits; its slot's `out/` and scratch are its only writable directories."""
+    those limits; its slot's `out/` and scratch are its only writable directories. With
+    `start="fork"` its process is forked from the zygote (`sandbox.zygote`), which applies the
+    same settings in the child; with "exec" it is a fresh `python -m sandbox.runner --warm`.
+    `devices` None: the cold rule (the host's GPUs for a GPU job, none otherwise)."""
 
     name = "process"
 
-    def __init__(self, sandbox: ProcessSandbox, limits: Limits, devices: Sequence[str] = ()):
+    def __init__(self, sandbox: ProcessSandbox, limits: Limits, devices: Sequence[str] | None = ()):
         self.limits = limits
-        self.devices = tuple(devices)
+        self.devices = tuple(devices or ())
+        self.sandbox = sandbox
         self.id = f"w{uuid.uuid4().hex[:10]}"
         self.slot = Slot()
         self.hidden_state = hidden_state(limits.hidden_paths)     # before confinement covers them: see hand_over
@@ -352,7 +415,7 @@ class ProcessWorker:
         ready_read, ready_write = os.pipe()
         self.channel = Channel(ready_read, go_write)
         self.tail = TailBuffer()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | zygote.Child | None = None
         self.pump: threading.Thread | None = None
         self.launch_error = ""
         self._launched = threading.Event()
@@ -360,11 +423,9 @@ class ProcessWorker:
         self._discarded = False
         self._used = False
         self._ended = False
-        runner = [sandbox.python, "-m", "sandbox.runner", "--warm", str(self.slot.job), str(self.slot.out),
-                  f"fd:{go_read}", f"fd:{ready_write}", *(["--cuda"] if limits.gpus and self.devices else [])]
-        command = sandbox._command(runner, [self.slot.out, self.slot.home], limits.hidden_paths)
-        env = sandbox._environment(self.slot.home, limits, self.devices)
-        preexec = sandbox._preexec(limits, self.cgroup, WARM_CPU_SECONDS)
+        cuda = ["--cuda"] if limits.gpus and (devices is None or self.devices) else []
+        writable = [self.slot.out, self.slot.home]
+        env = sandbox._environment(self.slot.home, limits, None if devices is None else self.devices)
         refusal = sandbox._refusal(limits, [self.slot.root])
         self.refused = refusal          # the backend cannot run jobs of these limits at all (WarmSandbox says so)
         if refusal:                     # never started: wait_ready says no, and why_lost says why
@@ -373,7 +434,39 @@ class ProcessWorker:
                 os.close(fd)
             self._launched.set()
             return
+        if sandbox.start == "fork":
+            request = sandbox._fork_request(limits, self.cgroup, self.slot.home, writable, env,
+                                            [str(self.slot.job), str(self.slot.out), *cuda])
+            _LAUNCHER.submit(lambda: self._fork(request, (go_read, ready_write)))
+            return
+        runner = [sandbox.python, "-m", "sandbox.runner", "--warm", str(self.slot.job), str(self.slot.out),
+                  f"fd:{go_read}", f"fd:{ready_write}", *cuda]
+        command = sandbox._command(runner, writable, limits.hidden_paths)
+        preexec = sandbox._preexec(limits, self.cgroup, WARM_CPU_SECONDS)
         _LAUNCHER.submit(lambda: self._launch(command, env, preexec, (go_read, ready_write)))
+
+    def _fork(self, request: zygote.ForkRequest, child_fds: tuple[int, int]) -> None:
+        """On the launcher thread (the zygote, when it starts, must die with this process): ask the zygote."""
+        try:
+            with self._lock:
+                if self._discarded:
+                    return
+                try:
+                    parent = zygote.shared(self.sandbox.python, self.sandbox.zygote_env())
+                    parent.wait_started(zygote.START_TIMEOUT)
+                    # the child shares the zygote's memory, charged to the zygote: its own group holds the rest, so
+                    # that all it has resident stays within memory_mb, as for a cold job whose imports count too
+                    self.cgroup.lower_memory(self.limits.memory_mb * 1024 * 1024 - parent.inherited_bytes())
+                    self.proc = parent.fork(request, *child_fds)
+                    self.proc.final_at_exit = request.namespaces
+                except zygote.ZygoteLost as exc:
+                    self.launch_error = str(exc)
+                    return
+                self.pump = self.tail.drain(self.proc.stdout)
+        finally:
+            for fd in child_fds:
+                os.close(fd)
+            self._launched.set()
 
     def _launch(self, command: list[str], env: dict[str, str], preexec, child_fds: tuple[int, int]) -> None:
         try:
@@ -417,7 +510,8 @@ class ProcessWorker:
             return self.launch_error
         code = None if self.proc is None else self.proc.poll()
         last = self.tail.text().strip().splitlines()[-3:]
-        return (f"exit code {code}" if code is not None else "still running") + (
+        origin = f" ({self.proc.zygote.why()})" if isinstance(self.proc, zygote.Child) else ""
+        return (f"exit code {code}{origin}" if code is not None else "still running") + (
             f"; its log ends: {' | '.join(last)[-500:]}" if last else "")
 
     def run(self, job: EvalJob, jobdir: Path, on_taken: Callable[[], None] | None = None) -> EvalResult:
@@ -434,10 +528,13 @@ class ProcessWorker:
             oom_kills = self._end()
             self.channel.close()
             self.slot.collect(jobdir / "out")       # the whole tree is dead: nothing changes under the copy
-            self.slot.remove()
-        wall = time.perf_counter() - started
-        return classify(job, self.proc.returncode, timed_out, jobdir / "out", self.tail.text(),
-                        {"wall_seconds": wall}, oom_killed=oom_kills > 0)
+            _in_background(self.slot.remove)
+        timings = {"wall_seconds": time.perf_counter() - started}
+        cpu = self.proc.cpu_seconds if isinstance(self.proc, zygote.Child) else None
+        if cpu is not None:                          # forked in namespaces: the CPU time its whole tree used
+            timings["cpu_seconds"] = cpu
+        return classify(job, self.proc.returncode, timed_out, jobdir / "out", self.tail.text(), timings,
+                        oom_killed=oom_kills > 0)
 
     def _end(self) -> int:
         """Kill and reap the tree once; the OOM kills its memory group saw."""
@@ -457,6 +554,9 @@ class ProcessWorker:
 
     def host_pids(self) -> list[int]:
         """The worker's processes as the host numbers them (for tests and diagnostics)."""
+        if isinstance(self.proc, zygote.Child):
+            pid = self.proc.wait_for_pid(5) if self.proc.poll() is None else None
+            return [] if pid is None else descendants(pid)
         return [] if self.proc is None else descendants(self.proc.pid)
 
 
@@ -476,6 +576,11 @@ def descendants(root: int) -> list[int]:
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
+
+
+def _in_background(cleanup: Callable[[], None]) -> None:
+    """Clean-up that no result depends on, off the job's clock."""
+    threading.Thread(target=cleanup, name="archlab-cleanup", daemon=True).start()
 
 
 def _kill_group(pgid: int) -> None:

@@ -126,18 +126,23 @@ def main(job_path: str, inputs_dir: str, out_dir: str) -> int:
 
 
 # --- warm mode -----------------------------------------------------------------------
+_preloaded: set[str] = set()     # devices warmed up in this process (a zygote's children inherit its "cpu")
+
+
 def _preload(cuda: bool) -> None:
     """Everything `main` imports, and its first-call costs, paid before the job is known.
 
     `check` on a tiny trusted model pulls in what torch imports lazily on first use (the FLOP
     counter alone is some 800 modules, about a second); nothing of it outlives the call but
-    loaded modules and warmed caches, and every job seeds its own RNG in `fidelities.build`."""
+    loaded modules and warmed caches, and every job seeds its own RNG in `fidelities.build`.
+    Each device is warmed once per process: a child forked from the zygote (`sandbox.zygote`)
+    has the CPU warm-up already and pays only for the CUDA context."""
     import types
 
     import numpy  # noqa: F401
     import torch
 
-    from evaluators import bench, fidelities, funchash, proxies  # noqa: F401
+    from evaluators import bench, decoding_job, fidelities, funchash, proxies  # noqa: F401
     from evaluators.tasks import get_task
     from wire.task import TaskSpec  # noqa: F401
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
@@ -146,17 +151,21 @@ def _preload(cuda: bool) -> None:
     tiny = types.ModuleType("archlab_warmup")
     tiny.build_model = lambda s: torch.nn.Sequential(torch.nn.Embedding(s.vocab_size, 16),
                                                      torch.nn.Linear(16, s.vocab_size))
-    devices = [torch.device("cpu")]
+    devices = [] if "cpu" in _preloaded else [torch.device("cpu")]
     try:
-        if cuda and torch.cuda.is_available():
+        if cuda and "cuda" not in _preloaded and torch.cuda.is_available():
             torch.zeros(1, device="cuda")           # the CUDA context, the largest start-up cost on a GPU
             devices.append(torch.device("cuda"))
     except RuntimeError:                            # the job meets the same error, and reports it, as a cold one
         pass
     for device in devices:
+        _preloaded.add(device.type)
         try:
             fidelities.check(task, spec, fidelities.build(tiny, spec, 0).to(device), device)
             funchash.functional_hash(tiny, task, spec, device)
+            # two steps of training: the optimiser pulls in torch._dynamo (about two CPU-seconds) on first use
+            fidelities.train(task, spec, fidelities.build(tiny, spec, 0).to(device), spec.budgets["short"].model_copy(
+                update={"steps": 2}), 0, device)
         except fidelities.ContractViolation:
             pass
 
@@ -238,13 +247,15 @@ def _wait_child(pid: int, timeout: float | None, also: int | None = None) -> int
             os.close(pidfd)
 
 
-def warm(slot: str, out: str, go: str, ready: str, cuda: bool = False) -> int:
-    """The supervisor: fork the job process, then bound it by the wall clock it reports."""
+def warm(slot: str, out: str, go: str, ready: str, cuda: bool = False, private_fds: tuple[int, ...] = ()) -> int:
+    """The supervisor: fork the job process, then bound it by the wall clock it reports. `private_fds` are the
+    supervisor's own (the zygote's status pipe): the job process closes them first."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)   # as PID 1 with default handlers, no signal from inside reaches it
     tell_read, tell_write = os.pipe()
     child = os.fork()
     if child == 0:
-        os.close(tell_read)
+        for fd in (tell_read, *private_fds):
+            os.close(fd)
         code = 1
         try:
             code = _warm_job(Path(slot), out, go, ready, cuda, tell_write)

@@ -7,10 +7,11 @@ the job over, and right after the handoff spawns the replacement, so that the ne
 that profile finds one ready while this one runs.
 
 Why this is as safe as the cold path: a worker is not a pool process that runs job after
-job. It is a fresh sandbox — a new `unshare`d, confined, cgrouped process tree, or a new
-container — created with exactly the options a cold job of the same limits gets, started
-before its job is known; it imports torch, numpy and the evaluators (trusted code, no
-candidate yet), takes exactly one job, and exits. Nothing a candidate does can reach the
+job. It is a fresh sandbox — a new `unshare`d, confined, cgrouped process tree (forked from
+the process backend's zygote, `sandbox.zygote`, which holds torch, numpy and the evaluators
+already, or a fresh interpreter that imports them), or a new container — created with exactly
+the options a cold job of the same limits gets, started before its job is known; it has the
+runner's imports done (trusted code, no candidate yet), takes exactly one job, and exits. Nothing a candidate does can reach the
 next candidate, because the next candidate runs in a different sandbox that was created
 beside it, not after it, and that its PID/mount namespaces or container hide from it. The
 only job-specific limit a worker could not know at spawn (CPU seconds, which follow the

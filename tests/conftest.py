@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,17 @@ from wire.jobs import EvalJob, Limits
 from sandbox.process import ProcessSandbox
 
 _ids = itertools.count()
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker's own torch gets its share of the cores (one each for `make test`'s two on
+    two cores). torch's default is every core per process; two workers training in-process then oversubscribe
+    the machine, and OpenMP's spinning threads made a 2-second training step take 10 to 25 times as long.
+    Sandboxed jobs are not touched: their runner sets their threads from the job's limits."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1 and "PYTEST_XDIST_WORKER" in os.environ:
+        import torch
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +86,19 @@ def postgres_url():
         admin.close()
 
 
+# the seconds each scheduling unit took in a measured `make test` (tests/module_seconds.py writes them); only the
+# order in which units are handed out depends on them, never which tests run
+MODULE_SECONDS = Path(__file__).with_name("module_seconds.json")
+UNMEASURED_SECONDS_PER_TEST = 1.0      # a module not measured yet: most tests are quick unit tests
+
+
+def module_seconds() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(MODULE_SECONDS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def _xdist_scope(nodeid: str) -> str:
     """The unit of work a pytest-xdist worker gets (`make test`: -n 2 --dist loadfile): every docker test in one
     unit, run one after another (they assert that no archlab container exists); otherwise a whole module (its
@@ -90,9 +115,20 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
+    costs = module_seconds()
+
     class ModulesAndDocker(LoadScopeScheduling):     # as LoadFileScheduling, with one more rule
         def _split_scope(self, nodeid: str) -> str:
             return _xdist_scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            """Hand out the costliest unit left first, the longest-first rule that keeps the workers' ends close
+            (xdist's own order is by number of tests: a module of few tests that take minutes, such as
+            `test_resume_crash`, came last and could leave one worker running it alone)."""
+            def cost(scope: str) -> float:
+                return costs.get(scope, UNMEASURED_SECONDS_PER_TEST * len(self.workqueue[scope]))
+            self.workqueue.move_to_end(max(self.workqueue, key=cost), last=False)
+            super()._assign_work_unit(node)
 
     return ModulesAndDocker(config, log)
 

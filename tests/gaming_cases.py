@@ -288,6 +288,9 @@ def warm_sandbox(request, backend: str):
     if backend not in made:
         if backend == "process":
             base = request.getfixturevalue("process_sandbox")
+        elif backend == "process-exec":
+            from sandbox.process import ProcessSandbox
+            base = ProcessSandbox(start="exec")
         else:
             from tests.docker_support import docker_sandbox_or_skip
             base = docker_sandbox_or_skip()

@@ -314,3 +314,49 @@ try:
 except OSError as exc:
     print(f"dir listing: refused {type(exc).__name__}")
 ''' + MODEL
+
+
+# --- the fork path (`sandbox.zygote`): one job leaves traces, the next job from the same zygote looks for them ---
+LEAVE_TRACES = '''
+import os, pathlib, subprocess, sys, tempfile
+import torch
+import evaluators.fidelities as fidelities
+fidelities.ARCHLAB_TRACE = "MARKER"                    # a module global of a module the zygote imported
+torch.set_default_dtype(torch.float64)                  # a process-wide torch setting
+torch.manual_seed(1234)
+os.environ["ARCHLAB_TRACE"] = "MARKER"
+for folder in ("/tmp", os.environ["HOME"], tempfile.gettempdir()):
+    try:
+        pathlib.Path(folder, "trace-MARKER").write_text("MARKER")
+        print("wrote", folder)
+    except OSError as exc:
+        print("write refused", folder, type(exc).__name__)
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)  # MARKER"], start_new_session=True,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+torch.set_default_dtype(torch.float32)                  # the model itself must still build
+print("left traces")
+''' + MODEL
+
+LOOK_FOR_TRACES = '''
+import os, pathlib, tempfile
+import torch
+import evaluators.fidelities as fidelities
+print("global:", getattr(fidelities, "ARCHLAB_TRACE", None))
+print("dtype:", torch.get_default_dtype())
+print("env:", os.environ.get("ARCHLAB_TRACE"))
+print("files:", sorted(str(p) for folder in ("/tmp", os.environ["HOME"], tempfile.gettempdir())
+                       for p in pathlib.Path(folder).glob("trace-*")))
+print("processes:", [p for p in os.listdir("/proc") if p.isdigit()
+                     and b"MARKER" in pathlib.Path("/proc", p, "cmdline").read_bytes()])
+print("rng:", torch.initial_seed(), float(torch.rand(1)))
+''' + MODEL
+
+SHOW_NAMESPACES = '''
+import os
+for name in ("pid", "net", "mnt"):
+    print(f"ns {name}:", os.readlink(f"/proc/self/ns/{name}"))
+print("pid:", os.getpid(), "parent:", os.getppid())
+print("cgroup:", open("/proc/self/cgroup").read().replace("\\n", ";"))
+print("status:", " ".join(line for line in open("/proc/self/status").read().splitlines()
+                         if line.startswith(("CapEff", "CapPrm", "CapBnd", "NoNewPrivs"))))
+''' + MODEL

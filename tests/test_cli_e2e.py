@@ -56,8 +56,11 @@ def test_run_directory_holds_everything(finished_run):
     assert [e["seq"] for e in events] == list(range(len(events)))
     retrievals = [e for e in events if e["type"] == "retrieval"]
     assert len(retrievals) >= 2 and retrievals[-1]["payload"]["finding_ids"]   # round 2 retrieves round 1's finding
-    batches = [e["payload"]["candidate_ids"] for e in events if e["type"] == "parents_selected"]
-    assert batches == [["c001", "c002"], ["c003", "c004"]]             # two rounds of two candidates
+    rounds: dict[int, list[str]] = {}
+    for e in events:
+        if e["type"] == "parents_selected":
+            rounds.setdefault(e["payload"]["round"], []).extend(e["payload"]["candidate_ids"])
+    assert rounds == {1: ["c001", "c002"], 2: ["c003", "c004"]}      # two rounds of two candidates
     assert sum(t == "finding" for t in types) == 4
 
 

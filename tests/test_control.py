@@ -1,22 +1,35 @@
 from agents.control import Budgets, RunControl, StopRequested, gpu_seconds, llm_cost, wall_seconds
+from agents.event_types import JobResult, LLMResponse, RunResumed, RunStarted
 from agents.events import Event
 from tests.runs_support import archlab, events, only_run
 
 
-def ev(seq, t, type, **payload):
-    return Event(seq=seq, time=t, type=type, payload=payload)
+def session(seq, t, kind=RunStarted):
+    return Event.of(kind(run_id="r", task="mqar", rounds=1, engine="offline", sandbox="process",
+                         spec={"name": "mqar", "family": "sequence"}), seq, t)
+
+
+def result(seq, t, wall_seconds, gpus):
+    return Event.of(JobResult(job_id="c001-short-0", candidate_id="c001", fidelity="short", status="ok", metrics={},
+                              message="", timings={"wall_seconds": wall_seconds}, gpus=gpus), seq, t)
+
+
+def response(seq, t, cost_usd):
+    return Event.of(LLMResponse(role="planner", model="m", served_by="m", call_id=f"call-{seq}", attempt=1, text="",
+                                finish_reason="stop", refused=False, input_tokens=1, output_tokens=1,
+                                usage_estimated=False, cost_usd=cost_usd, priced=True, seconds=0.1), seq, t)
 
 
 def test_budgets_sum_over_sessions():
-    history = [ev(0, 100, "run_started"), ev(1, 160, "result", timings={"wall_seconds": 50}, gpus=2),
-               ev(2, 400, "run_resumed"), ev(3, 460, "llm_response", cost_usd=0.25), ev(4, 500, "llm_response", cost_usd=0.5)]
+    history = [session(0, 100), result(1, 160, wall_seconds=50, gpus=2), session(2, 400, RunResumed),
+               response(3, 460, 0.25), response(4, 500, 0.5)]
     assert wall_seconds(history, now=520) == 60 + 120
     assert gpu_seconds(history) == 100
     assert llm_cost(history) == 0.75
 
 
 def test_exhausted_names_the_budget(tmp_path):
-    history = [ev(0, 0, "run_started"), ev(1, 7200, "llm_response", cost_usd=3.0)]
+    history = [session(0, 0), response(1, 7200, 3.0)]
     assert RunControl(tmp_path, Budgets(wall_hours=1)).exhausted(history, now=7200).startswith("wall-time budget")
     assert RunControl(tmp_path, Budgets(llm_cost_usd=2)).exhausted(history, now=1).startswith("LLM budget")
     assert RunControl(tmp_path, Budgets(wall_hours=5, llm_cost_usd=5)).exhausted(history, now=7200) == ""

@@ -8,15 +8,16 @@ import threading
 
 import pytest
 
-from agents.event_types import JobResult
+from agents.event_types import (Baseline, JobResult, JobReused, RoundStarted, RunResumed, RunStarted, RunStopped,
+                                SettingsOverridden)
 from agents.events import SCHEMA_VERSION, EventLog, EventSchemaError, read_events, read_log, upgrade_v1_to_v2
 
 
 def test_events_append_and_a_torn_last_line_is_repaired(tmp_path):
     path = tmp_path / "events.jsonl"
     log = EventLog(path)
-    log.emit("round_started", round=1)
-    log.emit("run_stopped", reason="two")
+    log.emit(RoundStarted(round=1))
+    log.emit(RunStopped(reason="two"))
     log.close()
     with path.open("a") as f:
         f.write('{"seq": 2, "time": 1.0, "type": "c", "pay')      # a crash mid-write
@@ -24,36 +25,71 @@ def test_events_append_and_a_torn_last_line_is_repaired(tmp_path):
     assert [e.type for e in events] == ["round_started", "run_stopped"]
     log = EventLog(path)
     assert log.repaired_bytes > 0
-    log.emit("round_started", round=2)
+    log.emit(RoundStarted(round=2))
     log.close()
     events, end = read_events(path)
     assert [e.seq for e in events] == [0, 1, 2] and end == path.stat().st_size
     assert events[2].data.round == 2 and events[1].data.reason == "two"
 
 
-def test_a_bad_payload_is_refused_on_write_naming_the_type_and_the_field(tmp_path):
+def test_a_bad_payload_is_refused_before_it_is_written_naming_the_type_and_the_field(tmp_path):
     log = EventLog(tmp_path / "events.jsonl")
     with pytest.raises(EventSchemaError, match=r"'round_started'.*field 'round' is missing"):
-        log.emit("round_started")
+        log.emit(RoundStarted())  # type: ignore[call-arg]
     with pytest.raises(EventSchemaError, match=r"'round_started'.*field 'rnd' is not part of the model"):
-        log.emit("round_started", round=1, rnd=1)
+        log.emit(RoundStarted(round=1, rnd=1))  # type: ignore[call-arg]
     with pytest.raises(EventSchemaError, match=r"'job_reused'.*field 'fidelity'.*'chek'"):
-        log.emit("job_reused", job_id="c001-short-0", candidate_id="c001", fidelity="chek")
-    with pytest.raises(EventSchemaError, match=r"'no_such_event'.*no payload model is registered"):
-        log.emit("no_such_event", x=1)
+        log.emit(JobReused(job_id="c001-short-0", candidate_id="c001", fidelity="chek"))  # type: ignore[arg-type]
+    with pytest.raises(EventSchemaError, match=r"'job_reused'.*field 'job_id': Input should be a valid string"):
+        log.emit(JobReused(job_id=3, candidate_id="c001", fidelity="short"))  # type: ignore[arg-type]
     with pytest.raises(EventSchemaError) as caught:
-        log.emit("round_started", round="first")
+        log.emit(RoundStarted(round="first"))  # type: ignore[arg-type]
     assert caught.value.event_type == "round_started" and "agents/event_types.py" in str(caught.value)
     assert not isinstance(caught.value, ValueError)   # no handler of bad input (LLM replies, JSON) swallows it
     log.close()
     assert (tmp_path / "events.jsonl").read_text() == "" and log.seq == 0
 
 
+def test_the_type_is_the_models_registration_and_an_unregistered_model_is_refused(tmp_path):
+    from agents.event_types import Payload
+
+    class Unregistered(Payload):
+        round: int
+
+    log = EventLog(tmp_path / "events.jsonl")
+    spec = {"name": "mqar", "family": "sequence"}
+    started = log.emit(RunStarted(run_id="r", task="mqar", rounds=1, engine="offline", sandbox="process", spec=spec))
+    resumed = log.emit(RunResumed(run_id="r", task="mqar", rounds=1, engine="offline", sandbox="process", spec=spec))
+    changed = log.emit(SettingsOverridden(config="c.toml", changed={"llm.model": {"from": "a", "to": "b"}}))
+    with pytest.raises(EventSchemaError, match=r"'Unregistered'.*not registered"):
+        log.emit(Unregistered(round=1))
+    with pytest.raises(TypeError, match="takes the payload model alone"):
+        log.emit(RoundStarted(round=1), note="x")  # type: ignore[call-arg]
+    log.close()
+    events, _ = read_events(tmp_path / "events.jsonl")
+    assert [e.type for e in events] == ["run_started", "run_resumed", "settings_overridden"] == \
+        [started.type, resumed.type, changed.type]
+    assert type(events[1].data) is RunResumed and events[1].data.spec.name == "mqar"
+    assert events[2].data == changed.data                  # read back as the model it was written as
+
+
+def test_the_keyword_form_still_validates_through_the_model_and_warns(tmp_path):
+    log = EventLog(tmp_path / "events.jsonl")
+    with pytest.warns(DeprecationWarning, match=r"emit the payload model, emit\(RoundStarted\(...\)\)"):
+        written = log.emit("round_started", round=4)
+    with pytest.raises(EventSchemaError, match=r"'round_started'.*field 'round'"):
+        log.emit("round_started", round="first")
+    with pytest.raises(EventSchemaError, match=r"'no_such_event'.*no payload model is registered"):
+        log.emit("no_such_event", x=1)
+    log.close()
+    assert isinstance(written.data, RoundStarted) and written.data.round == 4 and log.seq == 1
+
+
 def test_the_written_line_is_the_model_and_event_data_is_typed(tmp_path):
     log = EventLog(tmp_path / "events.jsonl")
-    written = log.emit("result", job_id="c001-static-0", candidate_id="c001", fidelity="check", status="invalid",
-                       metrics={}, message="no build_model", timings={})
-    log.emit("baseline", candidate_id="b-softmax", status="ok", metrics={"accuracy": 1, "loss": math.nan})
+    written = log.emit(JobResult(job_id="c001-static-0", candidate_id="c001", fidelity="check", status="invalid",
+                                 metrics={}, message="no build_model", timings={}))
+    log.emit(Baseline(candidate_id="b-softmax", status="ok", metrics={"accuracy": 1, "loss": math.nan}))
     log.close()
     assert isinstance(written.data, JobResult) and written.data.gpus == 0 and written.data.result is None
     line = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])
@@ -112,7 +148,7 @@ def test_the_upgrade_step_only_fills_what_is_missing():
 def test_a_line_its_model_refuses_raises_on_read_and_is_not_taken_for_a_torn_end(tmp_path):
     path = tmp_path / "events.jsonl"
     log = EventLog(path)
-    log.emit("round_started", round=1)
+    log.emit(RoundStarted(round=1))
     log.close()
     with path.open("a") as f:
         f.write(json.dumps({"schema_version": 2, "seq": 1, "time": 1.0, "type": "round_started",
@@ -131,7 +167,7 @@ def test_a_line_its_model_refuses_raises_on_read_and_is_not_taken_for_a_torn_end
 
 def test_emits_from_several_threads_get_one_sequence(tmp_path):
     log = EventLog(tmp_path / "events.jsonl")
-    threads = [threading.Thread(target=lambda k=k: [log.emit("round_started", round=k) for _ in range(20)])
+    threads = [threading.Thread(target=lambda k=k: [log.emit(RoundStarted(round=k)) for _ in range(20)])
                for k in range(4)]
     for t in threads:
         t.start()

@@ -36,7 +36,7 @@ from tests.conftest import under_ci
 from tests.eval_support import load_source
 from wire.jobs import EvalJob, Limits
 
-BACKENDS = ("process", "docker")
+BACKENDS = ("process", "process-exec", "docker")     # process: forked from the zygote (the default start)
 NO_GAIN_MARGIN = 0.02      # accuracy; the trick, had it worked, scores near 1.0
 _ids = itertools.count()
 
@@ -66,8 +66,11 @@ BACKEND_RULES = ("heldout_out_of_reach", "resources_enforced")
 
 
 def _runs_on(backend: str, spec_name: str, case) -> bool:
-    """Every case on every task in the process backend; in docker (a container start per job, slow on 2 cores),
-    the backend's own rules on every task and the host's rules on MQAR."""
+    """Every case on every task in the process backend as it starts by default (forked from its zygote); with a
+    fresh interpreter per job (`process-exec`) the backend's own rules, which are all that the start changes, on
+    every task; in docker (a container start per job, slow on 2 cores), those and the host's rules on MQAR."""
+    if backend == "process-exec":
+        return case.rule in BACKEND_RULES
     return backend == "process" or case.rule in BACKEND_RULES or spec_name == "mqar"
 
 

@@ -134,7 +134,8 @@ def test_analyst_findings_rest_on_measured_numbers(tmp_path):
 
 
 def test_every_prompt_loads_and_fills():
-    for name in ("planner", "coder", "fixer", "analyst", "repair", "novelty", "duplicate_code"):
+    for name in ("planner", "coder", "fixer", "analyst", "repair", "novelty", "duplicate_code", "coder_edits",
+                 "fixer_edits", "edit_failed"):
         system, user = template(name)
         for text in (system, user):
             assert Template(text).is_valid(), name

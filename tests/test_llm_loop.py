@@ -41,7 +41,7 @@ def llm_run(tmp_path_factory):
         env = {"ARCHLAB_LLM__BASE_URL": fake.url, "OPENAI_API_KEY": KEY, "ARCHLAB_LLM__PLANNER_MODEL": "planner-m",
                "ARCHLAB_LLM__CODER_MODEL": "coder-m", "ARCHLAB_LLM__ANALYST_MODEL": "analyst-m",
                "ARCHLAB_LLM__PRICES": json.dumps(PRICES), "ARCHLAB_LLM__TIMEOUT_SECONDS": "30",
-               "ARCHLAB_LOOP__BATCH": "1"}      # one candidate per round: round 2's plan must see round 1's
+               "ARCHLAB_LOOP__BATCH": "1", "ARCHLAB_LOOP__LOOKAHEAD": "0"}  # one at a time: c002's plan sees c001
         proc = archlab("run", "--task", "mqar", "--rounds", "2", "--llm", "openai", "--short-steps", "30",
                        "--runs-dir", str(runs), extra_env=env, timeout=540)
         assert proc.returncode == 0, proc.stdout + proc.stderr

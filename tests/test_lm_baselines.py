@@ -35,7 +35,8 @@ def task():
 
 @pytest.fixture(scope="module")
 def spec(task):
-    base = task.default_spec(short_steps=40, short_seq_len=24, short_num_pairs=4)
+    # 20 steps drop every baseline's loss by 0.7 or more (measured); `learns` asks for 0.2
+    base = task.default_spec(short_steps=20, short_seq_len=24, short_num_pairs=4)
     return base.model_copy(update={"data": {**base.data, **RUNG}})
 
 

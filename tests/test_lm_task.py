@@ -3,6 +3,7 @@ batch, the held-out data hidden from jobs, and `archlab run --task lm` end to en
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -190,7 +191,9 @@ def test_archlab_run_on_lm_end_to_end(tmp_path):
     command = [sys.executable, "-m", "archlab.cli", "run", "--config", str(config), "--rounds", "1",
                "--short-steps", "20", "--runs-dir", str(tmp_path / "runs"), "--llm", "offline",
                "--sandbox", "process", "--random-pool", "1", "--promote", "0"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=380)
+    # one run per baseline: the noise floor's second seeds are `tests/test_noise_floor.py`'s subject, not this one's
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=380,
+                          env={**os.environ, "ARCHLAB_LOOP__NOISE_SEEDS": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "bits_per_byte" in done.stdout, done.stdout[-3000:]
 

@@ -57,7 +57,7 @@ def test_bad_candidates_are_classified_and_the_loop_goes_on(tmp_path):
 
 
 class CopyCat(OfflineEngine):
-    """Writes c003 (round 2) as a round-1 module again, with renamed identifiers and a comment: the same function."""
+    """Writes c003 as c001's or c002's module again, with renamed identifiers and a comment: the same function."""
 
     def __init__(self, seed):
         super().__init__(seed)
@@ -77,8 +77,9 @@ class CopyCat(OfflineEngine):
 
 
 def test_a_functional_duplicate_reuses_the_earlier_result(tmp_path):
-    settings = load_settings(None, rounds=2, runs_dir=tmp_path, knowledge__embedder="hashing",
-                             executor__workers=2, loop__batch=2,
+    # one branch at a time: c003 is proposed after c001 and c002 are collected, so both are twins it may find
+    settings = load_settings(None, rounds=3, runs_dir=tmp_path, knowledge__embedder="hashing",
+                             executor__workers=1, loop__batch=1, loop__lookahead=0,
                              task_options={"seq_len": 32, "num_pairs": 4, "num_queries": 4, "short_steps": 20})
     run_id, run_dir = start_run(settings)
     engine = CopyCat(0)

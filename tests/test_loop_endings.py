@@ -75,9 +75,14 @@ class Exhausted(OfflineEngine):
 def test_nothing_left_to_propose_ends_the_run_cleanly(tmp_path):
     outcome, run_dir, log = _run(tmp_path, Exhausted(0), rounds=3, batch=2)
     assert outcome == "finished"
-    assert [e["type"] for e in log if e["type"] in ("search_exhausted", "round_started")] == \
-        ["round_started", "search_exhausted"]
-    assert "nothing new to propose" in log[-1]["payload"]["reason"]
+    # batch 2 + lookahead 1: three branches in flight; the first to end empty-handed frees room for a fourth, and
+    # none is proposed once two (a batch) in a row found nothing
+    proposals = [e["payload"]["candidate_ids"][0] for e in log if e["type"] == "parents_selected"]
+    assert proposals == ["c001", "c002", "c003", "c004"]
+    ended = [i for i, e in enumerate(log) if e["type"] == "search_exhausted"]
+    assert len(ended) == 1 and not any(e["type"] == "parents_selected" for e in log[ended[0]:])
+    assert sum(e["type"] == "branch_exhausted" for e in log) == 4      # the branches in flight still end cleanly
+    assert "nothing new to propose" in log[ended[0]]["payload"]["reason"]
 
 
 def failing_everything(sandbox, job, jobdir):

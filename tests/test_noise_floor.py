@@ -18,6 +18,7 @@ from scipy import stats as scipy_stats
 from starlette.testclient import TestClient
 
 from agents import scoring
+from agents.event_types import JobResult, RunStarted
 from agents.events import Event
 from agents.llm import context as ctx
 from agents.offline.engine import OfflineEngine
@@ -234,9 +235,11 @@ def test_the_best_changes_only_on_a_lead_beyond_the_floor():
 
     # over time, a new top inside the floor leaves the incumbent in place
     times = {"b-softmax": 1.0, "b-linear": 2.0, "b-mlp": 3.0, "c001": 4.0, "c002": 5.0, "c003": 6.0}
-    log = [Event(seq=0, time=0.0, type="run_started")] + [
-        Event(seq=i, time=t, type="result", payload={"candidate_id": cid, "fidelity": "short"})
-        for i, (cid, t) in enumerate(times.items(), 1)]
+    started = RunStarted(run_id="r", task="mqar", rounds=1, engine="offline", sandbox="process",
+                         spec={"name": "mqar", "family": "sequence"})
+    log = [Event.of(started, 0, 0.0)] + [
+        Event.of(JobResult(job_id=f"{cid}-short-0", candidate_id=cid, fidelity="short", status="ok", metrics={},
+                           message="", timings={}), i, t) for i, (cid, t) in enumerate(times.items(), 1)]
     record = RunRecord(run_id="r", path=None, record={}, events=log, candidates=pool, objective=ACCURACY,
                              waiting=[], decided={}, driven=False, state="finished")
     steps = [(t, s.candidate.id) for t, s in views.best_over_time(record)]

@@ -97,8 +97,9 @@ def test_a_six_round_run_replays_every_decision(six_round_run):
 def test_an_edited_log_makes_replay_report_the_divergence(six_round_run, tmp_path):
     runs, run_dir = six_round_run
     log = events(run_dir)
-    chosen = next(e["payload"] for e in log
-                  if e["type"] == "parents_selected" and e["payload"]["round"] >= 2 and not e["payload"]["explore"])
+    # a proposal's parent that is itself a proposal (a baseline's score also sets the noise floor, decided first)
+    chosen = next(e["payload"] for e in log if e["type"] == "parents_selected" and e["payload"]["round"] >= 2
+                  and not e["payload"]["explore"] and e["payload"]["parent_ids"][0].startswith("c"))
     parent = chosen["parent_ids"][0]
     # another machine receives the exported run, with the chosen parent's score tampered with
     archive = tmp_path / "run.tar.gz"

@@ -1,8 +1,9 @@
 """One conformance suite for every sandbox backend, cold and warm: hostile candidates are contained and classified.
 
-Each case runs on every backend (`process`, `docker`) in both modes: `cold` (the backend's own
-`run`, a sandbox started per job) and `warm` (a `sandbox.warm.WarmSandbox` around it, whose jobs
-run on pre-spawned one-shot workers). Warm sandboxes are shared by the whole session, so their
+Each case runs on every backend (`process`, forked from its zygote as by default; `process-exec`,
+a fresh interpreter per job; `docker`) in both modes: `cold` (the backend's own `run`, a sandbox
+started per job) and `warm` (a `sandbox.warm.WarmSandbox` around it, whose jobs run on
+pre-spawned one-shot workers). Warm sandboxes are shared by the whole session, so their
 workers are reused across cases as an executor would. Each backend declares its capabilities;
 a case that needs one the backend lacks is skipped with the reason (the process backend cannot
 hide the host filesystem where namespaces are missing, Docker can). The cases that prove
@@ -24,7 +25,7 @@ from evaluators.harness import evaluate
 from tests import hostile_cases as cases
 from wire.jobs import EvalJob, Limits
 
-BACKENDS = ("process", "docker")
+BACKENDS = ("process", "process-exec", "docker")     # process: the default start, forked from the zygote
 
 
 def _marks(backend: str) -> list:
@@ -46,8 +47,15 @@ def docker_backend():
     return docker_sandbox_or_skip()
 
 
+@pytest.fixture(scope="session")
+def exec_sandbox():
+    from sandbox.process import ProcessSandbox
+    return ProcessSandbox(start="exec")
+
+
 def backend_of(request, name: str):
-    return request.getfixturevalue("process_sandbox" if name == "process" else "docker_backend")
+    fixture = {"process": "process_sandbox", "process-exec": "exec_sandbox", "docker": "docker_backend"}[name]
+    return request.getfixturevalue(fixture)
 
 
 @pytest.fixture(scope="module")

@@ -159,9 +159,10 @@ def test_version_changes_when_the_log_grows_and_the_panel_follows(lab):
     first = lab.client.get(f"/runs/{copy.name}/version").json()["version"]
     assert lab.client.get(f"/runs/{copy.name}/version").json()["version"] == first     # stable while nothing moves
     before = lab.client.get(f"/runs/{copy.name}/panel").text
+    from agents.event_types import RunStopped
     from agents.events import EventLog
     log = EventLog(copy / "events.jsonl")
-    log.emit("run_stopped", reason="appended by the test")
+    log.emit(RunStopped(reason="appended by the test"))
     log.close()
     assert lab.client.get(f"/runs/{copy.name}/version").json()["version"] != first
     after = lab.client.get(f"/runs/{copy.name}/panel").text

@@ -51,7 +51,7 @@ def make(lab: Lab):
                                   motivation="a random architecture of the search space, the yardstick",
                                   change="random", source=space.render(genome, title="A random architecture."),
                                   origin="random", status="reference", genome=genome)
-            jobs.append((candidate, f"random reference {cid}", lab.limits.promote_fraction > 0))
+            jobs.append((candidate, f"random reference {cid}", lab.limits.loop.promote_fraction > 0))
             tried += [genome_hash(genome), candidate.source_hash]      # measured already: not a proposal
         # measured side by side, as many at once as the executor has workers; logged in a fixed order. The noise
         # seeds queue behind the rest, so they fill the workers that the slowest references leave idle.
@@ -75,6 +75,8 @@ def make(lab: Lab):
                 result = candidate.evaluations.get("full") or candidate.evaluations["short"]
                 lab.events.emit("random_reference", candidate_id=candidate.id, genome=candidate.genome,
                                 status=result.status, fidelity=result.fidelity, metrics=result.metrics)
+        for candidate, _, _ in jobs:        # what the first proposals see (`Lab.peers`), in a fixed order
+            lab.events.emit("candidate_collected", round=0, candidate_id=candidate.id)
         if references:                  # the baselines measured before the yardstick existed
             for candidate in lab.recorder.load_all():
                 if candidate.status == "baseline":
@@ -87,7 +89,7 @@ def make(lab: Lab):
 
 def noise_seeds(lab: Lab) -> int:
     """Runs of each baseline at `short` (`loop.noise_seeds`)."""
-    return max(1, lab.limits.noise_seeds)
+    return max(1, lab.limits.loop.noise_seeds)
 
 
 def noise_seed(lab: Lab, candidate: Candidate, k: int) -> EvalResult:
@@ -98,12 +100,12 @@ def noise_seed(lab: Lab, candidate: Candidate, k: int) -> EvalResult:
 
 def log_noise_floor(lab: Lab, round: int) -> None:
     """Log the run's noise floor (`agents.scoring.noise_floors`) when it is new or changed since the last one logged."""
-    floors = scoring.noise_floors(lab.recorder.load_all(), lab.objective)
+    floors = scoring.noise_floors(lab.peers(len(lab.collected())), lab.objective)
     entries = [floor.as_event() for floor in floors.values()]
     last = next((e for e in reversed(lab.events.history) if e.type == "noise_floor"), None)
     if last is not None and last.payload.get("floors") == entries:
         return
-    used = ("short", "full") if lab.limits.promote_fraction > 0 else ("short",)
+    used = ("short", "full") if lab.limits.loop.promote_fraction > 0 else ("short",)
     missing = [f"{rung}: no baseline or random reference has two successful runs there" + (
         " yet (a baseline trained at full as a parent adds one)" if rung == "full" else "")
         for rung in used if rung not in floors]
@@ -140,12 +142,12 @@ def measure(lab: Lab, candidate: Candidate, full: bool) -> None:
 
 def random_references(lab: Lab) -> list[tuple[str, dict]]:
     """(id, genome) of the run's random architectures; none for tasks the building blocks cannot serve."""
-    if lab.limits.random_pool <= 0:
+    if lab.limits.loop.random_pool <= 0:
         return []
     space = task_space(task_of(lab.spec))
     if space is None or space.random_genomes is None or space.render is None:
         lab.events.emit("random_reference_skipped", reason=f"{lab.spec.name} declares no search space that can "
                         "draw random members" + (f" ({space.name} cannot)" if space is not None else ""))
         return []
-    genomes = space.random_genomes(lab.limits.random_pool, lab.seed)
+    genomes = space.random_genomes(lab.limits.loop.random_pool, lab.seed)
     return [(f"r-{i + 1:02d}", genome) for i, genome in enumerate(genomes)]

@@ -69,7 +69,7 @@ def route_after_check(lab: Lab):
     def route(state: CandidateState) -> str:
         if state.get("check_status") == "ok":
             return gate(lab, state)
-        if state.get("check_status") == "gave_up" or state.get("fix_attempts", 0) >= lab.limits.max_fix_attempts:
+        if state.get("check_status") == "gave_up" or state.get("fix_attempts", 0) >= lab.limits.loop.max_fix_attempts:
             return END
         return "fix"
     return route

@@ -17,9 +17,9 @@ and nothing decides on it).
 A candidate whose function was already trained (same functional hash) reuses that result,
 logged as a `cache_hit`, instead of training again.
 
-The candidates of one round are evaluated at the same time; each is ranked, and looks for a
-twin, among the run as it stood when the round started plus itself — never among its
-siblings — so a decision does not depend on which sibling's job finished first.
+Branches are evaluated at the same time; each is ranked, and looks for a twin, among the run
+as it stood when it was proposed plus itself (`Lab.peers`) — never among branches still in
+flight — so a decision does not depend on which other job finished first.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def make(lab: Lab):
         fidelity = state.get("pending") or "short"
         lab.stage(round, f"evaluate ({fidelity})")
         candidate = lab.recorder.load(state["candidate_id"])
-        siblings = set(state.get("batch", [])) - {candidate.id}
-        peers = lambda: [c for c in lab.recorder.load_all() if c.id not in siblings]  # noqa: E731
+        visible = state.get("visible")
+        peers = lambda: lab.peers(visible, candidate.id)  # noqa: E731
         result = reuse_twin(lab, candidate, fidelity, round, peers())
         if result is None:
             result = train_seeds(lab, candidate, fidelity) if fidelity == "full" else lab.run_job(candidate, fidelity)
@@ -51,14 +51,14 @@ def make(lab: Lab):
         if fidelity == "short" and result.ok and objective.needs_bench(lab.objective):
             candidate.evaluations["bench"] = lab.run_job(candidate, "bench")   # the objective limits latency/memory
         if fidelity == "full" and result.ok:
-            judge_against_parent(lab, candidate, round)
+            judge_against_parent(lab, candidate, round, visible)
         settle(lab, candidate, round)
         pending = None
         if fidelity == "proxy":
             pending = after_proxy(lab, candidate, result, round, peers())
-        elif fidelity == "short" and result.ok and lab.limits.promote_fraction > 0:
+        elif fidelity == "short" and result.ok and lab.limits.loop.promote_fraction > 0:
             decision = screening.rung_decision(peers(), candidate.id, "short",
-                                               lab.limits.promote_fraction, lab.spec, lab.objective.metric,
+                                               lab.limits.loop.promote_fraction, lab.spec, lab.objective.metric,
                                                lab.objective.higher_is_better)
             lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
             pending = "full" if decision.promoted else None
@@ -91,7 +91,7 @@ def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int,
 def train_seeds(lab: Lab, candidate: Candidate, fidelity: str) -> EvalResult:
     """`full_seeds` runs from seeds lab.seed, lab.seed + 1, ...; stops at the first failure."""
     results = []
-    for k in range(lab.limits.full_seeds):
+    for k in range(lab.limits.loop.full_seeds):
         results.append(lab.run_job(candidate, fidelity, seed_index=k))
         if not results[-1].ok:
             break
@@ -99,7 +99,7 @@ def train_seeds(lab: Lab, candidate: Candidate, fidelity: str) -> EvalResult:
     return seeds.aggregate(results, lab.objective.metric)
 
 
-def judge_against_parent(lab: Lab, candidate: Candidate, round: int) -> None:
+def judge_against_parent(lab: Lab, candidate: Candidate, round: int, visible: int | None = None) -> None:
     """Better than the parent beyond the interval over seeds (`agents.scoring.verdict`), at `full`."""
     parent = lab.recorder.load(candidate.parent_ids[0]) if candidate.parent_ids else None
     if parent is not None and parent.evaluations.get("full") is None:
@@ -108,7 +108,7 @@ def judge_against_parent(lab: Lab, candidate: Candidate, round: int) -> None:
         settle(lab, parent, round)
     if parent is not None and parent.evaluations["full"].ok:
         found = scoring.verdict(candidate, parent, lab.objective,
-                                scoring.noise_floors(lab.recorder.load_all(), lab.objective))
+                                scoring.noise_floors(lab.peers(visible, candidate.id, parent.id), lab.objective))
         if found is not None and found.fidelity == "full":
             record_comparison(lab, candidate, parent.id, found, round)
     lab.recorder.save(candidate)

@@ -19,8 +19,7 @@ def make(lab: Lab):
     def plan(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "plan")
-        siblings = set(state.get("batch", [])) - {state["candidate_id"]}
-        candidates = [c for c in lab.recorder.load_all() if c.id not in siblings]
+        candidates = lab.peers(state.get("visible"))     # the run as it stood when this branch was proposed
         by_id = {c.id: c for c in candidates}
         # the chosen parent first; if nothing new can be proposed for it, the next best
         order = [by_id[state["parent_id"]]] + [c for c in scored(candidates, lab.objective)
@@ -28,13 +27,14 @@ def make(lab: Lab):
         tried = set(state.get("seen", [])) | set(state.get("tried", []))
         for parent in order:
             query = f"{lab.spec.name}: changes to {parent.title}. {parent.analysis}"
-            findings = lab.store.nearest(query, k=lab.limits.findings_k, task=lab.spec.name)
+            findings = lab.store.nearest(query, k=lab.limits.findings_k, task=lab.spec.name,
+                                         keep=lab.keeps_finding(state.get("visible")))
             lab.events.emit("retrieval", round=round, candidate_id=state["candidate_id"], query=query[:500],
                             finding_ids=[f.id for f, _ in findings],
                             distances=[round_to(d) for _, d in findings])
             context = PlanContext(spec=lab.spec, round=round, parent=parent, candidates=candidates,
                                   findings=findings, tried=tried, slot=state.get("slot", 0),
-                                  batch=len(state.get("batch", [])) or 1,
+                                  batch=state.get("batch") or 1, candidate_id=state["candidate_id"],
                                   sibling_rank=state.get("sibling_rank", 0) if parent.id == state["parent_id"] else 0,
                                   objective=lab.objective)
             try:

@@ -31,8 +31,8 @@ def needs_review(lab: Lab, state: CandidateState) -> bool:
         return pending == "full"
     if policy == "new-idea" and pending == "short":
         change = (state.get("plan") or {}).get("change")
-        same_round = set(state.get("batch", []))       # siblings run concurrently: what they try is not "earlier"
-        earlier = [c for c in lab.recorder.load_all() if c.id not in same_round and c.change == change]
+        # branches in flight run concurrently: what they try is not "earlier"
+        earlier = [c for c in lab.peers(state.get("visible")) if c.id != state["candidate_id"] and c.change == change]
         return not earlier
     return False
 

@@ -1,9 +1,18 @@
-"""select: start the next round, choose a parent for each of its `batch` candidates, and fan out.
+"""select: propose branches until `batch + lookahead` are in flight; each gets its parent and id here.
 
-Each parent wins a tournament over the population (`agents.search.choose_parents`: the best
-of a few drawn from the best twenty, with a novelty term for members built on less often;
-random references and baselines take part). The round's candidate ids are fixed here, so every branch knows its siblings (and keeps them out of its
-decisions) and a resumed run numbers on where it stopped.
+No round barrier: this node runs again every time a branch is collected (`analyze`), so a
+freed worker finds the next proposal already planned, and a slow branch (one promoted to
+`full`) holds up nobody. Rounds stay as a unit of count and report: proposal k belongs to
+round ceil(k / batch), the run makes `rounds * batch` proposals in all, and `round_started`
+is logged with a round's first proposal.
+
+Each parent wins a tournament (`agents.search.choose_parents`: the best of a few drawn from
+the best twenty, with a novelty term for members built on less often; random references and
+baselines take part) among the candidates collected so far (`Lab.peers`), and the proposal
+records how many that was (`visible`), so the branch's own decisions read the same run and a
+replay reproduces them however jobs interleaved. Candidate ids follow the proposal count
+(c001 is the first), so a node re-run after a crash gives the same ids again. At a used-up
+budget no new proposal is made and the branches in flight finish.
 """
 from __future__ import annotations
 
@@ -13,7 +22,6 @@ from agents.records import Candidate
 from agents.state import LoopState
 from evaluators.fitness import Objective
 from langgraph.graph import END
-from langgraph.types import Send
 
 
 def rank_key(candidate: Candidate, objective: Objective) -> tuple:
@@ -31,48 +39,48 @@ def scored(candidates: list[Candidate], objective: Objective) -> list[Candidate]
 
 def make(lab: Lab):
     def select(state: LoopState) -> LoopState:
-        round = state.get("round", 0) + 1
-        lab.stage(round, "select")
-        if round > lab.limits.rounds:
-            return {"finished": f"all {lab.limits.rounds} rounds done"}
-        exhausted = lab.control.exhausted(lab.events.history)
-        if exhausted:
-            lab.events.emit("budget_exhausted", round=round, reason=exhausted)
-            return {"finished": exhausted}
-        candidates = lab.recorder.load_all()
-        pool = scored(candidates, lab.objective)
-        parents = search.choose_parents(candidates, lab.objective, lab.limits.batch, f"{lab.seed}:select:{round}",
-                                        explore=lab.limits.explore)
-        if not parents:
-            lab.events.emit("search_exhausted", round=round, reason="no candidate has a score to build on")
-            return {"finished": "no candidate has a score to build on"}
-        earlier = [cid for e in lab.events.history if e.type == "parents_selected" and e.data.round < round
-                   for cid in e.data.candidate_ids]
-        batch = candidate_ids([c.id for c in candidates] + earlier, lab.limits.batch)
-        lab.events.emit("round_started", round=round)
-        lab.events.emit("parents_selected", round=round, parent_ids=[p.id for p in parents],
-                        explore=any(p.id != pool[0].id for p in parents),
-                        candidate_ids=batch, ranking=[c.id for c in pool[:5]])
-        return {"round": round, "batch": batch, "parents": [p.id for p in parents], "finished": ""}
+        proposed = state.get("proposed", 0)
+        in_flight = dict(state.get("in_flight", {}))
+        finished = state.get("finished", "")
+        batch = max(1, lab.limits.batch)
+        room = batch + max(0, lab.limits.loop.lookahead)
+        round = state.get("round", 0)
+        while not finished and len(in_flight) < room:
+            if proposed >= lab.limits.rounds * batch:
+                finished = f"all {lab.limits.rounds} rounds done"
+                break
+            k = proposed + 1
+            round, slot = (k - 1) // batch + 1, (k - 1) % batch
+            lab.stage(round, "select")
+            exhausted = lab.control.exhausted(lab.events.history)
+            if exhausted:
+                lab.events.emit("budget_exhausted", round=round, reason=exhausted)
+                finished = exhausted
+                break
+            visible = len(lab.collected())
+            candidates = lab.peers(visible)
+            parents = search.choose_parents(candidates, lab.objective, 1, f"{lab.seed}:select:{k}",
+                                            explore=lab.limits.loop.explore)
+            if not parents:
+                lab.events.emit("search_exhausted", round=round, reason="no candidate has a score to build on")
+                finished = "no candidate has a score to build on"
+                break
+            parent, pool = parents[0], scored(candidates, lab.objective)
+            cid = f"c{k:03d}"
+            if slot == 0:
+                lab.events.emit("round_started", round=round)
+            lab.events.emit("parents_selected", round=round, parent_ids=[parent.id], candidate_ids=[cid],
+                            explore=bool(pool) and parent.id != pool[0].id, ranking=[c.id for c in pool[:5]], visible=visible,
+                            slot=slot, batch=batch)
+            in_flight[cid] = {"round": round, "slot": slot, "batch": batch, "visible": visible,
+                              "seen": len(state.get("tried", [])), "parent_id": parent.id, "candidate_id": cid,
+                              "plan": None, "fix_attempts": 0, "check_status": "", "pending": None, "reviewed": [],
+                              "sibling_rank": sum(f["parent_id"] == parent.id for f in in_flight.values())}
+            proposed = k
+        return {"round": round, "proposed": proposed, "in_flight": in_flight, "finished": finished}
     return select
 
 
-def candidate_ids(taken: list[str], count: int) -> list[str]:
-    """The next `count` proposal ids (c001, c002, ...), numbered on from every id already given out (on disk, or to
-    an earlier round's branch that wrote no candidate), so no id is ever given twice."""
-    numbers = [int(cid[1:]) for cid in taken if cid[:1] == "c" and cid[1:].isdigit()]
-    first = max(numbers, default=0) + 1
-    return [f"c{n:03d}" for n in range(first, first + count)]
-
-
-def route_after_select(state: LoopState):
-    """One `Send` per candidate of the round into the `candidate` subgraph, or the end."""
-    if state.get("finished"):
-        return END
-    seen = list(state.get("tried", []))
-    parents = state["parents"]
-    return [Send("candidate", {"round": state["round"], "slot": slot, "batch": state["batch"], "seen": seen,
-                               "parent_id": parent_id, "candidate_id": cid, "plan": None, "fix_attempts": 0,
-                               "check_status": "", "pending": None, "reviewed": [],
-                               "sibling_rank": parents[:slot].count(parent_id)})
-            for slot, (cid, parent_id) in enumerate(zip(state["batch"], parents))]
+def route_after_select(state: LoopState) -> str:
+    """Collect the next branch to end, or end the run once none is in flight."""
+    return "analyze" if state.get("in_flight") else END

@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import jinja2
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -61,7 +61,7 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _num
     env.filters["minutes"] = lambda seconds: f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
-    env.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=str, ensure_ascii=False)
+    env.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=_plain, ensure_ascii=False)
     knowledge = views.KnowledgeIndex()
 
     def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
@@ -155,8 +155,8 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
         if action not in ACTIONS:
             return page(request, "error.html", 400, title="bad request", run=run,
                         message=f"unknown action {action!r}; use approve, reject or edit")
-        request_ = next((r for r in run.waiting if r["candidate_id"] == cid
-                         and form.get("fidelity", r["fidelity"]) == r["fidelity"]), None)
+        request_ = next((r for r in run.waiting if r.candidate_id == cid
+                         and form.get("fidelity", r.fidelity) == r.fidelity), None)
         if request_ is None:
             return page(request, "error.html", 409, title="not waiting", run=run,
                         message=f"{cid} is not waiting for review (it may have been decided already).")
@@ -170,7 +170,7 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
             code = form.get("code", "").replace("\r\n", "\n")
             if code.strip() and (candidate is None or code != candidate.source):
                 source = code
-            before = request_.get("plan") or {}
+            before = request_.plan or {}
             plan = {k: form[k] for k in ("title", "motivation") if form.get(k, "").strip()
                     and form[k] != before.get(k)}
             if source is None and not plan:
@@ -277,12 +277,12 @@ def _panel(run: runstore.RunRecord, request: Request) -> dict:
 def _review(run: runstore.RunRecord, request: Request) -> dict:
     made = views.decisions_made(run)
     cid, flash = request.query_params.get("decided", ""), ""
-    taken = next((d for d in made if d["candidate_id"] == cid), None)
+    taken = next((d for d in made if d.candidate_id == cid), None)
     if cid in run.decided:
         flash = f"{run.decided[cid].get('action')} recorded for {cid}" + (
             "; the run takes it up within a moment" if run.driven else "; it applies when the run is resumed")
     elif taken is not None:
-        flash = f"{taken['action']} recorded for {cid}; the run has taken it up"
+        flash = f"{taken.action} recorded for {cid}; the run has taken it up"
     return {"items": views.review_items(run), "made": made, "flash": flash}
 
 
@@ -312,6 +312,11 @@ def _json(value):
     if isinstance(value, (list, tuple)):
         return [_json(v) for v in value]
     return value
+
+
+def _plain(value):
+    """What `pretty` prints for a value JSON lacks: a record (a payload's nested model) as its fields, else its text."""
+    return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else str(value)
 
 
 def _num(value, pattern: str = ".4g") -> str:

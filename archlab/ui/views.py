@@ -5,7 +5,8 @@ Every ranking goes through `agents.scoring` (score, ranked, standing) and the fr
 objective's metric and cost axes are read from the run. Every claim that one candidate is
 better than another is `agents.scoring.verdict` against the run's noise floor
 (`scoring.noise_floors`), shown with its interval; the best is shown with its lead or as tied. Nothing here reads a file: the run
-store does that, and the templates escape whatever text a run holds.
+store does that, and the templates escape whatever text a run holds. Events are read as their payload models
+(`event.data`, `agents.event_types`), never as dicts.
 
 What it does not do: HTTP, security, or drawing (`archlab.ui.app`, `archlab.ui.plots`).
 """
@@ -17,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents import event_types as ev
 from agents import scoring
 from agents.event_types import decision_fields
 from agents.objective import front as pareto_front
@@ -25,7 +27,7 @@ from archlab.runstore import RunRecord
 from archlab.ui import plots
 
 FIDELITY_ORDER = ("check", "proxy", "short", "full", "bench")
-JOB_ENDS = ("result", "sandbox_error", "job_reused")     # a job_started is answered by one of these
+JOB_ENDS = (ev.JobResult, ev.SandboxError, ev.JobReused)     # a job_started is answered by one of these
 
 
 def llm_cost(run: RunRecord) -> float:
@@ -35,7 +37,7 @@ def llm_cost(run: RunRecord) -> float:
 
 def rounds(run: RunRecord) -> tuple[int, int | None]:
     """(rounds started, rounds the run was asked for)."""
-    started = max((int(e.payload.get("round", 0)) for e in run.events if e.type == "round_started"), default=0)
+    started = max((e.data.round for e in run.events if isinstance(e.data, ev.RoundStarted)), default=0)
     total = run.settings.get("rounds")
     return started, total if isinstance(total, int) else None
 
@@ -92,15 +94,15 @@ def best_over_time(run: RunRecord) -> list[tuple[float, scoring.Score]]:
     by_id = {c.id: c for c in run.candidates}
     last: dict[tuple[str, str], int] = {}
     for i, e in enumerate(run.events):
-        if e.type == "result":
-            last[(e.payload.get("candidate_id"), e.payload.get("fidelity"))] = i
+        if isinstance(e.data, ev.JobResult):
+            last[(e.data.candidate_id, e.data.fidelity)] = i
     start = run.events[0].time
     known: dict[str, Candidate] = {}
     out: list[tuple[float, scoring.Score]] = []
     for i, e in enumerate(run.events):
-        if e.type != "result":
+        if not isinstance(e.data, ev.JobResult):
             continue
-        key = (e.payload.get("candidate_id"), e.payload.get("fidelity"))
+        key = (e.data.candidate_id, e.data.fidelity)
         final = by_id.get(key[0])
         if last.get(key) != i or final is None or key[1] not in final.evaluations:
             continue
@@ -148,11 +150,11 @@ def suite_report(run: RunRecord):
 
 def tau_plot(run: RunRecord):
     """The cheap score's Kendall tau against training, each time it was measured."""
-    reports = [e.payload for e in run.events if e.type == "cheap_score" and e.payload.get("tau") is not None]
-    fitted = [(float(i), float(p["tau"]), f"round {p['round']}: tau {p['tau']:+.2f} vs {p['target']} "
-               f"({p['n']} candidates)") for i, p in enumerate(reports, 1)]
-    loo = [(float(i), float(p["tau_loo"]), f"round {p['round']}: leave-one-out tau {p['tau_loo']:+.2f}")
-           for i, p in enumerate(reports, 1) if p.get("tau_loo") is not None]
+    reports = [e.data for e in run.events if isinstance(e.data, ev.CheapScoreReport) and e.data.tau is not None]
+    fitted = [(float(i), p.tau, f"round {p.round}: tau {p.tau:+.2f} vs {p.target} ({p.n} candidates)")
+              for i, p in enumerate(reports, 1) if p.tau is not None]
+    loo = [(float(i), p.tau_loo, f"round {p.round}: leave-one-out tau {p.tau_loo:+.2f}")
+           for i, p in enumerate(reports, 1) if p.tau_loo is not None]
     return plots.line_chart("tau", [plots.Series("in-sample", fitted), plots.Series("leave-one-out", loo, dashed=True)],
                             "cheap-score report", "Kendall tau", "no cheap-score report yet")
 
@@ -251,17 +253,17 @@ class Job:
 
 def jobs(run: RunRecord, now: float, recent: int = 8) -> tuple[list[Job], list[Job]]:
     """(jobs started and not yet answered, the latest finished ones, newest first)."""
-    started: dict[str, object] = {}
+    started: dict[str, tuple[float, ev.JobStarted]] = {}     # job id -> (when, what)
     finished: list[Job] = []
     for e in run.events:
-        if e.type == "job_started":
-            started[e.payload["job_id"]] = e
-        elif e.type in JOB_ENDS and e.payload.get("job_id") in started:
-            begin = started.pop(e.payload["job_id"])
-            finished.append(Job(e.payload["job_id"], begin.payload["candidate_id"], begin.payload["fidelity"],
-                                e.time - begin.time, e.payload.get("status") or e.type))
-    flight = [Job(j.payload["job_id"], j.payload["candidate_id"], j.payload["fidelity"], now - j.time)
-              for j in started.values()]
+        data = e.data
+        if isinstance(data, ev.JobStarted):
+            started[data.job_id] = (e.time, data)
+        elif isinstance(data, JOB_ENDS) and data.job_id in started:
+            at, begin = started.pop(data.job_id)
+            finished.append(Job(data.job_id, begin.candidate_id, begin.fidelity, e.time - at,
+                                data.status if isinstance(data, ev.JobResult) else e.type))
+    flight = [Job(job.job_id, job.candidate_id, job.fidelity, now - at) for at, job in started.values()]
     return flight, finished[::-1][:recent]
 
 
@@ -319,25 +321,32 @@ def curve_plot(candidate: Candidate):
     return plots.line_chart("curve", series, "training progress (%)", "training loss", "no learning curve recorded")
 
 
-def drew_on(run: RunRecord, candidate_id: str) -> tuple[list[tuple[dict, float | None]], list[dict]]:
+@dataclass
+class Drawn:
+    """A finding a plan was grounded on, as the candidate page lists it."""
+    id: str
+    text: str
+    distance: float | None      # from the plan's query; None when the log has no retrieval for it
+
+
+def drew_on(run: RunRecord, candidate_id: str) -> tuple[list[Drawn], list[dict]]:
     """(the findings retrieved for the candidate's plan, with distance; the literature principles shown that round)."""
-    findings = {e.payload.get("id"): e.payload for e in run.events if e.type == "finding"}
-    retrieval = next((e.payload for e in run.events if e.type == "retrieval"
-                      and e.payload.get("candidate_id") == candidate_id), None)
-    plan = next((e.payload for e in run.events if e.type == "plan" and e.payload.get("candidate_id") == candidate_id),
+    findings = {e.data.id: e.data for e in run.events if isinstance(e.data, ev.FindingStored)}
+    retrieval = next((e.data for e in run.events if isinstance(e.data, ev.Retrieval)
+                      and e.data.candidate_id == candidate_id), None)
+    plan = next((e.data for e in run.events if isinstance(e.data, ev.PlanMade) and e.data.candidate_id == candidate_id),
                 None)
-    ids = list(retrieval["finding_ids"]) if retrieval else list((plan or {}).get("retrieved", []))
-    distances = list(retrieval["distances"]) if retrieval else []
-    used = [(findings.get(fid, {"id": fid, "text": "(not in this run's log)"}),
-             distances[i] if i < len(distances) else None) for i, fid in enumerate(ids)]
-    round_ = (plan or {}).get("round")
-    shown = next((e.payload for e in run.events if e.type == "principles_retrieved"
-                  and e.payload.get("round") == round_), None) if round_ is not None else None
+    ids = list(retrieval.finding_ids) if retrieval else list(plan.retrieved) if plan else []
+    distances = list(retrieval.distances) if retrieval else []
+    used = [Drawn(fid, found.text if (found := findings.get(fid)) else "(not in this run's log)",
+                  distances[i] if i < len(distances) else None) for i, fid in enumerate(ids)]
+    shown = next((e.data for e in run.events if isinstance(e.data, ev.PrinciplesRetrieved)
+                  and e.data.round == plan.round), None) if plan is not None else None
     principles = []
-    if shown and shown.get("ids"):
+    if shown and shown.ids:
         entries = {p.id: p for p in _literature()}
         principles = [entries[i].model_dump() if i in entries else {"id": i, "title": "", "principle": ""}
-                      for i in shown["ids"]]
+                      for i in shown.ids]
     return used, principles
 
 
@@ -351,9 +360,10 @@ def twins(run: RunRecord, candidate: Candidate) -> list[dict]:
     out = [{"id": c.id, "how": "same functional hash", "fidelity": ""} for c in run.candidates
            if candidate.functional_hash and c.id != candidate.id and c.functional_hash == candidate.functional_hash]
     for e in run.events:
-        if e.type == "cache_hit" and candidate.id in (e.payload.get("candidate_id"), e.payload.get("twin_id")):
-            other = e.payload["twin_id"] if e.payload["candidate_id"] == candidate.id else e.payload["candidate_id"]
-            out.append({"id": other, "how": "result reused", "fidelity": e.payload.get("fidelity", "")})
+        hit = e.data
+        if isinstance(hit, ev.CacheHit) and candidate.id in (hit.candidate_id, hit.twin_id):
+            other = hit.twin_id if hit.candidate_id == candidate.id else hit.candidate_id
+            out.append({"id": other, "how": "result reused", "fidelity": hit.fidelity})
     return out
 
 
@@ -362,17 +372,17 @@ def review_items(run: RunRecord) -> list[dict]:
     by_id = {c.id: c for c in run.candidates}
     items = []
     for request in run.waiting:
-        candidate = by_id.get(request["candidate_id"])
-        parent = by_id.get(request.get("parent_id", ""))
-        items.append({"request": request, "plan": request.get("plan") or {}, "candidate": candidate,
+        candidate = by_id.get(request.candidate_id)
+        parent = by_id.get(request.parent_id)
+        items.append({"request": request, "plan": request.plan or {}, "candidate": candidate,
                       "parent": parent, "diff": diff(parent, candidate) if candidate else [],
-                      "decision": run.decided.get(request["candidate_id"])})
+                      "decision": run.decided.get(request.candidate_id)})
     return items
 
 
-def decisions_made(run: RunRecord, limit: int = 10) -> list[dict]:
+def decisions_made(run: RunRecord, limit: int = 10) -> list[ev.ReviewDecision]:
     """The latest review decisions the run took up, newest first."""
-    return [e.payload for e in run.events if e.type == "review_decision"][::-1][:limit]
+    return [e.data for e in run.events if isinstance(e.data, ev.ReviewDecision)][::-1][:limit]
 
 
 def replay_rows(run: RunRecord, step: int, window: int = 12) -> tuple[int, list[dict]]:
@@ -385,7 +395,7 @@ def replay_rows(run: RunRecord, step: int, window: int = 12) -> tuple[int, list[
     for i in range(low, high):
         e = run.events[i]
         fields = decision_fields(e.type)
-        rows.append({"index": i, "event": e, "decision": {f: e.payload.get(f) for f in fields},
+        rows.append({"index": i, "event": e, "decision": {f: getattr(e.data, f) for f in fields},
                      "offset": e.time - run.events[0].time})
     return step, rows
 
@@ -409,9 +419,9 @@ class KnowledgeIndex:
 
     def findings(self, run: RunRecord) -> list:
         from knowledge.records import Finding
-        fields = set(Finding.model_fields)
-        return [Finding.model_validate({k: v for k, v in e.payload.items() if k in fields})
-                for e in run.events if e.type == "finding"]
+        fields = set(Finding.model_fields)          # the stored record, less the round it was learned in
+        return [Finding.model_validate(e.data.model_dump(include=fields))
+                for e in run.events if isinstance(e.data, ev.FindingStored)]
 
     def search(self, run: RunRecord, query: str, k: int = 8) -> tuple[list, list]:
         """(findings nearest to `query`, with distance; principles nearest to it, with distance)."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import docker
@@ -227,11 +229,48 @@ def test_a_warm_worker_is_isolated_like_a_cold_container_and_removed(box, tiny_s
         assert writable == ["/job/out"], attrs["Mounts"]
         result = evaluate(warm, job(tiny_spec, "warm-1"), tmp_path / "w")
         assert result.status == "ok", result.message
-        with pytest.raises(docker.errors.NotFound):
-            box.client.containers.get(worker.container.id)
+        assert _removed_within(box, worker.container.id, 30)     # removed off the job's clock, but removed
     finally:
         warm.close()
     assert not ours(box.client)
+
+
+def _removed_within(box, container_id: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            box.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_warm_worker_starts_at_the_least_cpu_weight_and_runs_its_job_at_full_weight(box, tiny_spec, tmp_path):
+    """Its start-up (torch's import) takes only what running jobs leave; the job itself competes as any job does."""
+    from evaluators.harness import evaluate
+    from sandbox.docker_backend import RUNNING_CPU_SHARES, WAITING_CPU_SHARES
+    limits = Limits(wall_seconds=60, memory_mb=1024, cpus=1)
+    worker = box.spawn(limits)
+    try:
+        assert worker._launched.wait(120) and worker.container is not None, worker.why_lost()
+        starting = box.client.containers.get(worker.container.id).attrs["HostConfig"]
+        assert starting["CpuShares"] == WAITING_CPU_SHARES == 2
+        assert starting["NanoCpus"] == 1_000_000_000                      # its quota is the job's from the start
+        done: dict = {}
+        running = threading.Thread(target=lambda: done.update(result=evaluate(
+            worker, job(tiny_spec, "weight-1", source="import time\ntime.sleep(4)\n" + MODEL), tmp_path / "w")))
+        running.start()
+        deadline = time.monotonic() + 120
+        while not worker.channel.taken and running.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.channel.taken, worker.why_lost()
+        during = box.client.containers.get(worker.container.id).attrs["HostConfig"]      # the job runs now
+        running.join(120)
+    finally:
+        worker.discard()
+    assert during["CpuShares"] == RUNNING_CPU_SHARES == 1024
+    assert done["result"].status == "ok", done["result"].message
 
 
 def test_a_warm_gpu_worker_without_the_nvidia_runtime_is_a_sandbox_error(box, tiny_spec, tmp_path):
