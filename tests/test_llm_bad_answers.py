@@ -1,6 +1,8 @@
 """A corpus of realistic bad answers, each handled by retry, repair or a clear failure: never a crash or a hang.
 
-Every case runs the real engine and the real `openai` client over HTTP against the strict
+The coder's and fixer's cases are whole-module answers and run under `llm.coder_answer =
+"module"` (the form the edit protocol falls back to); edits have their own tests in
+`tests/test_llm_edits.py`. Every case runs the real engine and the real `openai` client over HTTP against the strict
 fake endpoint (every recorded answer must be used, nothing unrecorded may arrive), then
 checks the outcome, that the event log stayed valid JSON, and that the key is not in it.
 """
@@ -178,7 +180,9 @@ def test_the_corpus_is_large_enough():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_answer_is_handled(case: Case, tmp_path):
     with FakeEndpoint({MODEL[case.role]: case.answers}) as fake:
-        eng, lab = engine(fake.url, tmp_path, **case.over)
+        # the corpus's code answers are whole modules: it runs the module protocol (edits: tests/test_llm_edits.py)
+        protocol = {"coder_answer": "module"} if case.role in ("code", "fix") else {}
+        eng, lab = engine(fake.url, tmp_path, **{**protocol, **case.over})
         if case.expect == "raises":
             with pytest.raises(case.raises) as raised:
                 run_role(eng, case.role)

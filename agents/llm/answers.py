@@ -63,6 +63,31 @@ class PlanAnswer(BaseModel):
         return value[:120]
 
 
+class GeneValue(BaseModel):
+    """One gene of the task's search space and its new value."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    gene: str = Field(validation_alias=AliasChoices("gene", "name", "key"))
+    value: str | int | float | bool
+
+
+class SpacePlanAnswer(PlanAnswer):
+    """A proposal where the task declares a search space: `space_change` names a change of the parent's genome
+    (the lab renders its module), or is empty for a change in words that the coder writes."""
+
+    space_change: list[GeneValue] = Field(default_factory=list)
+
+    @field_validator("space_change", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return []
+        if isinstance(value, dict) and not {"gene", "name", "key"} & set(value):   # {"short_conv": 3}
+            return [{"gene": k, "value": v} for k, v in value.items()]
+        return [value] if isinstance(value, dict) else value
+
+
 class Evidence(BaseModel):
     metric: str
     value: float

@@ -9,6 +9,10 @@ The measured comparison says "improved" / "hurt" only by `agents.scoring.verdict
 the interval over seeds, or beyond the noise floor the run measured on its baselines), with
 the interval, in the same words as `archlab show` and the review page.
 
+For the analyst, the learning curves of candidate and parent (`curves_text`) and the run's
+noise floor per rung (`noise_floor_text`); for the planner, whether the run has plateaued
+(`plateau`: no new best beyond the noise floor in the last `llm.plateau_after` proposals).
+
 Numbers are printed as valid JSON numbers (`78848`, `-0.050`, `0.8`): no thousands
 separators, no leading `+`, no `%`, no `nan`. Models copy numbers from the prompt into their
 JSON evidence, and a separator there makes the whole answer unparseable.
@@ -19,6 +23,7 @@ import ast
 import difflib
 import math
 import re
+from dataclasses import dataclass
 
 from agents import scoring
 from agents.records import Candidate
@@ -226,3 +231,100 @@ def measured(candidate: Candidate, parent: Candidate | None, baselines: list[Can
         parts.append(line + ".")
     parts += [line for line in [scoring.baselines_text(candidate, baselines, objective, floors)] if line]
     return " ".join(parts), evidence
+
+
+# --- what the analyst and the planner are told about the run's dynamics ------------------------------------------
+CURVE_SHOWN = 8         # points of a learning curve printed in a prompt
+
+
+def curve_line(candidate: Candidate, fidelity: str = "short") -> str:
+    """The training loss curve of one evaluation in words: a few (step, loss) points and how its end moves.
+
+    Empty when that evaluation recorded no curve. The steps come from `evaluators.fidelities.curve_steps` (where the
+    runner sampled the curve); the end's trend compares the last quarter of the points with the point before it.
+    """
+    from evaluators.fidelities import curve_steps
+    result = candidate.evaluations.get(fidelity)
+    curve = [v for v in (result.curve if result is not None else []) if isinstance(v, (int, float))]
+    if len(curve) < 2:
+        return ""
+    total = int(result.metrics.get("steps", 0) or 0) if result is not None else 0
+    steps = curve_steps(total, len(curve)) if total else [float(i + 1) for i in range(len(curve))]
+    picks = sorted({round(i * (len(curve) - 1) / (CURVE_SHOWN - 1)) for i in range(CURVE_SHOWN)})
+    points = ", ".join(f"{number(curve[i])} at step {int(steps[i])}" for i in picks)
+    quarter = max(1, len(curve) // 4)
+    before, last = curve[-quarter - 1], curve[-1]
+    if not (math.isfinite(before) and math.isfinite(last)):
+        trend = "it is not finite at the end (training diverged)"
+    else:
+        drop = before - last
+        share = drop / abs(before) if before else 0.0
+        trend = (f"the last quarter of training lowered it by {number(drop)} ({number(100 * share, '.1f')} percent): "
+                 + ("still falling, more steps would likely help" if share > 0.03 else
+                    "flat at the end" if share > -0.01 else "rising at the end (unstable or overfitting)"))
+    return f"{candidate.id} at {fidelity} (training loss, {len(curve)} points): {points}; {trend}"
+
+
+def curves_text(candidate: Candidate, parent: Candidate | None) -> str:
+    """The candidate's learning curve and its parent's, for the analyst; a line saying so when none was recorded."""
+    lines = [line for line in (curve_line(candidate), curve_line(parent) if parent is not None else "") if line]
+    return "\n".join(f"- {line}" for line in lines) or "(no learning curve was recorded)"
+
+
+def noise_floor_text(floors: dict[str, scoring.Floor]) -> str:
+    """The run's measured noise floor per rung, in the words `archlab show` uses; a line saying so when none."""
+    lines = [f"- {floor.text()}" for floor in floors.values()]
+    return "\n".join(lines) or (f"(this run measured no noise floor; treat differences below about {NOISE} of the "
+                                "metric as noise)")
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """The run's best has not moved beyond the noise floor for `since` proposals."""
+    best_id: str
+    metric: str
+    value: float
+    fidelity: str
+    since: int
+    floor: float | None
+
+    def text(self) -> str:
+        beyond = f"beyond the noise floor (±{number(self.floor, '.4f')})" if self.floor is not None else "at all"
+        return (f"The run has plateaued: none of the last {self.since} proposals improved on the best, "
+                f"{self.best_id} ({self.metric} {number(self.value, '.4f')} at {self.fidelity}), {beyond}. "
+                "Small tweaks are not moving the metric: propose a larger step this time (another mixer or "
+                "mechanism, a change of depth or width, several genes at once, or a combination of what worked).")
+
+
+def plateau(candidates: list[Candidate], objective: Objective | None, after: int) -> Plateau | None:
+    """A `Plateau` when the last `after` proposals (in id order, failed and screened ones included) brought no new best
+    beyond the noise floor (`agents.scoring.takes_lead`: the order `archlab show` ranks by, and a verdict beyond the
+    floor at the same rung; where the run measured no floor at that rung, ranking above the best is enough); None
+    otherwise, or before `after` proposals."""
+    if not candidates:
+        return None
+    objective = run_objective(objective, candidates[0].task)
+    floors = scoring.noise_floors(candidates, objective)
+    proposals = sorted((c for c in candidates if c.status not in ("baseline", "reference")), key=lambda c: c.id)
+    incumbent = scoring.best([c for c in candidates if c.status in ("baseline", "reference")], objective)
+    since = 0
+    for candidate in proposals:
+        found = scoring.score(candidate, objective) if candidate.status in scoring.PROPOSALS else None
+        if found is not None and (incumbent is None or leads(found, incumbent, objective, floors)):
+            incumbent, since = found, 0
+        else:
+            since += 1
+    if incumbent is None or since < after:
+        return None
+    floor = floors.get(incumbent.fidelity)
+    return Plateau(incumbent.candidate.id, objective.metric, incumbent.value, incumbent.fidelity, since,
+                   floor.value if floor is not None else None)
+
+
+def leads(challenger: scoring.Score, incumbent: scoring.Score, objective: Objective,
+          floors: dict[str, scoring.Floor]) -> bool:
+    """Whether `challenger` is a new best: beyond the noise floor where the rung has one, else by rank alone (a run
+    without a floor must not read as plateaued forever because no difference can be called real)."""
+    if incumbent.fidelity in floors or challenger.fidelity in floors:
+        return scoring.takes_lead(challenger, incumbent, objective, floors)
+    return challenger.key() > incumbent.key()

@@ -5,14 +5,24 @@
   the nearest findings, the nearest literature principles, recent failures and everything
   tried; answers a `PlanAnswer`. A proposal within `novelty_threshold` of an earlier one is
   sent back with the earlier one shown, up to `novelty_retries` times, then kept (logged).
-- coder: gets the plan and the parent's module, answers a whole module in a ```python block.
-  A module identical to an evaluated candidate's (the parent's, usually) is sent back the
-  same bounded number of times.
+- planner, where the task declares a search space with a renderer (`agents.llm.space`): also
+  sees the parent's genome and the changes the space's catalogue allows, and may name one
+  (`space_change`); a change the space refuses goes back with the reason (on the last repair
+  the plan in words is taken without it, for the coder to write). When the run has
+  plateaued (no new best beyond the noise floor in `plateau_after` proposals) it is told so
+  and asked for a larger step (a `plateau` event).
+- coder: a plan naming a space change is rendered by the space (no call). Otherwise it gets
+  the plan and the parent's module and answers SEARCH/REPLACE edits (`agents.llm.edits`;
+  `coder_answer = "edits"`), which the engine applies; edits that do not apply go back with
+  the reason per block (`edit_failed`), up to `edit_attempts` times, and then the whole module
+  is asked for (the only form with `coder_answer = "module"`). A `code_answer` event says
+  which form was used. A module identical to an evaluated candidate's (the parent's,
+  usually) is sent back the same bounded number of times.
 - fixer: the coder again, with the contract, the plan, the failed check's message and log
-  tail, the failing module and its diff from the parent; returns the new module, or None
-  (the graph records that it gave up).
-- analyst: gets the measured comparison with parent and baselines; answers an
-  `AnalysisAnswer`. Its findings carry the measured numbers as evidence, never only the model's.
+  tail, the failing module and its diff from the parent; edits the failing module (or
+  rewrites it, as the coder); returns the new module, or None (the graph records that it gave up).
+- analyst: gets the measured comparison with parent and baselines, both learning curves and
+  the run's noise floor; answers an `AnalysisAnswer`. Its findings carry the measured numbers as evidence, never only the model's.
 
 Bad answers (empty, refusal, no code, truncated or wrong-schema JSON) go back to the model
 with the problem named, up to `repair_attempts` times per call. Then: plan raises
@@ -33,13 +43,18 @@ output step that works per model is the client's, re-derived from the event log 
 """
 from __future__ import annotations
 
+import ast
+import json
 import re
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from agents import scoring
 from agents.engine import EngineUnavailable, PlanContext
 from agents.llm import context as ctx
-from agents.llm.answers import AnalysisAnswer, PlanAnswer, read_json, read_module
+from agents.llm.answers import AnalysisAnswer, PlanAnswer, SpacePlanAnswer, read_json, read_module
+from agents.llm.edits import apply_edits, count_markers, has_markers, read_edits
+from agents.llm.space import menu_for, renderer_for
 from agents.llm.client import LLMClient, MemoryEvents, Reply, clip
 from agents.llm.errors import LLMConfigError, UnexpectedModelBehavior
 from agents.llm.preflight import check_endpoint
@@ -48,6 +63,7 @@ from agents.records import Candidate, Plan, source_hash
 from wire.task import TaskSpec
 from knowledge.embedders import HashingEmbedder
 from knowledge.literature import Literature
+from evaluators.tasks import task_of
 from knowledge.novelty import Earlier, NoveltyCheck
 from knowledge.records import Finding
 from wire.jobs import EvalResult
@@ -56,6 +72,9 @@ if TYPE_CHECKING:
     from archlab.settings import LLMSettings
     from evaluators.fitness import Objective
 
+# the planner's answer field for a change of the task's search space (shown only where there is one)
+SPACE_FIELD = (',\n "space_change": [{"gene": "<a gene of the search space shown below>", "value": <its new value>}] '
+               'or [] for a change outside the space')
 ECHO_CHARS = 12_000          # characters of a rejected answer echoed back to the model
 LOG_TAIL_CHARS = 3_000       # characters of a failed check's log shown to the fixer
 UNUSABLE_MARK = "# archlab: no usable module"
@@ -124,6 +143,12 @@ class OpenAIEngine:
         principles = self._principles(f"{ctx.task_summary(spec)} Changes to {parent.title}. {parent.analysis}",
                                       context.round)
         objective = self.objective
+        menu = menu_for(context, self.seed) if self.llm.space_changes else None
+        schema = SpacePlanAnswer if menu is not None else PlanAnswer
+        stuck = ctx.plateau(context.candidates, objective, self.llm.plateau_after)
+        if stuck is not None:
+            self.client.emit("plateau", round=context.round, parent_id=parent.id, best_id=stuck.best_id,
+                             proposals=stuck.since, floor=stuck.floor)
         messages = render("planner", task=spec.name, task_description=ctx.task_description(spec, objective),
                           contract=task_contract(spec, coder=False), parent_id=parent.id, parent_title=parent.title,
                           parent_metrics=ctx.metrics_line(parent, objective),
@@ -133,13 +158,23 @@ class OpenAIEngine:
                           findings=ctx.findings_text(context.findings), principles=ctx.principles_text(principles),
                           failures=ctx.failures_text(context.candidates),
                           tried=ctx.tried_text(context.candidates, objective=objective),
+                          plateau=f"\n# The run has plateaued\n\n{stuck.text()}\n" if stuck is not None else "",
+                          space=f"\n{menu.text()}\n" if menu is not None else "",
+                          space_field=SPACE_FIELD if menu is not None else "",
                           round=context.round)
         earlier = [Earlier(c.id, proposal_text(c.title, c.motivation)) for c in context.candidates
                    if c.status != "baseline"]
         repairs = duplicates = 0
         while True:
-            reply = self.client.chat("planner", messages, PlanAnswer, purpose="plan")
-            answer, problem = read_json(reply.text, PlanAnswer, reply.finish_reason)
+            reply = self.client.chat("planner", messages, schema, purpose="plan")
+            answer, problem = read_json(reply.text, schema, reply.finish_reason)
+            genome, dropped = None, ""
+            if answer is not None and isinstance(answer, SpacePlanAnswer) and answer.space_change and menu is not None:
+                genome, problem = menu.apply([(g.gene, g.value) for g in answer.space_change])
+                if genome is None and repairs < self.llm.repair_attempts:
+                    answer = None
+                elif genome is None:   # the last chance: the plan in words still stands, for the coder to write
+                    dropped = f" (its space_change was dropped: {problem})"
             if answer is None:
                 repairs += 1
                 problem = with_note(problem, reply)
@@ -152,8 +187,9 @@ class OpenAIEngine:
                 messages = self._follow_up(messages, reply.text, user_text(
                     "repair", problem=problem, instruction="Answer again with the JSON object only, every field filled."))
                 continue
-            verdict = self.novelty.judge(proposal_text(answer.title, answer.hypothesis), earlier)
             note = ""
+            # a named change of the space is checked for repeats exactly (its genome); words by their meaning
+            verdict = self.novelty.judge(proposal_text(answer.title, answer.hypothesis), earlier if genome is None else [])
             if not verdict.novel and verdict.nearest is not None:
                 duplicates += 1
                 kept = duplicates > self.llm.novelty_retries
@@ -166,10 +202,13 @@ class OpenAIEngine:
                         nearest_id=verdict.nearest.id, nearest_text=verdict.nearest.text))
                     continue
                 note = f" (close to {verdict.nearest.id}, kept after {self.llm.novelty_retries} retries)"
+            if genome is not None and menu is not None:
+                changed = ", ".join(f"{g}={json.dumps(genome[g])}" for g in sorted(genome) if genome[g] != menu.genome.get(g))
+                note += f" (space change: {changed})"
             title = answer.title.removeprefix(f"{parent.id}:").strip() or answer.title
             return Plan(title=f"{parent.id}: {title}", motivation=answer.hypothesis, change=answer.change_kind,
-                        detail=answer.change + note, expected=answer.expected_effect, parent_id=parent.id,
-                        retrieved=[f.id for f, _ in context.findings])
+                        detail=answer.change + note + dropped, expected=answer.expected_effect, parent_id=parent.id,
+                        genome=genome, retrieved=[f.id for f, _ in context.findings])
 
     def _principles(self, query: str, round: int) -> list:
         if self.literature is None or self.llm.principles_k == 0:
@@ -182,17 +221,37 @@ class OpenAIEngine:
     # --- coder and fixer -----------------------------------------------------------------
     def code(self, plan: Plan, parent: Candidate, spec: TaskSpec, *,
              candidates: list[Candidate] | None = None) -> str:
-        """The new module. `candidates` (default: the attached run's records) are the modules a copy is checked against."""
-        messages = render("coder", contract=task_contract(spec), title=plan.title, motivation=plan.motivation,
-                          change=plan.change, detail=plan.detail, expected=plan.expected, parent_id=parent.id,
-                          parent_source=ctx.clip_source(parent.source))
+        """The new module. `candidates` (default: the attached run's records) are the modules a copy is checked against.
+
+        A plan that names a change of the task's search space (`plan.genome`) is rendered, with no coder call.
+        Otherwise the coder edits the parent (`llm.coder_answer = "edits"`), or writes the whole module: at once
+        (`"module"`), or when its edits did not apply after `llm.edit_attempts` answers sent back with the reason.
+        """
+        if plan.genome and (found := renderer_for(spec)) is not None:
+            source = found[1](plan.genome, title=plan.title)
+            self.client.emit("code_answer", purpose="code", call_id="", form="space", edits=0, failed=0,
+                             fallback=False)
+            return source
         evaluated = {c.source_hash: c.id for c in (candidates if candidates is not None else self._records())
                      if c.source_hash}
         evaluated.setdefault(parent.source_hash, parent.id)
-        source, problem, _ = self._module(messages, "code", plan, evaluated=evaluated)
-        if source is None:
+        fallback = False
+        if self.llm.coder_answer == "edits":
+            messages = render("coder_edits", contract=task_contract(spec), title=plan.title,
+                              motivation=plan.motivation, change=plan.change, detail=plan.detail,
+                              expected=plan.expected, parent_id=parent.id, parent_source=parent.source)
+            edited, _, _ = self._edited(messages, parent.source, "code", plan, task_of(spec).entry,
+                                        evaluated=evaluated)
+            if edited is not None:
+                return edited
+            fallback = True
+        messages = render("coder", contract=task_contract(spec), title=plan.title, motivation=plan.motivation,
+                          change=plan.change, detail=plan.detail, expected=plan.expected, parent_id=parent.id,
+                          parent_source=ctx.clip_source(parent.source))
+        written, problem, _ = self._module(messages, "code", plan, evaluated=evaluated, fallback=fallback)
+        if written is None:
             return unusable_module(f"the coder model {self.llm.coder_model!r} gave no usable module: {problem}")
-        return source
+        return written
 
     def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int, *, parent: Candidate | None = None,
             spec: TaskSpec | None = None, candidates: list[Candidate] | None = None) -> tuple[Plan, str] | None:
@@ -200,27 +259,41 @@ class OpenAIEngine:
 
         `parent` and `spec` should be passed; when they are not (an older caller), they are
         read from the attached run: the parent's record by `plan.parent_id`, the run's spec.
+        The fixer edits the failing module as the coder edits the parent (`llm.coder_answer`),
+        with the whole module as the fallback. A repaired module no longer is the plan's
+        genome rendered, so the returned plan carries none.
         """
         parent = parent if parent is not None else self._record(plan.parent_id)
         spec = spec if spec is not None else getattr(self.run, "spec", None)
         if source.startswith(UNUSABLE_MARK):           # nothing to repair: ask for the module again
             if parent is None or spec is None:       # nothing to write it from: the graph records the give-up
                 return None
-            fresh = self.code(plan, parent, spec, candidates=candidates)
-            return None if fresh.startswith(UNUSABLE_MARK) else (plan, fresh)
-        system = render("coder", contract=task_contract(spec) if spec else "(the task contract was not given)",
-                        title="", motivation="", change="", detail="", expected="", parent_id="", parent_source="")[0]
-        fixer = render("fixer", attempt=attempt, status=failure.status, message=failure.message or "(no message)",
-                       log_tail=failure.log_tail[-LOG_TAIL_CHARS:] or "(empty)", source=ctx.clip_source(source),
-                       title=plan.title, change=plan.change or "-", detail=plan.detail or "-",
-                       parent_id=parent.id if parent else plan.parent_id or "(unknown)",
-                       parent_diff=ctx.diff_text(parent.source, source) if parent else "(the parent was not available)")
-        fixed, problem, reply_text = self._module([system, *fixer], f"fix {attempt}", plan,
-                                                  failing_hash=source_hash(source))
+            fresh = self.code(plan.model_copy(update={"genome": None}), parent, spec, candidates=candidates)
+            return None if fresh.startswith(UNUSABLE_MARK) else (plan.model_copy(update={"genome": None}), fresh)
+        contract = task_contract(spec) if spec else "(the task contract was not given)"
+        values = dict(attempt=attempt, status=failure.status, message=failure.message or "(no message)",
+                      log_tail=failure.log_tail[-LOG_TAIL_CHARS:] or "(empty)", source=ctx.clip_source(source),
+                      title=plan.title, change=plan.change or "-", detail=plan.detail or "-",
+                      parent_id=parent.id if parent else plan.parent_id or "(unknown)",
+                      parent_diff=ctx.diff_text(parent.source, source) if parent else "(the parent was not available)")
+        blank = dict(title="", motivation="", change="", detail="", expected="", parent_id="", parent_source="")
+        fixed = None
+        fallback = False
+        if self.llm.coder_answer == "edits":
+            system = render("coder_edits", contract=contract, **blank)[0]
+            fixed, problem, reply_text = self._edited([system, *render("fixer_edits", **values)], source,
+                                                      f"fix {attempt}", plan,
+                                                      task_of(spec).entry if spec else "build_model",
+                                                      failing_hash=source_hash(source))
+            fallback = fixed is None
+        if fixed is None:
+            system = render("coder", contract=contract, **blank)[0]
+            fixed, problem, reply_text = self._module([system, *render("fixer", **values)], f"fix {attempt}", plan,
+                                                      failing_hash=source_hash(source), fallback=fallback)
         if fixed is None:
             return None
         note = fix_note(reply_text) or f"repaired after {failure.status}"
-        return plan.model_copy(update={"detail": f"{plan.detail}; fix {attempt}: {note}"}), fixed
+        return plan.model_copy(update={"detail": f"{plan.detail}; fix {attempt}: {note}", "genome": None}), fixed
 
     def _records(self) -> list[Candidate]:
         recorder = getattr(self.run, "recorder", None)
@@ -236,8 +309,9 @@ class OpenAIEngine:
             return None
 
     def _module(self, messages: list[dict[str, str]], purpose: str, plan: Plan,
-                evaluated: dict[str, str] | None = None, failing_hash: str = "") -> tuple[str | None, str, str]:
-        """(module, problem, the answer's text) after bounded repairs and duplicate checks."""
+                evaluated: dict[str, str] | None = None, failing_hash: str = "",
+                fallback: bool = False) -> tuple[str | None, str, str]:
+        """(module, problem, the answer's text) after bounded repairs and duplicate checks; the whole module."""
         repairs = duplicates = 0
         while True:
             reply = self.client.chat("coder", messages, purpose=purpose)
@@ -249,21 +323,104 @@ class OpenAIEngine:
                 problem = with_note(problem, reply)
                 self._unusable("coder", reply, problem, repairs)
                 if repairs > self.llm.repair_attempts:
+                    self._answered(purpose, reply, "none", 0, 0, fallback)
                     return None, problem, reply.text
                 messages = self._follow_up(messages, reply.text, user_text(
                     "repair", problem=problem, instruction="Reply with the whole module in one ```python block."))
                 continue
-            duplicate = NoveltyCheck.judge_source(source_hash(source), evaluated or {})
-            if not duplicate.novel and duplicate.nearest is not None:
+            if copy_of := self._copy(source, evaluated):
                 duplicates += 1
                 kept = duplicates > self.llm.novelty_retries
-                self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id,
-                                 duplicate_of=duplicate.nearest.id, kept=kept)
+                self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
+                                 kept=kept)
                 if not kept:
                     messages = self._follow_up(messages, reply.text, user_text(
-                        "duplicate_code", candidate_id=duplicate.nearest.id, title=plan.title))
+                        "duplicate_code", candidate_id=copy_of, title=plan.title))
                     continue
+            self._answered(purpose, reply, "module", 0, 0, fallback)
             return source, "", reply.text
+
+    def _edited(self, messages: list[dict[str, str]], base: str, purpose: str, plan: Plan, entry: str,
+                evaluated: dict[str, str] | None = None, failing_hash: str = "") -> tuple[str | None, str, str]:
+        """(module, problem, the answer's text) from SEARCH/REPLACE edits of `base` (`agents.llm.edits`).
+
+        Edits that do not apply (a SEARCH part not found or found several times, malformed blocks, a module that
+        no longer parses, no change at all) go back with the exact reason, up to `llm.edit_attempts` times; then
+        (None, problem, text) and the caller asks for the whole module. An answer that is a whole module defining
+        the entry point is taken as it is; one with neither edits nor a module is repaired like any unusable answer.
+        """
+        failed = repairs = duplicates = 0
+        while True:
+            reply = self.client.chat("coder", messages, purpose=purpose)
+            edits = read_edits(reply.text)
+            source, problem, form = None, "", "edits"
+            if edits and count_markers(reply.text) > len(edits):      # a block cut off or malformed: apply none
+                edits = []
+            if edits:
+                applied = apply_edits(base, edits)
+                source, problem = applied.source, applied.reason()
+                details = [p.text() for p in applied.problems]
+                if source is not None and (syntax := syntax_error(source)):
+                    source, problem = None, f"after the edits the module does not parse: {syntax}"
+                    details = [problem]
+                if source is not None and failing_hash and source_hash(source) == failing_hash:
+                    source, problem = None, "the edits leave the module unchanged; change what the error points at"
+                    details = [problem]
+            elif has_markers(reply.text):
+                problem = ("the answer was cut off before its last block ended; send fewer, shorter blocks"
+                           if reply.finish_reason == "length" else
+                           "the SEARCH/REPLACE blocks are malformed: each needs a line `<<<<<<< SEARCH`, the lines to "
+                           "find, a line `=======`, the new lines, and a line `>>>>>>> REPLACE`")
+                details = [problem]
+            else:
+                module, why = read_module(reply.text, reply.finish_reason)
+                if module is not None and re.search(rf"^def {re.escape(entry)}\b", module, re.MULTILINE):
+                    source, form = module, "module"         # a whole module is an answer too
+                else:
+                    repairs += 1
+                    # the reader's own problem where it names one (empty, cut off, declined, too large)
+                    specific = module is None and "no Python module was found" not in why
+                    problem = with_note(why if specific else "no SEARCH/REPLACE block was found in the answer", reply)
+                    self._unusable("coder", reply, problem, repairs)
+                    if repairs > self.llm.repair_attempts:
+                        return None, problem, reply.text
+                    messages = self._follow_up(messages, reply.text, user_text(
+                        "repair", problem=problem, instruction="Answer with SEARCH/REPLACE blocks against the module."))
+                    continue
+            if source is None:
+                failed += 1
+                retry = failed <= self.llm.edit_attempts
+                self.client.emit("edit_failed", purpose=purpose, call_id=reply.call_id, attempt=failed,
+                                 edits=len(edits), problems=details, will_retry=retry)
+                self.client.emit("llm_error", role="coder", model=self.client.model_for("coder"),
+                                 call_id=reply.call_id, attempt=failed, kind="unusable_answer", status=None,
+                                 message=f"the edits did not apply: {problem}", will_retry=retry, retry_in=0.0)
+                if not retry:
+                    return None, problem, reply.text
+                messages = self._follow_up(messages, reply.text, user_text("edit_failed", problems=problem))
+                continue
+            if copy_of := self._copy(source, evaluated):
+                duplicates += 1
+                kept = duplicates > self.llm.novelty_retries
+                self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
+                                 kept=kept)
+                if not kept:
+                    messages = self._follow_up(messages, reply.text, user_text(
+                        "duplicate_code", candidate_id=copy_of, title=plan.title))
+                    continue
+            self._answered(purpose, reply, form, len(edits), failed, False)
+            return source, "", reply.text
+
+    @staticmethod
+    def _copy(source: str, evaluated: dict[str, str] | None) -> str:
+        """The id of the evaluated candidate whose module `source` is byte for byte; "" when none."""
+        duplicate = NoveltyCheck.judge_source(source_hash(source), evaluated or {})
+        return duplicate.nearest.id if not duplicate.novel and duplicate.nearest is not None else ""
+
+    def _answered(self, purpose: str, reply: Reply, form: str, edits: int, failed: int, fallback: bool) -> None:
+        """The `code_answer` event: what form the coder's answer took (how it was used)."""
+        self.client.emit("code_answer", purpose=purpose, call_id=reply.call_id, form=form, edits=edits, failed=failed,
+                         fallback=fallback)
 
     # --- analyst -------------------------------------------------------------------------
     def analyze(self, candidate: Candidate, parent: Candidate | None,
@@ -278,7 +435,10 @@ class OpenAIEngine:
                           change=candidate.change or "-", metrics=ctx.metrics_line(candidate, self.objective),
                           failure=failure,
                           parent=f"{parent.id}: {ctx.metrics_line(parent, self.objective)}" if parent else "(none)",
-                          baselines=ctx.baselines_text(baselines, self.objective), comparison=comparison)
+                          baselines=ctx.baselines_text(baselines, self.objective), comparison=comparison,
+                          curves=ctx.curves_text(candidate, parent),
+                          noise_floor=ctx.noise_floor_text(scoring.noise_floors(
+                              baselines, ctx.run_objective(self.objective, candidate.task))))
         repairs = 0
         while True:
             reply = self.client.chat("analyst", messages, AnalysisAnswer, purpose="analyze")
@@ -340,10 +500,23 @@ def unusable_module(reason: str) -> str:
 
 def fix_note(reply_text: str) -> str:
     """The first line of prose before the code: what the model says it fixed."""
-    for line in reply_text.split("```", 1)[0].splitlines():
+    for line in re.split(r"```|<{5,9} ?SEARCH", reply_text, maxsplit=1)[0].splitlines():
         line = line.strip(" #*-")
         if line:
             return line[:160]
+    return ""
+
+
+def syntax_error(source: str) -> str:
+    """Where `source` stops parsing, as 'line N: message (`the line`)'; "" when it parses."""
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        line = (source.splitlines()[exc.lineno - 1].strip() if exc.lineno and exc.lineno <= len(source.splitlines())
+                else "")
+        return f"line {exc.lineno}: {exc.msg}" + (f" (`{line[:120]}`)" if line else "")
+    except ValueError as exc:
+        return str(exc)
     return ""
 
 

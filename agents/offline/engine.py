@@ -154,11 +154,15 @@ class OfflineEngine:
         weights = self.change_weights(context)
         return {kind: KIND_BONUS * math.log(max(w, 1e-6) / PRIORS.get(kind, 1.0)) for kind, w in weights.items()}
 
+    def single_changes(self, parent_genome: dict, spec: TaskSpec) -> list[search.Option]:
+        """The catalogue's changes of one kind to the parent's genome (also the LLM planner's menu: `agents.llm.space`)."""
+        return [search.Option(p.genome, p.change, p.detail, p.motivation, p.expected, (p.change,))
+                for p in proposals(parent_genome, spec)]
+
     def options(self, parent_genome: dict, context: PlanContext, objective: Objective) -> list[search.Option]:
         """The parent's single changes, its recombinations with the best genome so far, and pairs of changes once
         the parent's children stall (or its single changes are all tried): `agents.search.compose`."""
-        singles = [search.Option(p.genome, p.change, p.detail, p.motivation, p.expected, (p.change,))
-                   for p in proposals(parent_genome, context.spec)]
+        singles = self.single_changes(parent_genome, context.spec)
         elite = search.elite_of(context.candidates, objective, besides=context.parent.id)
         fresh = [o for o in singles if genome_hash(o.genome) not in context.tried]
         pairs = not fresh or search.stalled(context.parent, context.candidates, objective)

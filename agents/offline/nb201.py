@@ -139,6 +139,9 @@ class CellEngine(OfflineEngine):
     def kind_bonus(self, context: PlanContext) -> None:
         return None                             # every edge is a kind of its own: no kind's record to weigh
 
+    def single_changes(self, parent_genome: dict, spec: TaskSpec) -> list[search.Option]:
+        return single_changes(parent_genome)
+
     def options(self, parent: dict, context: PlanContext, objective: Objective) -> list[search.Option]:
         """The parent's one-edge changes, its recombinations with the best cell so far, and pairs of changes once its
         children stall (or its single changes are all tried)."""

