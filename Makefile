@@ -29,6 +29,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: install lint
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile

@@ -19,7 +19,7 @@ a `candidate_id` are compared per candidate, since a round's branches interleave
 legitimately carries an open-ended mapping (metrics, settings) is typed as a dict, never
 the whole payload; a key that is a Python keyword gets `Field(alias="from")` (lines are
 written by alias; the model is built by the field's name, `from_=`). `tests/test_event_types.py` scans the source tree: it fails on an emit by
-type name (`.emit("result", ...)`, the deprecated keyword form) or a dict read of a payload
+type name (`.emit("result", ...)`; `EventLog.emit` takes the model alone) or a dict read of a payload
 (`.payload[...]`, `.payload.get(...)`), and while a model is registered under more than one type
 (a typed emit could not tell which it is).
 
@@ -332,6 +332,7 @@ class JobStarted(Payload):
     seed: int | None                    # None only in logs from before seeds were recorded
     items: str | None = None            # the anchor set (`suite_anchors` id) the job scores; None: the whole suite
     branch: str | None = None           # the branch (candidate id) that started it; None: round 0, or older logs
+    gpus: int = 0                       # GPUs the job holds (a budget counts them while it runs)
 
 
 @event("job_reused")

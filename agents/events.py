@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,18 +176,14 @@ class EventLog:
                                   events=counts["events"],
                                   changes={change: n for change, n in counts.items() if change != "events"}))
 
-    def emit(self, data: Payload | str, /, **fields: Any) -> Event:
+    def emit(self, data: Payload) -> Event:
         """Append `data`, a payload model (`agents.event_types`), as the event type it is registered under.
 
         The model validated its fields when it was built (`EventSchemaError` naming the event and the
-        field); what is written is its dump by alias. Deprecated: `emit("type", **fields)`, the keyword
-        form, validated through the same model; it warns, and goes once every caller builds the model."""
-        if isinstance(data, str):
-            data = validate_payload(data, fields)
-            warnings.warn(f"EventLog.emit({type_of(data)!r}, **fields) is deprecated: emit the payload model, "
-                          f"emit({data.__class__.__name__}(...))", DeprecationWarning, stacklevel=2)
-        elif fields:
-            raise TypeError(f"emit({type_of(data)}) takes the payload model alone; put {sorted(fields)} in the model")
+        field); what is written is its dump by alias."""
+        if not isinstance(data, Payload):
+            raise TypeError(f"emit() takes a payload model of agents.event_types (emit(RoundStarted(round=1))), "
+                            f"not {type(data).__name__} {data!r:.80}")
         with self._lock:
             event = Event.of(data, self.seq, time.time())
             self._handle.write(event.model_dump_json() + "\n")

@@ -27,6 +27,7 @@ from agents import anchors
 from agents.anchors import AnchorPolicy
 from agents.control import RunControl
 from agents.engine import ResearchEngine
+from agents.event_types import JobResult, JobReused, JobStarted, SandboxError
 from agents.events import EventLog
 from agents.limits import LoopLimits
 from agents.recorder import Recorder
@@ -147,24 +148,25 @@ class Lab:
         finished = jobdir / "result.json"
         if finished.is_file():
             result = EvalResult.model_validate_json(finished.read_text())
-            if not any(e.type == "result" and e.payload.get("job_id") == job_id for e in self.events.history):
+            if not any(isinstance(e.data, JobResult) and e.data.job_id == job_id for e in self.events.history):
                 self._log_result(job_id, candidate, fidelity, result)   # killed between the write and the event
-            self.events.emit("job_reused", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity)
+            self.events.emit(JobReused(job_id=job_id, candidate_id=candidate.id, fidelity=fidelity))
             return result
         limits = self.limits.check_limits if fidelity == "check" else self.limits.train_limits
         items = None if whole_suite else anchors.subset_for(self, fidelity)
         job = EvalJob(job_id=job_id, run_id=self.run_id, candidate_id=candidate.id, source=candidate.source,
                       task=self.spec, fidelity=fidelity, limits=limits, seed=self.seed + seed_index, items=items)
-        self.events.emit("job_started", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
-                         sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed,
-                         items=items.id if items is not None else None, branch=current_branch() or None)
+        self.events.emit(JobStarted(job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
+                                    sandbox=self.sandbox.name, source_hash=candidate.source_hash, seed=job.seed,
+                                    items=items.id if items is not None else None, branch=current_branch() or None,
+                                    gpus=limits.gpus))
         if self.executor is not None:
             result = self.executor.run(job, jobdir, self.evaluator)
         else:
             result = self.evaluator(self.sandbox, job, jobdir)
         result.environment.setdefault("seed", job.seed)
         if result.status == "sandbox_error":    # an infrastructure fault: stop, do not blame the candidate
-            self.events.emit("sandbox_error", job_id=job_id, message=result.message)
+            self.events.emit(SandboxError(job_id=job_id, message=result.message))
             raise SandboxUnavailable(result.message)
         jobdir.mkdir(parents=True, exist_ok=True)
         partial = finished.with_suffix(".json.tmp")      # a kill mid-write must not leave a torn result behind
@@ -176,10 +178,10 @@ class Lab:
 
     def _log_result(self, job_id: str, candidate: Candidate, fidelity: str, result: EvalResult) -> None:
         logged = result.model_copy(update={"log_tail": result.log_tail[-LOGGED_TAIL:]})
-        self.events.emit("result", job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
-                         status=result.status, metrics=result.metrics, message=result.message[:2000],
-                         timings=result.timings, gpus=self.limits.train_limits.gpus if fidelity != "check" else 0,
-                         result=logged.model_dump())
+        self.events.emit(JobResult(job_id=job_id, candidate_id=candidate.id, fidelity=fidelity,
+                                   status=result.status, metrics=result.metrics, message=result.message[:2000],
+                                   timings=result.timings, gpus=self.limits.train_limits.gpus if fidelity != "check" else 0,
+                                   result=logged.model_dump()))
 
 
 def _without_jobs(candidate: Candidate, hidden: set[str]) -> Candidate:

@@ -189,24 +189,24 @@ def review(run: str = typer.Argument(..., help="run id, prefix or directory"),
            runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")):
     """List what waits for review, or decide on it (approve, reject, edit)."""
     from agents.events import read_events
-    from archlab.reviews import pending_reviews, write_decision
+    from archlab.reviews import waiting_requests, write_decision
     run_dir = _find(runs_dir, run)
     events, _ = read_events(run_dir / "events.jsonl")
-    waiting = pending_reviews(run_dir, events)
+    waiting = waiting_requests(events)
     chosen = [(a, c) for a, c in (("approve", approve), ("reject", reject), ("edit", edit)) if c]
     if not chosen:
         if not waiting:
             console.print("nothing waits for review")
         for request in waiting:
-            plan = request.get("plan") or {}
-            console.print(f"[bold]{request['candidate_id']}[/] (round {request['round']}) before {request['fidelity']}: "
+            plan = request.plan or {}
+            console.print(f"[bold]{request.candidate_id}[/] (round {request.round}) before {request.fidelity}: "
                           f"{plan.get('title', '')}\n  hypothesis: {plan.get('motivation', '')}\n"
-                          f"  code: {run_dir / 'candidates' / request['candidate_id'] / 'candidate.py'}")
+                          f"  code: {run_dir / 'candidates' / request.candidate_id / 'candidate.py'}")
         return
     if len(chosen) > 1:
         fail("give one of --approve, --reject or --edit")
     action, candidate_id = chosen[0]
-    request = next((r for r in waiting if r["candidate_id"] == candidate_id), None)
+    request = next((r for r in waiting if r.candidate_id == candidate_id), None)
     if request is None:
         fail(f"{candidate_id} is not waiting for review", f"`archlab review {run_dir.name}` lists what waits")
     source = plan = None
@@ -305,10 +305,10 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
             progress.update(bar, completed=done, count=f"{done}/{settings.rounds} rounds",
                             description=f"round {round}/{settings.rounds} · {stage}" if round else f"round 0 · {stage}")
 
-        def on_wait(pending: list[dict]) -> None:
+        def on_wait(pending: list) -> None:     # agents.event_types.ReviewWaiting
             for request in pending:
-                progress.console.print(f"[yellow]waiting for review[/] of {request['candidate_id']} before "
-                                       f"{request['fidelity']}: `archlab review {run_id}`")
+                progress.console.print(f"[yellow]waiting for review[/] of {request.candidate_id} before "
+                                       f"{request.fidelity}: `archlab review {run_id}`")
         try:
             with open_lab(settings, run_id, run_dir, on_stage, engine=engine, sandbox=sandbox, spec=spec) as lab, \
                     _graceful_stop(lab.control):
@@ -637,15 +637,16 @@ def _print_one_rung_up(candidates, objective, floors) -> None:
 
 def _print_screening(run_dir: Path) -> None:
     """The cheap score's latest rank agreement with the expensive fidelity, and the Pareto front."""
+    from agents.event_types import CheapScoreReport, Promotion
     from agents.events import read_events
     events, _ = read_events(run_dir / "events.jsonl")
-    tau = next((e.payload for e in reversed(events) if e.type == "cheap_score"), None)
-    if tau is not None and tau.get("tau") is not None:
-        screened = sum(1 for e in events if e.type == "promotion" and e.payload.get("rung") == "proxy"
-                       and not e.payload.get("promoted"))
-        console.print(f"cheap score vs {tau['target']} ({tau['n']} candidates, "
-                      f"{'fitted' if tau.get('fitted') else 'prior weights'}): Kendall tau {tau['tau']:+.2f} "
-                      f"in-sample, {tau['tau_loo']:+.2f} leave-one-out; {screened} screened out before training")
+    tau = next((e.data for e in reversed(events) if isinstance(e.data, CheapScoreReport)), None)
+    if tau is not None and tau.tau is not None:
+        screened = sum(1 for e in events if isinstance(e.data, Promotion) and e.data.rung == "proxy"
+                       and not e.data.promoted)
+        console.print(f"cheap score vs {tau.target} ({tau.n} candidates, "
+                      f"{'fitted' if tau.fitted else 'prior weights'}): Kendall tau {tau.tau:+.2f} "
+                      f"in-sample, {tau.tau_loo:+.2f} leave-one-out; {screened} screened out before training")
     path = run_dir / "pareto.json"
     if path.is_file():
         try:

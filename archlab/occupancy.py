@@ -39,7 +39,7 @@ class LogLine(Protocol):
 
     type: str
     time: float
-    payload: dict[str, Any]
+    data: Any                   # the payload model (`agents.event_types`); job starts and ends have `job_id`
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,10 @@ class Meter:
         if event.type in SESSIONS:
             self._open.clear()              # jobs of an earlier session died with it
         elif event.type in STARTS:
-            self._open.add(event.payload["job_id"])
+            self._open.add(event.data.job_id)
             self._jobs += 1
         elif event.type in ENDS:
-            self._open.discard(event.payload["job_id"])
+            self._open.discard(event.data.job_id)
 
     def start(self, job_id: str, at: float) -> None:
         """A job outside any event log (a benchmark's own clock) started at `at`."""

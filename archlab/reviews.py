@@ -38,12 +38,6 @@ def waiting_requests(history: Iterable[Event]) -> list[ReviewWaiting]:
     return waiting
 
 
-def pending_reviews(run_dir: Path, history: list[Event]) -> list[dict]:
-    """`waiting_requests` as plain dicts, for callers not yet reading the typed request (`archlab.cli`,
-    `archlab.session`); goes once they do."""
-    return [request.model_dump(by_alias=True) for request in waiting_requests(history)]
-
-
 def _key(request: Request) -> tuple[str, str]:
     """(candidate id, fidelity) of a logged request, or of the graph's interrupt value (a dict)."""
     if isinstance(request, ReviewWaiting):

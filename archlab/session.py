@@ -19,7 +19,9 @@ from typing import Callable, Iterator
 import torch
 from langgraph.types import Command
 
-from agents.control import Budgets, RunControl, StopRequested
+from agents.control import RunControl, StopRequested
+from agents.event_types import (LogRepaired, ReviewWaiting, RunFailed, RunFinished, RunResumed, RunStarted, RunStopped,
+                                payload_model)
 from agents.events import EventLog
 from agents.graph import build_candidate_graph, build_graph
 from agents.scheduler import BranchPool
@@ -28,7 +30,7 @@ from agents.limits import LoopLimits
 from agents.recorder import Recorder
 from archlab.backends import capacity, make_engine, make_executor, make_sandbox
 from archlab.checkpoints import open_checkpointer
-from archlab.reviews import pending_reviews, read_decision
+from archlab.reviews import read_decision, waiting_requests
 from archlab.runstore import OWNER_FILE, create_run
 from archlab.settings import Settings
 from evaluators.fitness import Objective
@@ -79,24 +81,23 @@ def open_lab(settings: Settings, run_id: str, run_dir: Path, on_stage: Callable[
     settings = resolve_machine(settings)
     events = EventLog(run_dir / "events.jsonl")
     if events.repaired_bytes:
-        events.emit("log_repaired", dropped_bytes=events.repaired_bytes)
+        events.emit(LogRepaired(dropped_bytes=events.repaired_bytes))
     store = KnowledgeStore(settings.knowledge.path or run_dir / "knowledge", make_embedder(settings.knowledge.embedder),
                            url=settings.knowledge.url)
     limits = LoopLimits(rounds=settings.rounds, loop=settings.loop, findings_k=settings.knowledge.k,
                         review_policy=settings.review.policy,
                         check_limits=job_limits(settings, settings.sandbox.check_seconds, 0),
                         train_limits=job_limits(settings, settings.sandbox.train_seconds, settings.sandbox.gpus))
-    budgets = Budgets(**settings.budget.model_dump())
     lab = Lab(run_id=run_id, run_dir=run_dir, spec=spec or task_spec(settings),
               engine=engine or make_engine(settings.llm.backend, settings.seed, settings),
               sandbox=sandbox or make_sandbox(settings), store=store, events=events,
-              recorder=Recorder(run_dir, events), limits=limits, control=RunControl(run_dir, budgets),
+              recorder=Recorder(run_dir, events), limits=limits, control=RunControl(run_dir, settings.budget),
               seed=settings.seed, objective=make_objective(settings), suite=settings.suite, on_stage=on_stage)
     if evaluator is not None:
         lab.evaluator = evaluator
     if hasattr(lab.engine, "attach"):       # an engine that logs its own calls (openai) writes to this run's log
         lab.engine.attach(lab)
-    lab.executor = make_executor(settings, lab.sandbox, on_event=lambda kind, **info: events.emit(kind, **info))
+    lab.executor = make_executor(settings, lab.sandbox, on_event=lambda kind, **info: events.emit(payload_model(kind)(**info)))
     lab.executor.prestart([limits.check_limits, limits.train_limits])   # warm workers start while the run sets up
     try:
         yield lab
@@ -114,7 +115,7 @@ def start_run(settings: Settings) -> tuple[str, Path]:
 
 
 def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | None] | None = None,
-          poll_seconds: float = 1.0, on_wait: Callable[[list[dict]], None] = lambda pending: None,
+          poll_seconds: float = 1.0, on_wait: Callable[[list[ReviewWaiting]], None] = lambda pending: None,
           checkpoints: str | None = None) -> str:
     """Run the graph until it ends or stops; returns "finished" or "stopped".
 
@@ -136,21 +137,21 @@ def drive(lab: Lab, resume: bool = False, decisions: Callable[[dict], dict | Non
                                                                          on_wait)
         graph = build_graph(lab, saver, branches)
         config = {"configurable": {"thread_id": lab.run_id}, "recursion_limit": RECURSION_LIMIT}
-        lab.events.emit("run_resumed" if resume else "run_started", run_id=lab.run_id, task=lab.spec.name,
-                        rounds=lab.limits.rounds, engine=lab.engine.name, sandbox=lab.sandbox.name,
-                        spec=lab.spec.model_dump(), workers=lab.parallelism)
+        lab.events.emit((RunResumed if resume else RunStarted)(run_id=lab.run_id, task=lab.spec.name,
+                                                               rounds=lab.limits.rounds, engine=lab.engine.name, sandbox=lab.sandbox.name,
+                                                               spec=lab.spec.model_dump(), workers=lab.parallelism))
         payload = None if resume else {"round": 0, "tried": []}
         try:        # reviews are waited for inside each branch (`BranchPool.wait_for_review`), not here
             state = graph.invoke(payload, config, durability="sync")
         except StopRequested as exc:
             branches.close()            # the branches in flight stop at their next safe point (a running job ends)
-            lab.events.emit("run_stopped", reason=str(exc))
+            lab.events.emit(RunStopped(reason=str(exc)))
             return "stopped"
         except Exception as exc:
             branches.close()
-            lab.events.emit("run_failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            lab.events.emit(RunFailed(error=f"{type(exc).__name__}: {exc}"[:2000]))
             raise
-        lab.events.emit("run_finished", rounds=state.get("round", 0), reason=state.get("finished", ""))
+        lab.events.emit(RunFinished(rounds=state.get("round", 0), reason=state.get("finished", "")))
         return "finished"
     finally:
         stack.close()
@@ -167,10 +168,10 @@ def _wait_for_decision(lab: Lab, interrupts, decide, poll_seconds: float, on_wai
         request = dict(waiting.value)
         request["interrupt_id"] = waiting.id
         requests.append(request)
-        if not any(e.type == "review_waiting" and e.payload.get("interrupt_id") == request["interrupt_id"]
+        if not any(isinstance(e.data, ReviewWaiting) and e.data.interrupt_id == request["interrupt_id"]
                    for e in lab.events.history):
-            lab.events.emit("review_waiting", **{k: v for k, v in request.items() if k != "source"})
-    on_wait(pending_reviews(lab.run_dir, lab.events.history))
+            lab.events.emit(ReviewWaiting(**{k: v for k, v in request.items() if k != "source"}))
+    on_wait(waiting_requests(lab.events.history))
     while True:
         decided = {r["interrupt_id"]: d for r in requests if (d := decide(r)) is not None}
         if decided:

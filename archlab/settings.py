@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, ValidationError, field_serializer, field_
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents.anchors import AnchorPolicy
+from agents.control import Budgets
+from agents.llm.settings import DEFAULT_PRICES, LLMSettings, Price  # noqa: F401  (re-exported)
 from agents.limits import LoopSettings
 from evaluators.tasks import UnknownTask, get_task, is_file_ref
 from wire.task import RunDefaults
@@ -60,66 +62,6 @@ class ExecutorSettings(BaseModel):
         if self.backend != "ray" and (self.address is not None or self.resources):
             raise ValueError("executor.address and executor.resources are for executor.backend = 'ray'")
         return self
-
-
-class Price(BaseModel):
-    input_per_mtok: float = Field(ge=0)                 # USD per million prompt tokens
-    output_per_mtok: float = Field(ge=0)                # USD per million completion tokens
-
-
-# USD per million tokens as OpenAI listed them in 2025; check the current list and override in [llm.prices]
-DEFAULT_PRICES = {
-    "gpt-4.1": Price(input_per_mtok=2.00, output_per_mtok=8.00),
-    "gpt-4.1-mini": Price(input_per_mtok=0.40, output_per_mtok=1.60),
-    "gpt-4.1-nano": Price(input_per_mtok=0.10, output_per_mtok=0.40),
-    "gpt-4o": Price(input_per_mtok=2.50, output_per_mtok=10.00),
-    "gpt-4o-mini": Price(input_per_mtok=0.15, output_per_mtok=0.60),
-    "o4-mini": Price(input_per_mtok=1.10, output_per_mtok=4.40),
-}
-
-
-class LLMSettings(BaseModel):
-    backend: Literal["offline", "openai"] = "offline"   # who plans, codes and analyses
-    base_url: str | None = None                         # an OpenAI-compatible endpoint; unset: $OPENAI_BASE_URL, else OpenAI's
-    api_key_env: str = "OPENAI_API_KEY"                 # the NAME of the variable holding the key; the key is never stored
-    planner_model: str = "gpt-4.1-mini"                 # states a hypothesis and one change per round
-    coder_model: str = "gpt-4.1-mini"                   # writes and repairs candidate modules (as edits of the parent: coder_answer)
-    analyst_model: str = "gpt-4.1-mini"                 # turns measured numbers into findings
-    timeout_seconds: float = Field(default=120, gt=0)   # one HTTP attempt; a slow local model may need more
-    max_retries: int = Field(default=4, ge=0)           # re-sends after 429, 5xx, timeouts and dropped connections
-    backoff_seconds: float = Field(default=1.0, ge=0)   # first wait before a re-send, doubling each time
-    max_backoff_seconds: float = Field(default=60, ge=0)  # cap on one wait, a server's Retry-After included
-    max_concurrency: int = Field(default=4, ge=1)       # requests in flight at once, whatever calls the engine
-    temperature: float | None = Field(default=0.7, ge=0, le=2)  # None: leave it to the server (reasoning models refuse it)
-    max_output_tokens: int | None = Field(default=None, ge=1)   # sent as max_tokens; None: the server's default
-    structured_outputs: Literal["auto", "on", "off"] = "auto"  # json_schema response_format; auto steps down to json_object, then text
-    repair_attempts: int = Field(default=2, ge=0)       # unusable answers (no code, bad JSON, refusal) sent back per call
-    novelty_threshold: float = Field(default=0.92, gt=0, le=1)  # a plan this close (cosine) to an earlier one is sent back
-    novelty_retries: int = Field(default=2, ge=0)       # near-duplicates sent back before the proposal is taken anyway
-    principles_k: int = Field(default=4, ge=0, le=20)   # literature principles shown to the planner
-    # how the coder answers: "edits" = SEARCH/REPLACE blocks against the parent (the whole module only as a
-    # fallback when they keep failing to apply); "module" = the whole module every time (the older protocol)
-    coder_answer: Literal["edits", "module"] = "edits"
-    edit_attempts: int = Field(default=2, ge=0)         # edits that do not apply sent back (with why) before the whole module is asked for
-    space_changes: bool = True                          # the planner may name a change of the task's search space; the renderer writes its code
-    plateau_after: int = Field(default=6, ge=1)         # proposals with no new best beyond the noise floor before the planner is told the run has plateaued
-    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))  # model (or prefix) -> price; unlisted costs 0
-
-    @field_validator("temperature", "max_output_tokens", "base_url", mode="before")
-    @classmethod
-    def _unset(cls, value: Any) -> Any:
-        # TOML and environment variables have no null: "none" or "" leaves the value to the server
-        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
-
-    @model_validator(mode="after")
-    def _standard_base_url(self) -> "LLMSettings":
-        if not self.base_url:                           # the openai client's own convention, honoured here once
-            self.base_url = os.environ.get("OPENAI_BASE_URL") or None
-        return self
-
-    def api_key(self) -> str | None:
-        """The key from the variable named by `api_key_env`, read when an engine is built; never stored or logged."""
-        return os.environ.get(self.api_key_env) or None
 
 
 class KnowledgeSettings(BaseModel):
@@ -188,12 +130,6 @@ class ObjectiveSettings(BaseModel):
     costs: list[str] = Field(default_factory=lambda: ["params"])  # Pareto axes, lower is better
 
 
-class BudgetSettings(BaseModel):
-    wall_hours: float | None = Field(default=None, gt=0)    # stop starting rounds after this much wall time
-    gpu_hours: float | None = Field(default=None, gt=0)     # ... after this much GPU time in training jobs
-    llm_cost_usd: float | None = Field(default=None, gt=0)  # ... after this much LLM spend
-
-
 class ReviewSettings(BaseModel):
     # when the graph stops for a person: never, always (before any training), before-full
     # (before a `full` evaluation), new-idea (when a kind of change is tried for the first time)
@@ -226,7 +162,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
-    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    budget: Budgets = Field(default_factory=Budgets)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     ui: UISettings = Field(default_factory=UISettings)
     objective: ObjectiveSettings = Field(default_factory=ObjectiveSettings)

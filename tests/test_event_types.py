@@ -39,7 +39,7 @@ def _names(node: ast.expr) -> list[ast.expr]:
 
 def emit_calls() -> list[tuple[str, list[str], ast.Call, bool]]:
     """(file:line, event types, the call holding the fields, whole payload?) for every emit in the source tree: by type
-    name (`.emit("result", job_id=...)`, the deprecated form) or by model (`.emit(JobResult(job_id=...))`)."""
+    name (`.emit("result", job_id=...)`, the form before typed emits) or by model (`.emit(JobResult(job_id=...))`)."""
     found = []
     for path in source_files():
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -89,15 +89,6 @@ def untyped_uses(root: Path = ROOT, under: tuple[str, ...] = ("archlab", "agents
     return {where: [f"{line}: {problem}" for line, problem in sorted(uses)] for where, uses in found.items()}
 
 
-# files others were converting when events became typed; each goes from this list as it is converted, and the xfail
-# below goes with the last of them
-TO_CONVERT = {
-    "agents/lab.py", "agents/llm/client.py", "agents/llm/engine.py", "agents/llm/usage.py", "agents/nodes/analyze.py",
-    "agents/nodes/baselines.py", "agents/nodes/check.py", "agents/nodes/code.py", "agents/nodes/evaluate.py",
-    "agents/nodes/plan.py", "agents/nodes/review.py", "agents/nodes/select.py", "archlab/cli.py",
-    "archlab/occupancy.py", "archlab/session.py"}
-
-
 def test_the_scan_sees_the_emit_sites():
     seen = {t for _, types, _, _ in emit_calls() for t in types}
     assert {"result", "plan", "run_started", "run_resumed", "llm_response", "suite_anchors", "log_upgraded"} <= seen
@@ -119,18 +110,10 @@ def test_the_untyped_scan_finds_what_it_names(tmp_path):
                                                 "4: reads .payload", "4: reads .payload"]}
 
 
-def test_no_file_outside_the_list_emits_or_reads_untyped_payloads():
-    found = untyped_uses()
-    new = {f: uses for f, uses in found.items() if f not in TO_CONVERT}
-    assert not new, ("emit the payload model (`events.emit(JobResult(...))`) and read `event.data`, not the dict: "
-                     + "; ".join(f"{f} ({', '.join(uses)})" for f, uses in sorted(new.items())))
-
-
-@pytest.mark.xfail(strict=True, reason="still to convert to typed emits and `event.data` reads: "
-                                       + ", ".join(sorted(TO_CONVERT)))
 def test_no_untyped_emit_or_payload_read_remains():
     found = untyped_uses()
-    assert not found, "; ".join(f"{f} ({', '.join(uses)})" for f, uses in sorted(found.items()))
+    assert not found, ("emit the payload model (`events.emit(JobResult(...))`) and read `event.data`, not the dict: "
+                       + "; ".join(f"{f} ({', '.join(uses)})" for f, uses in sorted(found.items())))
 
 
 def test_every_model_is_registered_under_one_type():

@@ -184,11 +184,16 @@ def test_novelty_check():
 
 
 def test_usage_by_role_sums_responses():
+    from agents.event_types import LLMError, LLMResponse
+
     def response(role, i, o, cost, priced=True):
-        return Event(seq=0, time=0.0, type="llm_response", payload={"role": role, "input_tokens": i,
-                                                                     "output_tokens": o, "cost_usd": cost, "priced": priced})
+        return Event.of(LLMResponse(role=role, model="m", served_by="m", call_id="x", attempt=1, text="",
+                                    finish_reason="stop", refused=False, input_tokens=i, output_tokens=o,
+                                    usage_estimated=False, cost_usd=cost, priced=priced, seconds=0.0))
+    failed = LLMError(role="coder", model="m", call_id="y", attempt=1, kind="server", status=500, message="",
+                      will_retry=False, retry_in=None)
     events = [response("coder", 10, 5, 0.5), response("planner", 1, 2, 0.25), response("coder", 10, 5, 0.5, False),
-              Event(seq=1, time=0.0, type="llm_error", payload={"role": "coder"})]
+              Event.of(failed, seq=1)]
     usage = usage_by_role(events)
     assert list(usage) == ["planner", "coder"]
     assert usage["coder"] == {"calls": 2, "input_tokens": 20, "output_tokens": 10, "cost_usd": 1.0, "unpriced_calls": 1,

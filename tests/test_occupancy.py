@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 
-from agents.events import Event, read_events
+from agents.events import read_events
 from archlab import occupancy
 from tests.runs_support import archlab, only_run
 
 
-def log(*lines: tuple[float, str, str]) -> list[Event]:
-    """Events at the given times: (time, type, job id or "")."""
-    return [Event(seq=k, time=t, type=kind, payload={"job_id": job} if job else {})
+def log(*lines: tuple[float, str, str]) -> list[SimpleNamespace]:
+    """Log lines as the meter reads them (`occupancy.LogLine`) at the given times: (time, type, job id or "")."""
+    return [SimpleNamespace(seq=k, time=t, type=kind, data=SimpleNamespace(job_id=job))
             for k, (t, kind, job) in enumerate(lines)]
 
 

@@ -44,11 +44,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 import openai
 from pydantic import BaseModel
 
+from agents.event_types import LLMError, LLMRequest, LLMResponse, Payload
 from agents.llm.completion import read_completion
 from agents.llm.errors import LLMConfigError, LLMUnavailable
 
 if TYPE_CHECKING:
-    from archlab.settings import LLMSettings
+    from agents.llm.settings import LLMSettings
 
 LOGGED_CHARS = 100_000          # characters of one prompt or answer kept in an event
 CHARS_PER_TOKEN = 4             # for estimating usage when the server reports none
@@ -63,17 +64,17 @@ UNSUPPORTED_KEYWORDS = ("default", "title", "minLength", "maxLength", "minItems"
 
 
 class EventSink(Protocol):
-    def emit(self, type: str, **payload: Any) -> Any: ...
+    def emit(self, data: Payload) -> Any: ...
 
 
 class MemoryEvents:
     """Events kept in memory until the engine is attached to a run's log."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[Payload] = []
 
-    def emit(self, type: str, **payload: Any) -> None:
-        self.events.append((type, payload))
+    def emit(self, data: Payload) -> None:
+        self.events.append(data)
 
 
 @dataclass
@@ -205,9 +206,9 @@ class LLMClient:
         text = clean_text(text)
         return text.replace(self._secret, "[api key]") if self._secret else text
 
-    def emit(self, type: str, **payload: Any) -> None:
+    def emit(self, data: Payload) -> None:
         with self._lock:
-            self.events.emit(type, **payload)
+            self.events.emit(data)
 
     # --- structured outputs -------------------------------------------------------------------
     def format_for(self, model: str) -> str:
@@ -222,14 +223,13 @@ class LLMClient:
     def restore_formats(self, events: Iterable[Any]) -> None:
         """Take up the fallbacks an earlier session of this run logged (`llm_error` kinds `<step>_refused`)."""
         for event in events:
-            payload = getattr(event, "payload", None) or {}
-            if getattr(event, "type", None) != "llm_error" or not isinstance(payload.get("model"), str):
+            data = event.data
+            if not isinstance(data, LLMError):
                 continue
-            refused = str(payload.get("kind", "")).removesuffix("_refused")
+            refused = data.kind.removesuffix("_refused")
             if refused in FORMATS[:-1]:
                 with self._lock:
-                    self._formats[payload["model"]] = max(self._formats.get(payload["model"], 0),
-                                                          FORMATS.index(refused) + 1)
+                    self._formats[data.model] = max(self._formats.get(data.model, 0), FORMATS.index(refused) + 1)
 
     def _step_down(self, model: str, used: str) -> str:
         """The next step after `used` for this model; concurrent failures of the same step move it once."""
@@ -250,8 +250,8 @@ class LLMClient:
             attempt += 1
             sent = self.format_for(model) if schema is not None else "text"
             params = self._params(model, messages, response_format(sent, schema) if schema else None, max_tokens)
-            self.emit("llm_request", role=role, model=model, call_id=call_id, attempt=attempt, purpose=purpose,
-                      structured=sent != "text", messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))} for m in messages])
+            self.emit(LLMRequest(role=role, model=model, call_id=call_id, attempt=attempt, purpose=purpose,
+                                 structured=sent != "text", messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))} for m in messages]))
             started = time.monotonic()
             try:
                 with self._slots:
@@ -334,10 +334,10 @@ class LLMClient:
                          else len(text + answered.reasoning) // CHARS_PER_TOKEN)
         cost, priced = self.pricing.cost(model, input_tokens, output_tokens)
         note = self.scrub(answered.note)
-        self.emit("llm_response", role=role, model=model, served_by=self.scrub(answered.served_by), call_id=call_id,
-                  attempt=attempt, text=clip(text), finish_reason=answered.finish_reason, refused=bool(refusal),
-                  input_tokens=input_tokens, output_tokens=output_tokens, usage_estimated=estimated,
-                  cost_usd=cost, priced=priced, seconds=round(seconds, 3))
+        self.emit(LLMResponse(role=role, model=model, served_by=self.scrub(answered.served_by), call_id=call_id,
+                              attempt=attempt, text=clip(text), finish_reason=answered.finish_reason, refused=bool(refusal),
+                              input_tokens=input_tokens, output_tokens=output_tokens, usage_estimated=estimated,
+                              cost_usd=cost, priced=priced, seconds=round(seconds, 3)))
         return Reply(text=text, model=model, finish_reason=answered.finish_reason, refused=bool(refusal),
                      input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost, call_id=call_id,
                      note=note, reasoning=self.scrub(answered.reasoning))
@@ -349,8 +349,8 @@ class LLMClient:
 
     def _error(self, role: str, model: str, call_id: str, attempt: int, kind: str, status: int | None,
                message: str, will_retry: bool, wait: float | None) -> None:
-        self.emit("llm_error", role=role, model=model, call_id=call_id, attempt=attempt, kind=kind, status=status,
-                  message=clip(self.scrub(message), 2000), will_retry=will_retry, retry_in=wait)
+        self.emit(LLMError(role=role, model=model, call_id=call_id, attempt=attempt, kind=kind, status=status,
+                           message=clip(self.scrub(message), 2000), will_retry=will_retry, retry_in=wait))
 
     def _describe(self, exc: openai.APIError) -> str:
         body = exc.body

@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from agents import scoring
 from agents.engine import EngineUnavailable, PlanContext
+from agents.event_types import (CodeAnswer, DuplicateCode, EditFailed, LLMError, NoveltyRejected,
+                                PlateauNotice, PrinciplesRetrieved)
 from agents.llm import context as ctx
 from agents.llm.answers import AnalysisAnswer, PlanAnswer, SpacePlanAnswer, read_json, read_module
 from agents.llm.edits import apply_edits, count_markers, has_markers, read_edits
@@ -69,7 +71,7 @@ from knowledge.records import Finding
 from wire.jobs import EvalResult
 
 if TYPE_CHECKING:
-    from archlab.settings import LLMSettings
+    from agents.llm.settings import LLMSettings
     from evaluators.fitness import Objective
 
 # the planner's answer field for a change of the task's search space (shown only where there is one)
@@ -124,8 +126,8 @@ class OpenAIEngine:
         buffered = self.client.events
         self.client.events = lab.events
         if isinstance(buffered, MemoryEvents):
-            for type, payload in buffered.events:
-                lab.events.emit(type, **payload)
+            for data in buffered.events:
+                lab.events.emit(data)
         self.client.restore_formats(getattr(lab.events, "history", []))
         self.novelty = NoveltyCheck(lab.store.embedder, self.llm.novelty_threshold)
         self.literature = Literature(lab.store)
@@ -147,8 +149,8 @@ class OpenAIEngine:
         schema = SpacePlanAnswer if menu is not None else PlanAnswer
         stuck = ctx.plateau(context.candidates, objective, self.llm.plateau_after)
         if stuck is not None:
-            self.client.emit("plateau", round=context.round, parent_id=parent.id, best_id=stuck.best_id,
-                             proposals=stuck.since, floor=stuck.floor)
+            self.client.emit(PlateauNotice(round=context.round, parent_id=parent.id, best_id=stuck.best_id,
+                                           proposals=stuck.since, floor=stuck.floor))
         messages = render("planner", task=spec.name, task_description=ctx.task_description(spec, objective),
                           contract=task_contract(spec, coder=False), parent_id=parent.id, parent_title=parent.title,
                           parent_metrics=ctx.metrics_line(parent, objective),
@@ -193,9 +195,9 @@ class OpenAIEngine:
             if not verdict.novel and verdict.nearest is not None:
                 duplicates += 1
                 kept = duplicates > self.llm.novelty_retries
-                self.client.emit("novelty_rejected", round=context.round, parent_id=parent.id, title=answer.title,
-                                 nearest_id=verdict.nearest.id, similarity=round(verdict.similarity, 4),
-                                 threshold=self.llm.novelty_threshold, kept=kept)
+                self.client.emit(NoveltyRejected(round=context.round, parent_id=parent.id, title=answer.title,
+                                                 nearest_id=verdict.nearest.id, similarity=round(verdict.similarity, 4),
+                                                 threshold=self.llm.novelty_threshold, kept=kept))
                 if not kept:
                     messages = self._follow_up(messages, reply.text, user_text(
                         "novelty", similarity=f"{verdict.similarity:.3f}", threshold=f"{self.llm.novelty_threshold:g}",
@@ -214,8 +216,8 @@ class OpenAIEngine:
         if self.literature is None or self.llm.principles_k == 0:
             return []
         found = self.literature.nearest(query, k=self.llm.principles_k)
-        self.client.emit("principles_retrieved", round=round, ids=[p.id for p, _ in found],
-                         distances=[round_to(d) for _, d in found])
+        self.client.emit(PrinciplesRetrieved(round=round, ids=[p.id for p, _ in found],
+                                             distances=[round_to(d) for _, d in found]))
         return found
 
     # --- coder and fixer -----------------------------------------------------------------
@@ -229,8 +231,8 @@ class OpenAIEngine:
         """
         if plan.genome and (found := renderer_for(spec)) is not None:
             source = found[1](plan.genome, title=plan.title)
-            self.client.emit("code_answer", purpose="code", call_id="", form="space", edits=0, failed=0,
-                             fallback=False)
+            self.client.emit(CodeAnswer(purpose="code", call_id="", form="space", edits=0, failed=0,
+                                        fallback=False))
             return source
         evaluated = {c.source_hash: c.id for c in (candidates if candidates is not None else self._records())
                      if c.source_hash}
@@ -331,8 +333,8 @@ class OpenAIEngine:
             if copy_of := self._copy(source, evaluated):
                 duplicates += 1
                 kept = duplicates > self.llm.novelty_retries
-                self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
-                                 kept=kept)
+                self.client.emit(DuplicateCode(purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
+                                               kept=kept))
                 if not kept:
                     messages = self._follow_up(messages, reply.text, user_text(
                         "duplicate_code", candidate_id=copy_of, title=plan.title))
@@ -390,11 +392,11 @@ class OpenAIEngine:
             if source is None:
                 failed += 1
                 retry = failed <= self.llm.edit_attempts
-                self.client.emit("edit_failed", purpose=purpose, call_id=reply.call_id, attempt=failed,
-                                 edits=len(edits), problems=details, will_retry=retry)
-                self.client.emit("llm_error", role="coder", model=self.client.model_for("coder"),
-                                 call_id=reply.call_id, attempt=failed, kind="unusable_answer", status=None,
-                                 message=f"the edits did not apply: {problem}", will_retry=retry, retry_in=0.0)
+                self.client.emit(EditFailed(purpose=purpose, call_id=reply.call_id, attempt=failed,
+                                            edits=len(edits), problems=details, will_retry=retry))
+                self.client.emit(LLMError(role="coder", model=self.client.model_for("coder"),
+                                          call_id=reply.call_id, attempt=failed, kind="unusable_answer", status=None,
+                                          message=f"the edits did not apply: {problem}", will_retry=retry, retry_in=0.0))
                 if not retry:
                     return None, problem, reply.text
                 messages = self._follow_up(messages, reply.text, user_text("edit_failed", problems=problem))
@@ -402,8 +404,8 @@ class OpenAIEngine:
             if copy_of := self._copy(source, evaluated):
                 duplicates += 1
                 kept = duplicates > self.llm.novelty_retries
-                self.client.emit("duplicate_code", purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
-                                 kept=kept)
+                self.client.emit(DuplicateCode(purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
+                                               kept=kept))
                 if not kept:
                     messages = self._follow_up(messages, reply.text, user_text(
                         "duplicate_code", candidate_id=copy_of, title=plan.title))
@@ -419,8 +421,8 @@ class OpenAIEngine:
 
     def _answered(self, purpose: str, reply: Reply, form: str, edits: int, failed: int, fallback: bool) -> None:
         """The `code_answer` event: what form the coder's answer took (how it was used)."""
-        self.client.emit("code_answer", purpose=purpose, call_id=reply.call_id, form=form, edits=edits, failed=failed,
-                         fallback=fallback)
+        self.client.emit(CodeAnswer(purpose=purpose, call_id=reply.call_id, form=form, edits=edits, failed=failed,
+                                    fallback=fallback))
 
     # --- analyst -------------------------------------------------------------------------
     def analyze(self, candidate: Candidate, parent: Candidate | None,
@@ -471,9 +473,9 @@ class OpenAIEngine:
                 {"role": "user", "content": request}]
 
     def _unusable(self, role: str, reply: Reply, problem: str, count: int) -> None:
-        self.client.emit("llm_error", role=role, model=self.client.model_for(role), call_id=reply.call_id,
-                         attempt=count, kind="unusable_answer", status=None, message=problem,
-                         will_retry=count <= self.llm.repair_attempts, retry_in=0.0)
+        self.client.emit(LLMError(role=role, model=self.client.model_for(role), call_id=reply.call_id,
+                                  attempt=count, kind="unusable_answer", status=None, message=problem,
+                                  will_retry=count <= self.llm.repair_attempts, retry_in=0.0))
 
 
 def task_contract(spec: TaskSpec, coder: bool = True) -> str:

@@ -24,7 +24,7 @@ from agents.llm.client import ROLES, LLMClient
 from agents.llm.errors import LLMConfigError, LLMUnavailable
 
 if TYPE_CHECKING:
-    from archlab.settings import LLMSettings
+    from agents.llm.settings import LLMSettings
 
 PROBE = [{"role": "user", "content": "Reply with OK."}]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from agents.event_types import LLMResponse
 from agents.events import Event
 
 ROLES = ("planner", "coder", "analyst")
@@ -20,17 +21,16 @@ ROLES = ("planner", "coder", "analyst")
 def usage_by_role(events: Iterable[Event]) -> dict[str, dict]:
     usage: dict[str, dict] = {}
     for event in events:
-        if event.type != "llm_response":
+        p = event.data
+        if not isinstance(p, LLMResponse):
             continue
-        p = event.payload
-        role = str(p.get("role", "unknown"))
-        row = usage.setdefault(role, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
-                                      "unpriced_calls": 0, "largest_input_tokens": 0})
+        row = usage.setdefault(p.role, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
+                                        "unpriced_calls": 0, "largest_input_tokens": 0})
         row["calls"] += 1
-        row["input_tokens"] += int(p.get("input_tokens") or 0)
-        row["output_tokens"] += int(p.get("output_tokens") or 0)
-        row["cost_usd"] += float(p.get("cost_usd") or 0.0)
-        row["unpriced_calls"] += 0 if p.get("priced", True) else 1
-        row["largest_input_tokens"] = max(row["largest_input_tokens"], int(p.get("input_tokens") or 0))
+        row["input_tokens"] += p.input_tokens
+        row["output_tokens"] += p.output_tokens
+        row["cost_usd"] += p.cost_usd
+        row["unpriced_calls"] += 0 if p.priced else 1
+        row["largest_input_tokens"] = max(row["largest_input_tokens"], p.input_tokens)
     order = {role: i for i, role in enumerate(ROLES)}
     return dict(sorted(usage.items(), key=lambda item: (order.get(item[0], len(ROLES)), item[0])))

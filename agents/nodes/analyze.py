@@ -21,6 +21,7 @@ and the cheap score's tau report is logged.
 from __future__ import annotations
 
 from agents import anchors, scoring
+from agents.event_types import Analysis, CandidateCollected, FindingStored, SearchExhausted
 from agents.lab import Lab
 from agents.nodes.baselines import log_noise_floor
 from agents.nodes.evaluate import record_comparison, report_tau
@@ -46,7 +47,7 @@ def make(lab: Lab, branches: BranchPool):
         start = in_flight.pop(candidate_id)
         round = start["round"]
         lab.stage(round, "analyze")
-        lab.events.emit("candidate_collected", round=round, candidate_id=candidate_id)
+        lab.events.emit(CandidateCollected(round=round, candidate_id=candidate_id))
         exhausted = candidate_id in ended.output.get("exhausted", [])
         written = (lab.run_dir / "candidates" / candidate_id / "candidate.json").is_file()
         if not exhausted and written:     # a branch whose plan failed wrote no candidate
@@ -62,7 +63,7 @@ def make(lab: Lab, branches: BranchPool):
             report_tau(lab, round)
         if update["idle"] >= batch and not state.get("finished"):
             reason = "nothing new to propose: every change to every possible parent has been tried"
-            lab.events.emit("search_exhausted", round=round, reason=reason)
+            lab.events.emit(SearchExhausted(round=round, reason=reason))
             update["finished"] = reason
         return update
     return analyze
@@ -98,11 +99,11 @@ def analyze_one(lab: Lab, candidate_id: str, round: int, visible: int | None = N
         text = " ".join([text, *measured_verdicts(candidate, text)])
     candidate.analysis = text
     lab.recorder.save(candidate)
-    lab.events.emit("analysis", round=round, candidate_id=candidate.id, status=candidate.status, text=text)
+    lab.events.emit(Analysis(round=round, candidate_id=candidate.id, status=candidate.status, text=text))
     lab.stage(round, "remember")
     for finding in findings:
         stored = lab.store.add(finding)
-        lab.events.emit("finding", round=round, **stored.model_dump())
+        lab.events.emit(FindingStored(round=round, **stored.model_dump()))
 
 
 def measured_verdicts(candidate, written: str = "") -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from agents import anchors, scoring
+from agents.event_types import Baseline, CandidateCollected, NoiseFloor, RandomReference, RandomReferenceSkipped
 from agents.lab import Lab
 from agents.nodes.evaluate import settle, train_seeds
 from agents.offline.engine import genome_hash
@@ -70,13 +71,13 @@ def make(lab: Lab):
         for candidate, _, _ in jobs:
             if candidate.status == "baseline":
                 result = candidate.evaluations["short"]
-                lab.events.emit("baseline", candidate_id=candidate.id, status=result.status, metrics=result.metrics)
+                lab.events.emit(Baseline(candidate_id=candidate.id, status=result.status, metrics=result.metrics))
             else:
                 result = candidate.evaluations.get("full") or candidate.evaluations["short"]
-                lab.events.emit("random_reference", candidate_id=candidate.id, genome=candidate.genome,
-                                status=result.status, fidelity=result.fidelity, metrics=result.metrics)
+                lab.events.emit(RandomReference(candidate_id=candidate.id, genome=candidate.genome,
+                                                status=result.status, fidelity=result.fidelity, metrics=result.metrics))
         for candidate, _, _ in jobs:        # what the first proposals see (`Lab.peers`), in a fixed order
-            lab.events.emit("candidate_collected", round=0, candidate_id=candidate.id)
+            lab.events.emit(CandidateCollected(round=0, candidate_id=candidate.id))
         if references:                  # the baselines measured before the yardstick existed
             for candidate in lab.recorder.load_all():
                 if candidate.status == "baseline":
@@ -102,14 +103,14 @@ def log_noise_floor(lab: Lab, round: int) -> None:
     """Log the run's noise floor (`agents.scoring.noise_floors`) when it is new or changed since the last one logged."""
     floors = scoring.noise_floors(lab.peers(len(lab.collected())), lab.objective)
     entries = [floor.as_event() for floor in floors.values()]
-    last = next((e for e in reversed(lab.events.history) if e.type == "noise_floor"), None)
-    if last is not None and last.payload.get("floors") == entries:
+    last = next((e.data for e in reversed(lab.events.history) if isinstance(e.data, NoiseFloor)), None)
+    if last is not None and [f.model_dump() for f in last.floors] == entries:
         return
     used = ("short", "full") if lab.limits.loop.promote_fraction > 0 else ("short",)
     missing = [f"{rung}: no baseline or random reference has two successful runs there" + (
         " yet (a baseline trained at full as a parent adds one)" if rung == "full" else "")
         for rung in used if rung not in floors]
-    lab.events.emit("noise_floor", round=round, floors=entries, missing="; ".join(missing))
+    lab.events.emit(NoiseFloor(round=round, floors=entries, missing="; ".join(missing)))
 
 
 def baseline_id(name: str, names) -> str:
@@ -146,8 +147,8 @@ def random_references(lab: Lab) -> list[tuple[str, dict]]:
         return []
     space = task_space(task_of(lab.spec))
     if space is None or space.random_genomes is None or space.render is None:
-        lab.events.emit("random_reference_skipped", reason=f"{lab.spec.name} declares no search space that can "
-                        "draw random members" + (f" ({space.name} cannot)" if space is not None else ""))
+        lab.events.emit(RandomReferenceSkipped(reason=f"{lab.spec.name} declares no search space that can "
+                        "draw random members" + (f" ({space.name} cannot)" if space is not None else "")))
         return []
     genomes = space.random_genomes(lab.limits.loop.random_pool, lab.seed)
     return [(f"r-{i + 1:02d}", genome) for i, genome in enumerate(genomes)]

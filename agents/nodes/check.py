@@ -7,6 +7,7 @@ training, like any other failed check. A candidate that passes goes to the `prox
 """
 from __future__ import annotations
 
+from agents.event_types import FixAttempt, JobResult, ParentTwin
 from agents.lab import Lab
 from agents.records import Plan
 from agents.nodes.review import gate
@@ -28,8 +29,8 @@ def make_check(lab: Lab):
             result = EvalResult(job_id=f"{candidate.id}-static-{attempt}", candidate_id=candidate.id,
                                 fidelity="check", status="invalid", message="; ".join(problems))
             lab.recorder.save_result(candidate.id, result)
-            lab.events.emit("result", job_id=result.job_id, candidate_id=candidate.id, fidelity="check",
-                            status=result.status, metrics={}, message=result.message, timings={})
+            lab.events.emit(JobResult(job_id=result.job_id, candidate_id=candidate.id, fidelity="check",
+                                      status=result.status, metrics={}, message=result.message, timings={}))
         else:
             result = lab.run_job(candidate, "check", attempt)
             if result.ok:
@@ -52,15 +53,15 @@ def make_fix(lab: Lab):
         repaired = lab.engine.fix(plan, candidate.source, candidate.evaluations["check"], attempt,
                                   parent=lab.recorder.load(plan.parent_id), spec=lab.spec)
         if repaired is None:
-            lab.events.emit("fix", round=round, candidate_id=candidate.id, attempt=attempt, gave_up=True)
+            lab.events.emit(FixAttempt(round=round, candidate_id=candidate.id, attempt=attempt, gave_up=True))
             return {"fix_attempts": attempt, "check_status": "gave_up"}
         plan, source = repaired
         candidate = candidate.model_copy(update={"source": source, "source_hash": "", "genome": plan.genome,
                                                  "title": plan.title})
         candidate.model_post_init(None)
         lab.recorder.save(candidate)
-        lab.events.emit("fix", round=round, candidate_id=candidate.id, attempt=attempt, gave_up=False,
-                        detail=plan.detail, source_hash=candidate.source_hash, source=source)
+        lab.events.emit(FixAttempt(round=round, candidate_id=candidate.id, attempt=attempt, gave_up=False,
+                                   detail=plan.detail, source_hash=candidate.source_hash, source=source))
         return {"fix_attempts": attempt, "plan": plan.model_dump(), "tried": [candidate.source_hash]}
     return fix
 
@@ -84,7 +85,7 @@ def refuse_parent_twin(lab: Lab, candidate, result: EvalResult, round: int) -> E
     parent_check = parent.evaluations.get("check")
     if parent_check is None or parent_check.environment.get("functional_hash") != digest:
         return result
-    lab.events.emit("parent_twin", round=round, candidate_id=candidate.id, parent_id=parent.id, functional_hash=digest)
+    lab.events.emit(ParentTwin(round=round, candidate_id=candidate.id, parent_id=parent.id, functional_hash=digest))
     return result.model_copy(update={
         "status": "invalid",
         "message": (f"the module computes exactly the same function as its parent {parent.id} (same outputs on fixed "

@@ -1,6 +1,7 @@
 """code: the coder writes the plan as a whole candidate module (the id was fixed by `select`)."""
 from __future__ import annotations
 
+from agents.event_types import CodeWritten
 from agents.lab import Lab
 from agents.offline.engine import genome_hash
 from agents.records import Candidate, Plan
@@ -20,8 +21,8 @@ def make(lab: Lab):
                               source=source, origin=lab.engine.name, genome=plan.genome,
                               kind=task_of(lab.spec).candidate_kind)
         lab.recorder.save(candidate)
-        lab.events.emit("code", round=round, candidate_id=candidate.id, parent_id=plan.parent_id,
-                        source_hash=candidate.source_hash, source=source)
+        lab.events.emit(CodeWritten(round=round, candidate_id=candidate.id, parent_id=plan.parent_id,
+                                    source_hash=candidate.source_hash, source=source))
         tried = [candidate.source_hash]
         if plan.genome:
             tried.append(genome_hash(plan.genome))

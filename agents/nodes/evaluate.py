@@ -24,6 +24,7 @@ flight — so a decision does not depend on which other job finished first.
 from __future__ import annotations
 
 from agents import anchors, objective, scoring, screening, seeds
+from agents.event_types import CacheHit, CheapScoreReport, Comparison, ParetoFront, Promotion
 from agents.lab import Lab
 from agents.nodes.review import gate
 from agents.records import Candidate
@@ -60,7 +61,7 @@ def make(lab: Lab):
             decision = screening.rung_decision(peers(), candidate.id, "short",
                                                lab.limits.loop.promote_fraction, lab.spec, lab.objective.metric,
                                                lab.objective.higher_is_better)
-            lab.events.emit("promotion", round=round, **decision.as_event(candidate.id))
+            lab.events.emit(Promotion(round=round, **decision.as_event(candidate.id)))
             pending = "full" if decision.promoted else None
         return {"pending": pending}
     return evaluate
@@ -70,15 +71,15 @@ def after_proxy(lab: Lab, candidate: Candidate, result: EvalResult, round: int,
                 peers: list[Candidate]) -> str | None:
     """Where a candidate goes after its proxy job: `short`, or nowhere (screened)."""
     if not result.ok:       # the proxies themselves failed on it (a check passed): do not judge it by them
-        lab.events.emit("promotion", round=round, candidate_id=candidate.id, rung="proxy", to="short", promoted=True,
-                        reason=f"proxies unavailable ({result.status}); trained without screening")
+        lab.events.emit(Promotion(round=round, candidate_id=candidate.id, rung="proxy", to="short", promoted=True,
+                                  reason=f"proxies unavailable ({result.status}); trained without screening"))
         return "short"
     decision = screening.rung_decision(peers, candidate.id, "proxy", lab.limits.keep_proxy,
                                        lab.spec, lab.objective.metric, lab.objective.higher_is_better)
     event = decision.as_event(candidate.id)
     if decision.target == "prior":          # the score has not been fitted on this run yet: screen nobody on priors
         event.update(promoted=True, reason="cold start: fewer than 5 trained candidates to fit the cheap score")
-    lab.events.emit("promotion", round=round, **event)
+    lab.events.emit(Promotion(round=round, **event))
     if event["promoted"]:
         return "short"
     candidate.status = "screened"
@@ -117,7 +118,7 @@ def judge_against_parent(lab: Lab, candidate: Candidate, round: int, visible: in
 def record_comparison(lab: Lab, candidate: Candidate, parent_id: str, found: scoring.Verdict, round: int) -> None:
     """Keep the verdict against the parent on the candidate and log it as a `comparison` event."""
     candidate.comparison = {"parent_id": parent_id, **found.as_dict()}
-    lab.events.emit("comparison", round=round, candidate_id=candidate.id, **candidate.comparison)
+    lab.events.emit(Comparison(round=round, candidate_id=candidate.id, **candidate.comparison))
 
 
 def settle(lab: Lab, candidate: Candidate, round: int) -> None:
@@ -135,14 +136,14 @@ def _settle(lab: Lab, candidate: Candidate, round: int) -> None:
     lab.recorder.save(candidate)
     front, changed = objective.write_front(lab.run_dir, lab.spec.name, others + [candidate], lab.objective)
     if changed:
-        lab.events.emit("pareto_front", round=round, task=lab.spec.name, ids=[p["id"] for p in front])
+        lab.events.emit(ParetoFront(round=round, task=lab.spec.name, ids=[p["id"] for p in front]))
 
 
 def report_tau(lab: Lab, round: int) -> None:
     """Log the cheap score's current rank agreement with the expensive quality (`cheap_score`), once per round."""
     report = screening.tau_report(lab.recorder.load_all(), lab.spec, lab.objective.metric,
                                   lab.objective.higher_is_better)
-    lab.events.emit("cheap_score", round=round, **report)
+    lab.events.emit(CheapScoreReport(round=round, **report))
 
 
 def reuse_twin(lab: Lab, candidate: Candidate, fidelity: str, round: int,
@@ -151,8 +152,8 @@ def reuse_twin(lab: Lab, candidate: Candidate, fidelity: str, round: int,
     twin = functional_twin(candidate, fidelity, peers)
     if twin is None:
         return None
-    lab.events.emit("cache_hit", round=round, candidate_id=candidate.id, twin_id=twin.id, fidelity=fidelity,
-                    functional_hash=candidate.functional_hash)
+    lab.events.emit(CacheHit(round=round, candidate_id=candidate.id, twin_id=twin.id, fidelity=fidelity,
+                             functional_hash=candidate.functional_hash))
     if fidelity in twin.seeds:
         candidate.seeds[fidelity] = [r.model_copy(update={"candidate_id": candidate.id}) for r in twin.seeds[fidelity]]
     return twin.evaluations[fidelity].model_copy(update={"job_id": f"{candidate.id}-{fidelity}-cached",

@@ -8,6 +8,7 @@ answers stay unusable (`ProposalFailed`) ends only its branch, logged as `plan_f
 from __future__ import annotations
 
 from agents.engine import PlanContext, ProposalFailed
+from agents.event_types import BranchExhausted, NoProposalFound, PlanFailed, PlanMade, Retrieval
 from agents.lab import Lab
 from agents.nodes.select import scored
 from agents.offline.engine import NoProposal
@@ -29,9 +30,9 @@ def make(lab: Lab):
             query = f"{lab.spec.name}: changes to {parent.title}. {parent.analysis}"
             findings = lab.store.nearest(query, k=lab.limits.findings_k, task=lab.spec.name,
                                          keep=lab.keeps_finding(state.get("visible")))
-            lab.events.emit("retrieval", round=round, candidate_id=state["candidate_id"], query=query[:500],
-                            finding_ids=[f.id for f, _ in findings],
-                            distances=[round_to(d) for _, d in findings])
+            lab.events.emit(Retrieval(round=round, candidate_id=state["candidate_id"], query=query[:500],
+                                      finding_ids=[f.id for f, _ in findings],
+                                      distances=[round_to(d) for _, d in findings]))
             context = PlanContext(spec=lab.spec, round=round, parent=parent, candidates=candidates,
                                   findings=findings, tried=tried, slot=state.get("slot", 0),
                                   batch=state.get("batch") or 1, candidate_id=state["candidate_id"],
@@ -40,18 +41,18 @@ def make(lab: Lab):
             try:
                 proposal = lab.engine.plan(context)
             except NoProposal as exc:
-                lab.events.emit("no_proposal", round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
-                                reason=str(exc))
+                lab.events.emit(NoProposalFound(round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
+                                                reason=str(exc)))
                 continue
             except ProposalFailed as exc:     # the planner's answers were unusable: this branch ends, the run goes on
-                lab.events.emit("plan_failed", round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
-                                reason=str(exc)[:2000])
+                lab.events.emit(PlanFailed(round=round, candidate_id=state["candidate_id"], parent_id=parent.id,
+                                           reason=str(exc)[:2000]))
                 return {"plan": None, "check_status": "plan_failed"}
             proposal = proposal.model_copy(update={"candidate_id": state["candidate_id"]})
-            lab.events.emit("plan", round=round, **proposal.model_dump())
+            lab.events.emit(PlanMade(round=round, **proposal.model_dump()))
             return {"plan": proposal.model_dump(), "parent_id": parent.id, "check_status": ""}
         reason = "no candidate has an untried change left"
-        lab.events.emit("branch_exhausted", round=round, candidate_id=state["candidate_id"], reason=reason)
+        lab.events.emit(BranchExhausted(round=round, candidate_id=state["candidate_id"], reason=reason))
         return {"plan": None, "check_status": "no_proposal", "exhausted": [state["candidate_id"]]}
     return plan
 

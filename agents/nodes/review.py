@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from langgraph.types import interrupt
 
+from agents.event_types import ReviewDecision
 from agents.lab import Lab
 from agents.records import Plan
 from agents.state import CandidateState
@@ -58,8 +59,8 @@ def make(lab: Lab):
         if action not in ACTIONS:
             raise ValueError(f"review decision must have action in {ACTIONS}, got {decision!r}")
         note = str(decision.get("note", ""))
-        lab.events.emit("review_decision", round=round, candidate_id=candidate.id, fidelity=pending, action=action,
-                        note=note, edited_code=bool(decision.get("source")), edited_plan=bool(decision.get("plan")))
+        lab.events.emit(ReviewDecision(round=round, candidate_id=candidate.id, fidelity=pending, action=action,
+                                       note=note, edited_code=bool(decision.get("source")), edited_plan=bool(decision.get("plan"))))
         reviewed = list(state.get("reviewed", [])) + [f"{candidate.id}:{pending}"]
         if action == "reject":
             candidate.status = "rejected"

@@ -17,6 +17,7 @@ budget no new proposal is made and the branches in flight finish.
 from __future__ import annotations
 
 from agents import scoring, search
+from agents.event_types import BudgetExhausted, ParentsSelected, RoundStarted, SearchExhausted
 from agents.lab import Lab
 from agents.records import Candidate
 from agents.state import LoopState
@@ -54,7 +55,7 @@ def make(lab: Lab):
             lab.stage(round, "select")
             exhausted = lab.control.exhausted(lab.events.history)
             if exhausted:
-                lab.events.emit("budget_exhausted", round=round, reason=exhausted)
+                lab.events.emit(BudgetExhausted(round=round, reason=exhausted))
                 finished = exhausted
                 break
             visible = len(lab.collected())
@@ -62,16 +63,16 @@ def make(lab: Lab):
             parents = search.choose_parents(candidates, lab.objective, 1, f"{lab.seed}:select:{k}",
                                             explore=lab.limits.loop.explore)
             if not parents:
-                lab.events.emit("search_exhausted", round=round, reason="no candidate has a score to build on")
+                lab.events.emit(SearchExhausted(round=round, reason="no candidate has a score to build on"))
                 finished = "no candidate has a score to build on"
                 break
             parent, pool = parents[0], scored(candidates, lab.objective)
             cid = f"c{k:03d}"
             if slot == 0:
-                lab.events.emit("round_started", round=round)
-            lab.events.emit("parents_selected", round=round, parent_ids=[parent.id], candidate_ids=[cid],
-                            explore=bool(pool) and parent.id != pool[0].id, ranking=[c.id for c in pool[:5]], visible=visible,
-                            slot=slot, batch=batch)
+                lab.events.emit(RoundStarted(round=round))
+            lab.events.emit(ParentsSelected(round=round, parent_ids=[parent.id], candidate_ids=[cid],
+                                            explore=bool(pool) and parent.id != pool[0].id, ranking=[c.id for c in pool[:5]], visible=visible,
+                                            slot=slot, batch=batch))
             in_flight[cid] = {"round": round, "slot": slot, "batch": batch, "visible": visible,
                               "seen": len(state.get("tried", [])), "parent_id": parent.id, "candidate_id": cid,
                               "plan": None, "fix_attempts": 0, "check_status": "", "pending": None, "reviewed": [],
