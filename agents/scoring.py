@@ -106,7 +106,7 @@ def _measured(candidate: Candidate, metric: str, fidelity: str) -> float | None:
 
 
 def _oriented(value: float, objective: Objective) -> float:
-    quality = value if objective.higher_is_better else -value
+    quality = objective.oriented(value)
     return quality if math.isfinite(quality) else -math.inf
 
 

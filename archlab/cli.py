@@ -676,8 +676,9 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
     from evaluators.tasks import get_task
     from sandbox.base import SandboxUnavailable
     from wire.jobs import EvalJob
+    from wire.task import FIDELITY_ORDER
 
-    if fidelity not in ("check", "proxy", "short", "full", "bench"):
+    if fidelity not in FIDELITY_ORDER:
         fail(f"unknown fidelity {fidelity!r}; use check, proxy, short, full or bench")
     task_options = {"short_steps": short_steps} if short_steps is not None else None
     # one job, through the executor a run uses (warm worker, same limits), so a hand score is a loop score

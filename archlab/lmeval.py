@@ -58,7 +58,7 @@ except ModuleNotFoundError as exc:            # the CLI shows this message as it
     raise ModuleNotFoundError("`archlab lm-eval` needs EleutherAI's lm-eval: pip install -e .[lmeval]",
                               name=exc.name) from exc
 
-from wire.task import TaskSpec
+from wire.task import TRAINING, TaskSpec
 
 BATCH_TOKENS = 8192            # default batch: this many tokens of windows per forward pass (rows = this // seq_len)
 DEFAULT_MAX_GEN_TOKS = 256    # tokens generated when a task does not say (lm-eval's own default)
@@ -345,7 +345,7 @@ def load_candidate_model(candidate: Path, *, weights: Path | None = None, train:
     from evaluators.contracts import ContractViolation
     from evaluators.tasks import get_task
 
-    if fidelity not in ("short", "full"):
+    if fidelity not in TRAINING:
         raise AdapterError(f"fidelity {fidelity!r}: use short (the scale's rung) or full (one rung up)")
     if (weights is None) == (not train):
         raise AdapterError("give either weights (a saved state dict) or train (train it here), not both or neither")
@@ -411,8 +411,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidate", type=Path, required=True, help="the candidate's Python file (build_model)")
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--weights", type=Path, help="a state dict saved with torch.save (e.g. by --save-weights)")
-    how.add_argument("--train", choices=("short", "full"), help="train here at this fidelity's budget first")
-    parser.add_argument("--fidelity", choices=("short", "full"), default="short",
+    how.add_argument("--train", choices=TRAINING, help="train here at this fidelity's budget first")
+    parser.add_argument("--fidelity", choices=TRAINING, default="short",
                         help="with --weights: the rung the weights belong to (short: --scale's, full: one up)")
     parser.add_argument("--scale", type=int, default=0, help="the lm task's ladder rung (task option scale)")
     parser.add_argument("--data", default="synthetic", help="'synthetic' or a directory from `archlab prepare-data`")

@@ -87,7 +87,7 @@ import torch
 from evaluators import decoding, landlock
 from evaluators.contracts import ContractViolation
 from evaluators.fidelities import JobFailure
-from wire.task import TaskSpec
+from wire.task import SCREENING, TaskSpec
 
 PROCEDURES = ("candidate", "cached", "nocache")     # the rows of timings.npy
 REFERENCES = {"cached": decoding.greedy_cached, "nocache": decoding.greedy_nocache}
@@ -131,7 +131,7 @@ def run(spec: TaskSpec, weights: np.ndarray | None, fidelity: str, inputs: Path,
         raise RuntimeError("the job's inputs hold no train_weights.npy; the host writes it (Decode.sandbox_files)")
     if decoding.array_digest(weights.astype(np.float32)) != spec.data["weights_sha256"]:
         raise RuntimeError("the weights file does not hash to the spec's weights_sha256; the host wrote another model")
-    timed = fidelity not in ("check", "proxy")
+    timed = fidelity not in SCREENING
     per_pass = spec.budgets["check" if not timed else fidelity if fidelity in spec.budgets else "short"].steps
     prompts = _PromptFile(inputs / "prompts.npy", per_pass)
     confine = landlock.available()

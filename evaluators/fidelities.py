@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from evaluators.contracts import ContractViolation
-from wire.task import Budget, TaskSpec
+from wire.task import SCREENING, TRAINING, Budget, TaskSpec
 from evaluators.tasks.base import SandboxOutput, Task
 
 CURVE_POINTS = 20  # learning-curve samples recorded per training run
@@ -209,7 +209,7 @@ def run_model_job(task: Task, spec: TaskSpec, fidelity: str, seed: int, inputs_d
     module = load_candidate(inputs_dir / "candidate.py", entry=task.entry)
     model = build(module, spec, seed, task.entry)
     out.metrics.update(check(task, spec, model, device))
-    if fidelity in ("check", "proxy"):
+    if fidelity in SCREENING:
         out.functional_hash = functional_hash(module, task, spec, device)
     if fidelity == "proxy":
         out.metrics.update(compute_proxies(task, spec, lambda: build(module, spec, seed, task.entry), device))
@@ -217,7 +217,7 @@ def run_model_job(task: Task, spec: TaskSpec, fidelity: str, seed: int, inputs_d
         metrics, bench_env = run_bench(task, spec, build(module, spec, seed, task.entry), device)
         out.metrics.update(metrics)
         out.environment.update(bench_env)
-    elif fidelity in ("short", "full"):
+    elif fidelity in TRAINING:
         instance = spec.at(fidelity)                    # the task instance this fidelity trains on
         model = build(module, instance, seed, task.entry)   # train from the same fresh init
         trained = train(task, instance, model, spec.budgets[fidelity], seed, device)

@@ -29,6 +29,10 @@ class Objective(BaseModel):
     limits: dict[str, float] = Field(default_factory=dict)  # cost metric -> largest allowed value
     costs: tuple[str, ...] = ("params",)               # cost axes of the Pareto front (lower is better)
 
+    def oriented(self, value: float) -> float:
+        """`value` of the metric turned so that higher is better (the one place the orientation is applied)."""
+        return value if self.higher_is_better else -value
+
 
 @dataclass(frozen=True)
 class Fitness:
@@ -43,7 +47,7 @@ def fitness(metrics: Mapping[str, float], objective: Objective) -> Fitness:
         raise KeyError(f"the metrics have no {objective.metric!r} (have: {', '.join(sorted(metrics))}); "
                        "evaluate the candidate at a fidelity that reports it")
     quality = float(metrics[objective.metric])
-    value = quality if objective.higher_is_better else -quality
+    value = objective.oriented(quality)
     violations = []
     for name, limit in objective.limits.items():
         if name not in metrics:
@@ -68,7 +72,7 @@ def pareto_front(items: Mapping[str, Mapping[str, float]], objective: Objective)
     for cid, metrics in items.items():
         if objective.metric not in metrics or any(c not in metrics for c in objective.costs):
             continue
-        quality = float(metrics[objective.metric]) * (1 if objective.higher_is_better else -1)
+        quality = objective.oriented(float(metrics[objective.metric]))
         point = (quality, *(-float(metrics[c]) for c in objective.costs))
         if all(math.isfinite(v) for v in point):
             points[cid] = point

@@ -27,8 +27,9 @@ from evaluators import heldout
 from evaluators.tasks import TASK_FILE, is_file_ref, task_of
 from sandbox.base import Sandbox, failure, write_job
 from wire.jobs import EvalJob, EvalResult
+from wire.task import TRAINING
 
-TRAINING_FIDELITIES = ("short", "full")
+TRAINING_FIDELITIES = TRAINING
 PREDICTIONS_MAX_BYTES = 64 * 1024 * 1024
 
 

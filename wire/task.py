@@ -5,11 +5,15 @@ candidate contract (`spec.vocab_size`, `spec.seq_len`, `spec.d_model` hint, ...)
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, model_serializer
 
 Fidelity = Literal["check", "proxy", "short", "full", "bench"]
+# the one home of the fidelities' order: cheapest first; `bench` measures speed and memory, not quality
+FIDELITY_ORDER: tuple[str, ...] = get_args(Fidelity)
+SCREENING = ("check", "proxy")        # run the model without training it
+TRAINING = ("short", "full")          # train it: the rungs a quality is measured at
 
 
 class Budget(BaseModel):

@@ -107,7 +107,7 @@ class OfflineEngine:
         delta = evidence.get(f"delta_{self.objective.metric}")
         if delta is None or abs(delta) <= evidence.get(f"floor_{self.objective.metric}", 0.0):
             return 0.0
-        return delta if self.objective.higher_is_better else -delta
+        return self.objective.oriented(delta)
 
     def plan(self, context: PlanContext) -> Plan:
         objective = context.objective or self.objective

@@ -25,8 +25,9 @@ from agents.objective import front as pareto_front
 from agents.records import Candidate
 from archlab.runstore import RunRecord
 from archlab.ui import plots
+from wire.task import FIDELITY_ORDER as ORDER
 
-FIDELITY_ORDER = ("check", "proxy", "short", "full", "bench")
+FIDELITY_ORDER = ORDER
 JOB_ENDS = (ev.JobResult, ev.SandboxError, ev.JobReused)     # a job_started is answered by one of these
 
 

@@ -63,7 +63,7 @@ from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators.tasks.charlm import CORPUS_BYTES, read_corpus, split_blocks
 from evaluators.tasks.lazy import module, torch
 from wire.jobs import EvalJob, EvalResult
-from wire.task import Budget, RunDefaults, TaskSpec
+from wire.task import SCREENING, Budget, RunDefaults, TaskSpec
 
 decoding = module("evaluators.decoding")     # torch at module level: imported when the task first needs it
 
@@ -159,12 +159,12 @@ class Decode(Task):
         return spec.budgets["check" if fidelity == "check" else fidelity if fidelity in spec.budgets else "short"].steps
 
     def new_tokens(self, spec: TaskSpec, fidelity: str) -> int:
-        return int(spec.data["check_new_tokens" if fidelity in ("check", "proxy") else "max_new_tokens"])
+        return int(spec.data["check_new_tokens" if fidelity in SCREENING else "max_new_tokens"])
 
     def passes(self, spec: TaskSpec, fidelity: str) -> int:
         """Prompt sets a job may decode: one for a check; `max_repeats` timed passes for a timed fidelity (the
         warm-up decodes a fixed public text, never one of these)."""
-        return 1 if fidelity in ("check", "proxy") else int(spec.data["max_repeats"])
+        return 1 if fidelity in SCREENING else int(spec.data["max_repeats"])
 
     # --- the model, both sides ----------------------------------------------------------
     def flat_weights(self, spec: TaskSpec) -> np.ndarray:
@@ -206,7 +206,7 @@ class Decode(Task):
             self._held = {**getattr(self, "_held", {}), sha: held}
         rows = self.passes(spec, fidelity) * self.prompt_count(spec, fidelity)
         P = int(spec.data["prompt_len"])
-        salt = "check" if fidelity in ("check", "proxy") else fidelity
+        salt = "check" if fidelity in SCREENING else fidelity
         secret = heldout.machine_secret() if secret is None else secret
         generator = torch.Generator().manual_seed(heldout.seed(secret, self.name, sha, spec.seed, salt))
         start = torch.randint(0, len(held) - P, (rows,), generator=generator)
@@ -255,7 +255,7 @@ class Decode(Task):
             problem = (f"decoded.npy has {len(decoded)} rows; expected whole passes of {n_prompts} prompts, at most "
                        f"{len(references)}")
         timings = None
-        if problem is None and fidelity not in ("check", "proxy"):
+        if problem is None and fidelity not in SCREENING:
             timings, problem = _load_timings(jobdir / "out" / "timings.npy", len(decoded) // n_prompts, wall)
         if problem is not None:
             return result.model_copy(update={"status": "invalid", "message": problem})

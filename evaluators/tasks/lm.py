@@ -70,7 +70,7 @@ from evaluators import suite
 from evaluators.heldout import seed
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators.tasks.lazy import torch
-from wire.task import Budget, TaskSpec
+from wire.task import TRAINING, Budget, TaskSpec
 
 SYNTHETIC_BYTES = 2_000_000       # default corpus size
 PREDICTIONS_CAP = 32 * 1024 * 1024   # bytes of held-out log-probs a job returns (the harness allows 64 MiB)
@@ -346,7 +346,7 @@ class LM(Task):
                        files: dict, device: torch.device, clock) -> SandboxOutput:
         """The model job (`evaluators.fidelities.run_model_job`), or the time-matched loop; plus tokens/s."""
         instance = spec.at(fidelity)
-        if fidelity in ("short", "full") and "seconds" in instance.data:
+        if fidelity in TRAINING and "seconds" in instance.data:
             out = _train_for_seconds(self, spec, fidelity, seed, inputs_dir, device, clock)
         else:
             from evaluators.fidelities import run_model_job
@@ -391,7 +391,7 @@ class LM(Task):
     def prepare(self, job, jobdir: Path, secret: bytes | None = None) -> dict:
         """The held-out rows into the job's inputs (training fidelities); what the host keeps back."""
         from evaluators import heldout
-        if job.fidelity not in ("short", "full"):
+        if job.fidelity not in TRAINING:
             return {}
         instance = job.task.at(job.fidelity)
         heldout.check_rule(self, instance)

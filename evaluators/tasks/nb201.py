@@ -47,7 +47,7 @@ from pydantic import Field, field_validator
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators import nb201_cells as nb201
 from evaluators.nb201_cells import CELLS_PER_STAGE, CHANNELS, EDGES, INPUT_SIZE, NUM_CLASSES, OPS
-from wire.task import Budget, RunDefaults, TaskSpec
+from wire.task import SCREENING, TRAINING, Budget, RunDefaults, TaskSpec
 
 CELLS = len(OPS) ** len(EDGES)                                                # 15,625
 SHARED_TABLE = Path(__file__).resolve().parents[3] / "shared/data/nas-benchmarks/nb201_val_accuracy.json"
@@ -154,9 +154,9 @@ class NB201(Task):
         genome = cell_of(candidate, spec)
         out = SandboxOutput(metrics=cell_costs(genome, str(spec.data["dataset"])),
                             environment={"cell": nb201.to_arch_str(genome)})
-        if fidelity in ("check", "proxy"):
+        if fidelity in SCREENING:
             out.functional_hash = hashlib.sha256(bytes(genome)).hexdigest()[:16]
-        elif fidelity in ("short", "full"):
+        elif fidelity in TRAINING:
             out.predictions = one_hot(genome)
         return out
 
