@@ -330,17 +330,27 @@ class OpenAIEngine:
                 messages = self._follow_up(messages, reply.text, user_text(
                     "repair", problem=problem, instruction="Reply with the whole module in one ```python block."))
                 continue
-            if copy_of := self._copy(source, evaluated):
-                duplicates += 1
-                kept = duplicates > self.llm.novelty_retries
-                self.client.emit(DuplicateCode(purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
-                                               kept=kept))
-                if not kept:
-                    messages = self._follow_up(messages, reply.text, user_text(
-                        "duplicate_code", candidate_id=copy_of, title=plan.title))
-                    continue
+            duplicates, again = self._copy_sent_back(source, evaluated, duplicates, messages, reply, purpose, plan)
+            if again is not None:
+                messages = again
+                continue
             self._answered(purpose, reply, "module", 0, 0, fallback)
             return source, "", reply.text
+
+    def _copy_sent_back(self, source: str, evaluated: dict[str, str], duplicates: int, messages: list[dict[str, str]],
+                        reply, purpose: str, plan: Plan) -> tuple[int, list[dict[str, str]] | None]:
+        """(copies so far, the messages that send this answer back) when `source` is an evaluated module again; the
+        messages are None when it is not a copy, or when `llm.novelty_retries` copies have gone back already (kept)."""
+        copy_of = self._copy(source, evaluated)
+        if not copy_of:
+            return duplicates, None
+        duplicates += 1
+        kept = duplicates > self.llm.novelty_retries
+        self.client.emit(DuplicateCode(purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of, kept=kept))
+        if kept:
+            return duplicates, None
+        return duplicates, self._follow_up(messages, reply.text, user_text("duplicate_code", candidate_id=copy_of,
+                                                                           title=plan.title))
 
     def _edited(self, messages: list[dict[str, str]], base: str, purpose: str, plan: Plan, entry: str,
                 evaluated: dict[str, str] | None = None, failing_hash: str = "") -> tuple[str | None, str, str]:
@@ -401,15 +411,10 @@ class OpenAIEngine:
                     return None, problem, reply.text
                 messages = self._follow_up(messages, reply.text, user_text("edit_failed", problems=problem))
                 continue
-            if copy_of := self._copy(source, evaluated):
-                duplicates += 1
-                kept = duplicates > self.llm.novelty_retries
-                self.client.emit(DuplicateCode(purpose=purpose, call_id=reply.call_id, duplicate_of=copy_of,
-                                               kept=kept))
-                if not kept:
-                    messages = self._follow_up(messages, reply.text, user_text(
-                        "duplicate_code", candidate_id=copy_of, title=plan.title))
-                    continue
+            duplicates, again = self._copy_sent_back(source, evaluated, duplicates, messages, reply, purpose, plan)
+            if again is not None:
+                messages = again
+                continue
             self._answered(purpose, reply, form, len(edits), failed, False)
             return source, "", reply.text
 
