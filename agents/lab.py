@@ -27,7 +27,7 @@ from agents import anchors
 from agents.anchors import AnchorPolicy
 from agents.control import RunControl
 from agents.engine import ResearchEngine
-from agents.event_types import JobResult, JobReused, JobStarted, SandboxError
+from agents.event_types import JobResult, JobReused, JobStarted, PlanMade, SandboxError
 from agents.events import EventLog
 from agents.limits import LoopLimits
 from agents.recorder import Recorder
@@ -112,6 +112,13 @@ class Lab:
         with self.shared:
             hidden = {job for job, branch in self._job_branch.items() if branch not in shown}
         return [_without_jobs(c, hidden) for c in records if c.id in shown]
+
+    def plans_in_flight(self, but: str) -> list[PlanMade]:
+        """The plans of the branches still in flight, other than `but`'s: a live engine avoids proposing them again.
+        Which of them a plan sees depends on timing; no recorded decision does (a replay serves the recorded plans)."""
+        collected = set(self.collected())
+        return [e.data for e in self.events.history
+                if isinstance(e.data, PlanMade) and e.data.candidate_id not in collected and e.data.candidate_id != but]
 
     def keeps_finding(self, visible: int | None) -> Callable[[Finding], bool] | None:
         """Which findings a branch that saw `visible` collected candidates may retrieve: any from other runs, and

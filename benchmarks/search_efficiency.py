@@ -279,7 +279,8 @@ def nb201_graph(path: Path, budget: int, seed: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="nb201-graph-") as tmp:
         settings = Settings(task="nb201", task_options={"table": str(path)}, seed=seed, runs_dir=Path(tmp),
                             rounds=budget - NB201_INIT - 1,
-                            loop={"batch": 1, "random_pool": NB201_INIT, "noise_seeds": 1, "proxy_rung": False},
+                            loop={"batch": 1, "lookahead": 0, "random_pool": NB201_INIT, "noise_seeds": 1,
+                                  "proxy_rung": False},
                             executor={"warm": False, "workers": 1}, knowledge={"embedder": "hashing"})
         run_id, run_dir = start_run(settings)
         with open_lab(settings, run_id, run_dir) as lab, NB201Evaluator(lab.spec) as evaluate:

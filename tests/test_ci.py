@@ -59,7 +59,7 @@ def test_ci_run_installs_starts_docker_and_the_llm_server_then_tests_under_ci(tm
     tree, calls, env = _ci_copy(tmp_path)
     proc = subprocess.run(["bash", str(tree / ".ci" / "run")], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert calls.read_text().splitlines() == ["make install CI=true", "docker-setup.sh  CI=true",
+    assert calls.read_text().splitlines() == ["make install CI=true", "make docs CI=true", "docker-setup.sh  CI=true",
                                               "browser-setup.sh  CI=true",
                                               "services-setup.sh  CI=true", "llm-setup.sh  CI=true",
                                               "make test CI=true"]

@@ -193,14 +193,15 @@ def test_a_loss_run_selects_parents_and_reports_its_best_by_the_loss(tmp_path):
     loss = {cid: c.metric("heldout_loss") for cid, c in records.items()
             if c.status in ("baseline", "evaluated") and c.metric("heldout_loss") is not None}
 
-    measured, selections = set(), []
+    collected, selections = [], []          # a proposal chooses among the candidates collected before it
     for event in events(run_dir):
-        if event["type"] == "result" and event["payload"]["fidelity"] == "short":
-            measured.add(event["payload"]["candidate_id"])
+        if event["type"] == "candidate_collected":
+            collected.append(event["payload"]["candidate_id"])
         elif event["type"] == "parents_selected":
-            pool = sorted((cid for cid in measured if cid in loss), key=lambda cid: (loss[cid], cid))
+            assert event["payload"]["visible"] == len(collected)
+            pool = sorted((cid for cid in collected if cid in loss), key=lambda cid: (loss[cid], cid))
             selections.append((event["payload"], pool))
-    assert len(selections) == 2
+    assert len(selections) == 2 * selections[0][0]["batch"]          # two rounds
     for payload, pool in selections:
         assert not payload["explore"]
         assert set(payload["parent_ids"]) == {pool[0]}, (payload, loss)       # the lowest loss, not the top accuracy

@@ -105,7 +105,8 @@ def _cmdline_has(pid: str, text: str) -> bool:
 
 
 def test_stop_from_another_terminal_then_resume(tmp_path):
-    proc = start("run", "--rounds", "2", "--runs-dir", str(tmp_path))
+    # enough rounds that the run is still going when the stop lands (jobs start in milliseconds from the zygote)
+    proc = start("run", "--rounds", "8", "--runs-dir", str(tmp_path))
     run_dir = wait_for(lambda: next((p for p in tmp_path.iterdir() if (p / "events.jsonl").exists()), None), 60)
     wait_for(lambda: any(e["type"] == "baseline" for e in events(run_dir)), 120)
     stopped = archlab("stop", run_dir.name, "--runs-dir", str(tmp_path))
@@ -118,7 +119,7 @@ def test_stop_from_another_terminal_then_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     log = events(run_dir)
     assert log[-1]["type"] == "run_finished"
-    assert sum(e["type"] == "round_started" for e in log) == 2
+    assert sum(e["type"] == "round_started" for e in log) == 8
 
 
 def test_sigterm_stops_gracefully(tmp_path):

@@ -11,7 +11,7 @@ from agents.engine import PlanContext, ProposalFailed
 from agents.event_types import BranchExhausted, NoProposalFound, PlanFailed, PlanMade, Retrieval
 from agents.lab import Lab
 from agents.nodes.select import scored
-from agents.offline.engine import NoProposal
+from agents.offline.engine import NoProposal, genome_hash
 from agents.state import CandidateState
 from langgraph.graph import END
 
@@ -25,7 +25,9 @@ def make(lab: Lab):
         # the chosen parent first; if nothing new can be proposed for it, the next best
         order = [by_id[state["parent_id"]]] + [c for c in scored(candidates, lab.objective)
                                                if c.id != state["parent_id"]]
-        tried = set(state.get("seen", [])) | set(state.get("tried", []))
+        # what was tried when the branch was proposed, and what the branches in flight have planned since
+        in_flight = {genome_hash(p.genome) for p in lab.plans_in_flight(state["candidate_id"]) if p.genome}
+        tried = set(state.get("seen", [])) | set(state.get("tried", [])) | in_flight
         for parent in order:
             query = f"{lab.spec.name}: changes to {parent.title}. {parent.analysis}"
             findings = lab.store.nearest(query, k=lab.limits.findings_k, task=lab.spec.name,

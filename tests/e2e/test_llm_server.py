@@ -190,7 +190,9 @@ def test_the_form_of_every_coder_answer_is_logged(llm_run):
     events, _ = read_events(run_dir / "events.jsonl")
     written = [e for e in events if e.type == "code"]
     forms = [e.payload for e in events if e.type == "code_answer" and e.payload["purpose"] == "code"]
-    assert len(forms) == len(written)
+    # every module written follows at least one logged coder answer (an unusable answer is logged too, as "none",
+    # and asked again); a small model's answers are often unusable, so the count of each is not fixed
+    assert written and len(forms) >= len(written)
     assert all(f["form"] in ("edits", "module", "space", "none") for f in forms)
     failed = [e.payload for e in events if e.type == "edit_failed"]
     assert all(f["problems"] and all(p.startswith(("edit ", "after the edits", "the ")) for p in f["problems"])
