@@ -27,7 +27,7 @@ from typing import Iterable
 
 from agents.records import Candidate
 from evaluators.promotion import (MIN_COMPLETED, PROXY_SIGNALS, SHORT_SIGNALS, CheapScore, cross_validated_tau,
-                                  kendall, short_signals)
+                                  kendall, short_signals, top_fraction)
 from wire.task import TaskSpec
 
 TRAINABLE = ("baseline", "reference", "evaluated", "screened", "checked")   # statuses that can hold rung results
@@ -106,9 +106,10 @@ def fitted_score(candidates: list[Candidate], table: dict[str, dict[str, float]]
 
 def rung_decision(candidates: list[Candidate], candidate_id: str, rung: str, keep: float, spec: TaskSpec,
                   metric: str = "accuracy", higher_is_better: bool = True) -> RungDecision:
-    """Rank `candidate_id` among the run's candidates that finished `rung`; promote it if in the top `keep`."""
-    if not 0 < keep <= 1:
-        raise ValueError(f"keep={keep} must be in (0, 1]")
+    """Rank `candidate_id` among the run's candidates that finished `rung`; promote it if in the top `keep`.
+
+    The online form of `evaluators.promotion.successive_halving`: one candidate at a time against its rung as
+    the run has it, with the same cut (`top_fraction`)."""
     peers = [c for c in candidates if c.status in TRAINABLE and c.evaluations.get(rung) is not None
              and c.evaluations[rung].ok]
     if candidate_id not in {c.id for c in peers}:
@@ -117,10 +118,9 @@ def rung_decision(candidates: list[Candidate], candidate_id: str, rung: str, kee
     cheap, target = fitted_score(candidates, table, rung, metric, higher_is_better)
     scores = cheap.score({c.id: table[c.id] for c in peers})
     ordered = sorted(scores, key=lambda cid: (-scores[cid], cid))
-    rank = ordered.index(candidate_id)
-    kept = min(len(ordered), max(1, math.ceil(keep * len(ordered))))
-    return RungDecision(rung, "short" if rung == "proxy" else "full", rank + 1, len(ordered), kept, rank < kept,
-                        scores[candidate_id], target, dict(cheap.weights))
+    kept = top_fraction(scores, keep)
+    return RungDecision(rung, "short" if rung == "proxy" else "full", ordered.index(candidate_id) + 1, len(ordered),
+                        len(kept), candidate_id in kept, scores[candidate_id], target, dict(cheap.weights))
 
 
 def tau_report(candidates: list[Candidate], spec: TaskSpec, metric: str = "accuracy",

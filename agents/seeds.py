@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.stats import MIN_SEEDS, compare, improvement_over_random, mean_ci
+from evaluators.stats import MIN_SEEDS, difference, improvement_over_random, mean_ci
 from wire.jobs import EvalResult
 
 
@@ -58,7 +58,7 @@ def aggregate(results: list[EvalResult], metric: str) -> EvalResult:
 def verdict(child: list[float], parent: list[float], higher_is_better: bool = True) -> dict[str, Any]:
     """Child vs parent over seeds: the difference of means and its 95% interval; better/worse only beyond it."""
     sign = 1.0 if higher_is_better else -1.0
-    result = compare([sign * v for v in child], [sign * v for v in parent])
+    result = difference([sign * v for v in child], [sign * v for v in parent])
     word = "better" if result.better else "worse" if result.worse else "not distinguishable"
     low, high = sorted((sign * result.low, sign * result.high))      # back in the metric's own units
     return {"delta": sign * result.delta, "low": low, "high": high, "better": result.better,

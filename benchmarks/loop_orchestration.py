@@ -69,11 +69,20 @@ def per_round(events: list[Event], workers: int) -> list[dict]:
 
 
 def summarise(rows: list[dict], run: Occupancy, window: int = 10) -> dict:
-    first, last = rows[:window], rows[-window:]
+    # the last stretch runs from the last round's start to the end of the run: its idle tail (the last jobs done,
+    # the run's summary) is no time *between* jobs, so the late window is the ten rounds before it
+    first, last = rows[:window], rows[-window - 1:-1] if len(rows) > window else rows[-window:]
     early = statistics.median(r["no_job_seconds"] for r in first)
     late = statistics.median(r["no_job_seconds"] for r in last)
-    ratio = late / early if early > 0 else float("inf")
-    return {"rounds": len(rows), "window": window,
+    # with no round barrier the median is often 0 at both ends (some job is always in flight): then the means say
+    # whether the idle time grows
+    basis = "median"
+    if early == 0:
+        basis = "mean"
+        early = statistics.mean(r["no_job_seconds"] for r in first)
+        late = statistics.mean(r["no_job_seconds"] for r in last)
+    ratio = late / early if early > 0 else (1.0 if late == 0 else float("inf"))
+    return {"rounds": len(rows), "window": window, "basis": basis,
             "no_job_median_first": early, "no_job_median_last": late, "ratio": ratio,
             "round_median_first": statistics.median(r["seconds"] for r in first),
             "round_median_last": statistics.median(r["seconds"] for r in last),
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
               "summary": found, "rounds": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=str))
-    print(f"loop_orchestration: {found['rounds']} rounds; no job in flight, median per round: first ten "
+    print(f"loop_orchestration: {found['rounds']} rounds; no job in flight, {found['basis']} per round: first ten "
           f"{found['no_job_median_first']:.2f} s, last ten {found['no_job_median_last']:.2f} s "
           f"(x{found['ratio']:.1f}, target <= x{TARGET_RATIO}: {'MET' if found['met'] else 'MISSED'}); "
           f"occupancy {found['occupancy']:.2f} of {found['workers']} workers (target >= {TARGET_OCCUPANCY}: "

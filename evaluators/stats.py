@@ -2,7 +2,7 @@
 
 - `mean_ci(values)`: mean and Student-t confidence interval over >= 3 seeds (fewer is refused:
   two seeds give an interval too wide to mean anything, one gives none).
-- `compare(child, parent)`: Welch's interval for the difference of means; the child is
+- `difference(child, parent)`: Welch's interval for the difference of means; the child is
   `better` only when the whole interval lies above zero ("better beyond the interval").
 - `improvement_over_random(value, pool)`: how far a score is above the average random
   architecture of a pool (the baseline a search must beat), in raw units and in pool
@@ -59,7 +59,7 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Interval:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Difference:
     delta: float        # child mean - parent mean
     low: float          # interval of the difference
     high: float
@@ -67,7 +67,7 @@ class Comparison:
     worse: bool         # the whole interval is below zero
 
 
-def compare(child, parent, confidence: float = CONFIDENCE) -> Comparison:
+def difference(child, parent, confidence: float = CONFIDENCE) -> Difference:
     """Welch's t interval for mean(child) - mean(parent) over seeds (>= 3 each)."""
     a, b = _finite(child), _finite(parent)
     if min(len(a), len(b)) < MIN_SEEDS:
@@ -76,10 +76,10 @@ def compare(child, parent, confidence: float = CONFIDENCE) -> Comparison:
     delta = float(a.mean() - b.mean())
     se = math.sqrt(va + vb)
     if se == 0:
-        return Comparison(delta, delta, delta, delta > 0, delta < 0)
+        return Difference(delta, delta, delta, delta > 0, delta < 0)
     dof = (va + vb) ** 2 / ((va ** 2) / (len(a) - 1) + (vb ** 2) / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + confidence / 2, dof) * se)
-    return Comparison(delta, delta - half, delta + half, delta - half > 0, delta + half < 0)
+    return Difference(delta, delta - half, delta + half, delta - half > 0, delta + half < 0)
 
 
 @dataclass(frozen=True)

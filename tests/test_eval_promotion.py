@@ -109,8 +109,8 @@ def test_mean_ci_needs_three_seeds_and_matches_student_t():
 
 def test_better_than_parent_only_beyond_the_interval():
     parent = [0.50, 0.52, 0.51]
-    assert stats.compare([0.60, 0.61, 0.62], parent).better
-    close = stats.compare([0.52, 0.50, 0.53], parent)
+    assert stats.difference([0.60, 0.61, 0.62], parent).better
+    close = stats.difference([0.52, 0.50, 0.53], parent)
     assert not close.better and not close.worse and close.delta > 0
     over = stats.improvement_over_random(0.9, [0.1, 0.2, 0.3, 0.4])
     assert over.delta == pytest.approx(0.65) and over.beats == 1.0 and over.z > 0
