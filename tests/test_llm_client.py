@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from agents.event_types import type_of
 from agents.llm.client import LLMClient, MemoryEvents, Pricing, retry_after_seconds
 from agents.llm.errors import LLMConfigError, LLMUnavailable
 from agents.llm.answers import PlanAnswer
@@ -23,8 +24,13 @@ def client(fake: FakeEndpoint, **over) -> tuple[LLMClient, MemoryEvents, list[fl
     return LLMClient(settings(fake.url, **over), KEY, events, seed=0, sleep=waits.append), events, waits
 
 
+def pairs(events: MemoryEvents) -> list[tuple[str, dict]]:
+    """The client's events as (type, fields): it emits payload models (`agents.event_types`)."""
+    return [(type_of(model), model.model_dump(by_alias=True)) for model in events.events]
+
+
 def types(events: MemoryEvents) -> list[str]:
-    return [t for t, _ in events.events]
+    return [t for t, _ in pairs(events)]
 
 
 def test_answer_usage_and_cost_are_recorded():
@@ -34,17 +40,17 @@ def test_answer_usage_and_cost_are_recorded():
     assert reply.text == "ok" and (reply.input_tokens, reply.output_tokens) == (1000, 500)
     assert reply.cost_usd == pytest.approx((1000 * 1.0 + 500 * 2.0) / 1e6)
     assert types(events) == ["llm_request", "llm_response"]
-    response = events.events[1][1]
+    response = pairs(events)[1][1]
     assert response["role"] == "planner" and response["model"] == "planner-m" and response["attempt"] == 1
     assert response["priced"] and response["cost_usd"] == reply.cost_usd
-    assert events.events[0][1]["messages"] == HI
+    assert pairs(events)[0][1]["messages"] == HI
 
 
 def test_missing_usage_is_estimated_and_unknown_models_cost_nothing():
     with FakeEndpoint({"analyst-m": [Answer.text("x" * 400, usage=None)]}) as fake:
         llm, events, _ = client(fake)
         reply = llm.chat("analyst", HI)
-    response = events.events[-1][1]
+    response = pairs(events)[-1][1]
     assert response["usage_estimated"] and reply.output_tokens == 100
     assert reply.cost_usd == 0.0 and response["priced"] is False
 
@@ -54,9 +60,9 @@ def test_429_waits_as_long_as_retry_after_says():
         llm, events, waits = client(fake)
         assert llm.chat("planner", HI).text == "ok"
     assert waits == [0.15]
-    error = next(p for t, p in events.events if t == "llm_error")
+    error = next(p for t, p in pairs(events) if t == "llm_error")
     assert error["kind"] == "rate_limit" and error["status"] == 429 and error["will_retry"] and error["retry_in"] == 0.15
-    assert [p["attempt"] for t, p in events.events if t == "llm_request"] == [1, 2]
+    assert [p["attempt"] for t, p in pairs(events) if t == "llm_request"] == [1, 2]
 
 
 def test_retry_after_is_capped_and_parsed_in_every_form():
@@ -75,7 +81,7 @@ def test_5xx_backs_off_exponentially_then_answers():
         llm, events, waits = client(fake)
         assert llm.chat("coder", HI).text == "ok"
     assert waits == [0.01, 0.02]
-    assert [p["kind"] for t, p in events.events if t == "llm_error"] == ["server", "server"]
+    assert [p["kind"] for t, p in pairs(events) if t == "llm_error"] == ["server", "server"]
 
 
 @pytest.mark.parametrize("failure, kind", [
@@ -92,7 +98,7 @@ def test_transport_failures_are_retried(failure, kind):
         started = time.monotonic()
         assert llm.chat("planner", HI).text == "ok"
     assert time.monotonic() - started < 5
-    assert [p["kind"] for t, p in events.events if t == "llm_error"] == [kind]
+    assert [p["kind"] for t, p in pairs(events) if t == "llm_error"] == [kind]
 
 
 def test_endpoint_that_keeps_failing_stops_with_a_clear_error():
@@ -111,7 +117,7 @@ def test_bad_key_is_a_configuration_error_and_the_key_never_leaks():
             llm.chat("planner", HI)
         assert fake.received[0].authorization == f"Bearer {KEY}"
     assert KEY not in str(raised.value) and raised.value.__cause__ is None
-    assert KEY not in repr(events.events) and "[api key]" in repr(events.events)
+    assert KEY not in repr(pairs(events)) and "[api key]" in repr(pairs(events))
     assert KEY not in repr(llm)
 
 
@@ -145,7 +151,7 @@ def test_auto_steps_down_when_the_endpoint_refuses_json_schema():
         json_object = fake.received[1].body["response_format"]
     assert sent_formats(fake) == ["json_schema", "json_object", "json_object"] and waits == []
     assert json_object["schema"]["required"] == list(PlanAnswer.model_fields)     # llama.cpp's grammar extension
-    errors = [p for t, p in events.events if t == "llm_error"]
+    errors = [p for t, p in pairs(events) if t == "llm_error"]
     assert [e["kind"] for e in errors] == ["json_schema_refused"]
     assert "gets json_object from now on" in errors[0]["message"] and "structured_outputs" in errors[0]["message"]
 
@@ -160,7 +166,7 @@ def test_auto_falls_back_step_by_step_on_any_error_answer():
         llm.chat("planner", HI, PlanAnswer)
     assert sent_formats(fake) == ["json_schema", "json_object", "text", "text"]
     assert waits == [] and llm.format_for("planner-m") == "text" and llm.format_for("coder-m") == "json_schema"
-    assert [p["kind"] for t, p in events.events if t == "llm_error"] == ["json_schema_refused", "json_object_refused"]
+    assert [p["kind"] for t, p in pairs(events) if t == "llm_error"] == ["json_schema_refused", "json_object_refused"]
 
 
 def test_a_transient_error_does_not_drop_structured_outputs():
@@ -340,8 +346,8 @@ def test_every_answer_shape_becomes_a_reply(body, text, refused, note, tokens):
         reply = llm.chat("planner", HI)
     assert isinstance(reply.text, str) and reply.text == text and reply.refused is refused
     assert note in reply.note if note else reply.note == ""
-    response = events.events[-1][1]
-    assert events.events[-1][0] == "llm_response" and response["text"] == text
+    response = pairs(events)[-1][1]
+    assert pairs(events)[-1][0] == "llm_response" and response["text"] == text
     if tokens is None:
         assert response["usage_estimated"] and reply.input_tokens > 0
     else:
@@ -353,4 +359,4 @@ def test_bodies_that_are_no_chat_completion_are_resent():
     with FakeEndpoint({"planner-m": [*bad, Answer.text("ok")]}) as fake:
         llm, events, _ = client(fake, max_retries=3)
         assert llm.chat("planner", HI).text == "ok"
-    assert [p["kind"] for t, p in events.events if t == "llm_error"] == ["bad_response"] * 3
+    assert [p["kind"] for t, p in pairs(events) if t == "llm_error"] == ["bad_response"] * 3

@@ -111,6 +111,10 @@ def llm_run(server, tmp_path_factory):
            "ARCHLAB_LLM__TIMEOUT_SECONDS": "900", "ARCHLAB_LLM__MAX_RETRIES": "1",
            "ARCHLAB_LLM__TEMPERATURE": "0", "ARCHLAB_LLM__REPAIR_ATTEMPTS": "1", "ARCHLAB_LLM__PRINCIPLES_K": "2",
            "ARCHLAB_LOOP__MAX_FIX_ATTEMPTS": "1",
+           # the planner's schema without the search-space field: the 135M model names genes the space does not have,
+           # its plans then fail, and the coder and the analyst are never called (benchmarks/llm_proposals.py measures
+           # the space path; this test is about the protocol)
+           "ARCHLAB_LLM__SPACE_CHANGES": "false",
            "ARCHLAB_LOOP__BATCH": "1"}                  # one candidate: the point is the protocol, not the search
     started = time.monotonic()
     proc = archlab("run", "--task", "mqar", "--llm", "openai", "--rounds", "1", "--random-pool", "0",
