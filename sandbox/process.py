@@ -464,9 +464,13 @@ class ProcessWorker:
                     return
                 self.pump = self.tail.drain(self.proc.stdout)
         finally:
-            for fd in child_fds:
-                os.close(fd)
-            self._launched.set()
+            self._launch_ended(child_fds)
+
+    def _launch_ended(self, child_fds: tuple[int, ...]) -> None:
+        """However a launch went: the child's ends of its pipes closed here, and waiters told it is over."""
+        for fd in child_fds:
+            os.close(fd)
+        self._launched.set()
 
     def _launch(self, command: list[str], env: dict[str, str], preexec, child_fds: tuple[int, int]) -> None:
         try:
@@ -482,9 +486,7 @@ class ProcessWorker:
                     return
                 self.pump = self.tail.drain(self.proc.stdout)
         finally:
-            for fd in child_fds:
-                os.close(fd)
-            self._launched.set()
+            self._launch_ended(child_fds)
 
     # --- the Worker protocol -----------------------------------------------------------
     def wait_ready(self, timeout: float) -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import under_ci
+
 from evaluators.harness import evaluate
 from sandbox import zygote
 from sandbox.process import ProcessSandbox
@@ -102,10 +104,18 @@ def test_a_forked_job_starts_from_its_own_random_state(fork_sandbox, tiny_spec, 
     assert not any(seed.startswith(("0 ", "1234 ")) for seed in seeds), seeds
 
 
+def _needs(sandbox, capability: str) -> None:
+    """Skip on a machine that declares it cannot give `capability`; under CI (which can) that is a failure."""
+    if capability not in sandbox.capabilities:
+        message = f"this machine gives process jobs no {capability} (declared)"
+        if under_ci():
+            pytest.fail(message + "; CI's machine must")
+        pytest.skip(message)
+
+
 def test_a_forked_job_is_in_its_own_pid_and_network_namespace_and_cgroup(fork_sandbox, tiny_spec, tmp_path):
     for capability in ("pid_namespace", "no_network", "readonly_root"):
-        if capability not in fork_sandbox.capabilities:
-            pytest.skip(f"this machine gives process jobs no {capability} (declared)")
+        _needs(fork_sandbox, capability)
     warm = WarmSandbox(fork_sandbox)
     try:
         results = [evaluate(warm, _job(cases.SHOW_NAMESPACES, tiny_spec, f"ns{i}"), tmp_path / f"ns{i}")
@@ -137,8 +147,7 @@ def test_a_forked_job_is_in_its_own_pid_and_network_namespace_and_cgroup(fork_sa
 
 
 def test_a_job_cannot_see_or_signal_the_zygote(fork_sandbox, tiny_spec, tmp_path):
-    if "pid_namespace" not in fork_sandbox.capabilities:
-        pytest.skip("this machine gives process jobs no pid_namespace (declared)")
+    _needs(fork_sandbox, "pid_namespace")
     evaluate(fork_sandbox, _job(cases.MODEL, tiny_spec, "start"), tmp_path / "start")    # the zygote is up
     parent = _zygote_pid(fork_sandbox)
     result = evaluate(fork_sandbox, _job(cases.ATTACK_SIBLINGS.replace("TARGETS", repr([parent])), tiny_spec,
