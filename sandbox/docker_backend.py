@@ -76,7 +76,7 @@ from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 
 from sandbox.base import SandboxUnavailable, TailBuffer, failure, hidden_conflict, hidden_state, interpreter_paths
 from sandbox.gpu import GpuAllocator, NotEnoughGpus
-from sandbox.handoff import Channel, Slot, hand_over
+from sandbox.handoff import Channel, Slot, hand_over, remove_at_exit
 from sandbox.images import IN_CONTAINER_ROOT, ImagePlan, ensure_image, image_plan
 from sandbox.process import alive, classify, descendants
 from wire.jobs import EvalJob, EvalResult, Limits
@@ -506,7 +506,7 @@ def _empty_file() -> Path:
     empty = folder / "empty"
     empty.touch()
     os.chmod(empty, 0o444)
-    atexit.register(shutil.rmtree, folder, True)
+    remove_at_exit(folder)
     return empty
 
 

@@ -27,6 +27,7 @@ The runner side is `sandbox.runner --warm`.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import select
@@ -54,7 +55,20 @@ def slots_root() -> Path:
     if os.geteuid() == 0:
         os.chown(root, NOBODY, NOBODY)
     os.chmod(root, 0o711)
+    remove_at_exit(root)
     return root
+
+
+def remove_at_exit(folder: Path) -> None:
+    """Remove `folder` when this process exits normally; a process forked from this one (the zygote, a
+    job) inherits the handler but not the folder, so it leaves it alone. A process killed outright leaves
+    it to the next start's sweep (`sandbox.process.sweep_leftovers`)."""
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:
+            shutil.rmtree(folder, ignore_errors=True)
+    atexit.register(remove)
 
 
 class Slot:
