@@ -29,6 +29,7 @@ class PlanContext:
     sibling_rank: int = 0                          # branches in flight on the same parent (propose differently)
     candidate_id: str = ""                         # the candidate the plan is for
     objective: Objective | None = None             # the run's objective (None: the engine's own)
+    collected: list[str] | None = None             # the branches collected before this one (None: every candidate)
 
 
 class ResearchEngine(Protocol):

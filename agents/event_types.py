@@ -531,6 +531,7 @@ class ChatMessage(BaseModel):
 class LLMRequest(Payload):
     role: str
     model: str
+    candidate_id: str = ""                # the candidate the call serves ("" for preflight probes)
     call_id: str
     attempt: int
     purpose: str
@@ -542,6 +543,7 @@ class LLMRequest(Payload):
 class LLMResponse(Payload):
     role: str
     model: str
+    candidate_id: str = ""                # the candidate the call serves ("" for preflight probes)
     served_by: str
     call_id: str
     attempt: int
@@ -560,6 +562,7 @@ class LLMResponse(Payload):
 class LLMError(Payload):
     role: str
     model: str
+    candidate_id: str = ""                # the candidate the call serves ("" for preflight probes)
     call_id: str
     attempt: int
     kind: str                           # rate_limit | server | timeout | connection | bad_response | refused | ...
@@ -567,6 +570,29 @@ class LLMError(Payload):
     message: str
     will_retry: bool
     retry_in: float | None
+
+
+class ArmStats(BaseModel):
+    """One model of one role as the router saw it when it chose (`agents.llm.routing`)."""
+    model_config = ConfigDict(extra="forbid")
+    role: str
+    model: str
+    pulls: int                          # candidates of the snapshot this model served in this role
+    gain: float                         # their summed improvement over their parents (oriented, never below 0)
+    cost: float                         # what those calls cost, in `unit`
+    unit: Literal["usd", "seconds"]
+    value: float                        # gain per unit of cost
+    bound: float | None                 # the UCB score it was chosen by (None: not yet tried, tried first)
+
+
+@event("models_chosen")
+class ModelsChosen(Payload):
+    """Which model serves each role for one candidate, chosen by measured improvement per dollar (or second)."""
+    decides = ("candidate_id", "models")
+    round: int
+    candidate_id: str
+    models: dict[str, str]              # role -> model, for the roles that list several
+    arms: list[ArmStats]
 
 
 @event("novelty_rejected")

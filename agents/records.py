@@ -30,6 +30,7 @@ class Plan(BaseModel):
     genome: dict[str, Any] | None = None   # the offline engine's exact recipe, when it has one
     retrieved: list[str] = Field(default_factory=list)  # ids of findings the plan was grounded on
     candidate_id: str = ""       # the candidate that implements it (set by the graph, not by the planner)
+    models: dict[str, str] = Field(default_factory=dict)   # role -> the model chosen to serve it (several per role)
 
 
 class Candidate(BaseModel):
@@ -46,6 +47,7 @@ class Candidate(BaseModel):
     source_hash: str = ""
     functional_hash: str = ""
     origin: str = ""             # which backend (and model) wrote it
+    models: dict[str, str] = Field(default_factory=dict)   # role -> the model that served it, where one was chosen
     status: CandidateStatus = "proposed"
     evaluations: dict[str, EvalResult] = Field(default_factory=dict)
     fitness: float | None = None           # the objective's quality (higher is better) at the best fidelity run

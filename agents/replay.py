@@ -11,15 +11,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agents.engine import PlanContext
 from agents.event_types import FixAttempt, PlanMade
 from agents.events import Event
+from agents.llm.client import Pricing
+from agents.llm.context import run_objective
+from agents.llm.routing import Ledger, Router
 from agents.offline.engine import NoProposal
 from agents.records import Candidate, Plan
 from wire.task import TaskSpec
 from knowledge.records import Finding
 from wire.jobs import EvalJob, EvalResult
+
+if TYPE_CHECKING:
+    from agents.llm.settings import LLMSettings
 
 
 class ReplayDivergence(RuntimeError):
@@ -29,7 +36,7 @@ class ReplayDivergence(RuntimeError):
 class ReplayEngine:
     name = "replay"
 
-    def __init__(self, events: list[Event]):
+    def __init__(self, events: list[Event], llm: "LLMSettings | None" = None):
         # a node re-run after a crash logs the same event again: the first of each is the one served
         self.batches: dict[int, list[str]] = {}      # round -> its candidate ids, in slot order
         self.plans: dict[tuple[int, str], PlanMade] = {}     # (round, candidate id; "" in one-candidate logs)
@@ -55,6 +62,15 @@ class ReplayEngine:
                 self.findings[finding.candidate_ids[0]].append(finding)
             elif e.type == "analysis":
                 self.analyses.setdefault(data.candidate_id, data.text)
+        # several models per role: the choice is made again from the recorded calls (`agents.llm.routing`)
+        self.router = Router(llm, Pricing(llm.prices)) if llm is not None else None
+        self.routed = {e.data.candidate_id for e in events if e.type == "models_chosen"}
+        self.ledger = Ledger().read(events)
+        self.events: Any = None
+
+    def attach(self, lab) -> None:
+        """Log the choices made again (`models_chosen`) to the replay's own log."""
+        self.events = lab.events
 
     def plan(self, context: PlanContext) -> Plan:
         batch = self.batches.get(context.round) or []
@@ -70,6 +86,9 @@ class ReplayEngine:
         if plan.parent_id != context.parent.id:
             raise ReplayDivergence(f"{where}: the log planned on parent {plan.parent_id}, "
                                    f"the replay chose {context.parent.id}")
+        if cid in self.routed and self.router is not None and self.router.active and self.events is not None:
+            self.events.emit(self.router.choose(context, self.ledger,
+                                                run_objective(context.objective, context.spec.name)))
         return plan
 
     def code(self, plan: Plan, parent: Candidate, spec: TaskSpec, **context) -> str:
@@ -100,7 +119,7 @@ class ReplayEvaluator:
     name = "replay"
     capabilities = frozenset()
 
-    def __init__(self, events: list[Event]):
+    def __init__(self, events: list[Event], llm: "LLMSettings | None" = None):
         self.results: dict[str, EvalResult] = {e.data.job_id: e.data.result for e in events
                                                if e.type == "result" and e.data.result is not None}
 

@@ -329,6 +329,7 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
     _print_table(run_dir)
     _print_usage(run_dir)
     _print_occupancy(run_dir, workers)
+    _print_budget_end(run_dir)
     if outcome == "stopped":
         console.print(f"[yellow]stopped[/]; continue with `archlab resume {run_id}`")
     console.print(f"run written to [bold]{run_dir}[/]")
@@ -428,20 +429,39 @@ def _show_occupancy(events, workers: int, show) -> None:
 def _print_usage(run_dir: Path) -> None:
     """Tokens and cost per LLM role, when the run used a model."""
     from agents.events import read_events
-    from agents.llm.usage import usage_by_role
+    from agents.llm.usage import usage_by_model, usage_by_role
     events, _ = read_events(run_dir / "events.jsonl")
     usage = usage_by_role(events)
     if not usage:
         return
+    per_model = usage_by_model(events)
     table = Table("role", "calls", "input tokens", "output tokens", "cost (USD)", title="LLM usage")
-    for role, row in usage.items():
+
+    def add(name: str, row: dict) -> None:
         cost = f"{row['cost_usd']:.4f}" + (f" (+{row['unpriced_calls']} unpriced)" if row["unpriced_calls"] else "")
-        table.add_row(role, str(row["calls"]), f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", cost)
+        table.add_row(name, str(row["calls"]), f"{row['input_tokens']:,}", f"{row['output_tokens']:,}", cost)
+    for role, row in usage.items():
+        add(role, row)
+        models = [(model, r) for (r_role, model), r in per_model.items() if r_role == role]
+        if len(models) > 1:            # several models served this role (`llm.<role>_model` lists them)
+            for model, r in models:
+                add(f"  {model}", r)
     table.add_row("total", str(sum(r["calls"] for r in usage.values())),
                   f"{sum(r['input_tokens'] for r in usage.values()):,}",
                   f"{sum(r['output_tokens'] for r in usage.values()):,}",
                   f"{sum(r['cost_usd'] for r in usage.values()):.4f}")
     console.print(table)
+
+
+def _print_budget_end(run_dir: Path) -> None:
+    """Why the run made no more proposals, when a `[budget]` cap was the reason."""
+    from agents.event_types import BudgetExhausted
+    from agents.events import read_events
+    events, _ = read_events(run_dir / "events.jsonl")
+    spent = [e.data for e in events if isinstance(e.data, BudgetExhausted)]
+    if spent:
+        console.print(f"[yellow]no new proposals after round {spent[-1].round - 1}[/]: {spent[-1].reason} "
+                      f"(the [budget] settings; what was in flight finished)")
 
 
 def _fmt(value: float | None, pattern: str) -> str:

@@ -135,7 +135,7 @@ def replay(run_dir: Path) -> ReplayReport:
 
     evaluator = ReplayEvaluator(events)
     divergence = ""
-    with open_lab(settings, record["run_id"], replay_dir, engine=ReplayEngine(events), sandbox=evaluator,
+    with open_lab(settings, record["run_id"], replay_dir, engine=ReplayEngine(events, settings.llm), sandbox=evaluator,
                   evaluator=evaluator) as lab:
         lab.collect_order = collect_order(events)
         try:

@@ -57,7 +57,6 @@ from __future__ import annotations
 import atexit
 import functools
 import os
-import shutil
 import signal
 import socket
 import tempfile

@@ -36,6 +36,7 @@ from __future__ import annotations
 import email.utils
 import itertools
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class Reply:
     call_id: str
     note: str = ""              # what was unusual about the answer's shape, for the model ("" when nothing)
     reasoning: str = ""         # reasoning the server returned apart from the answer
+    candidate_id: str = ""      # the candidate the call served
 
 
 def clean_text(text: str) -> str:
@@ -172,6 +174,9 @@ def response_format(kind: str, schema: type[BaseModel]) -> dict[str, Any] | None
 
 
 class LLMClient:
+    """`api_key` is `llm.base_url`'s key; a model with its own endpoint (`llm.endpoints`) is sent there, with the key
+    in the variable that endpoint names (none needed on a local server)."""
+
     def __init__(self, llm: "LLMSettings", api_key: str, events: EventSink, seed: int | None = None,
                  http_client: Any = None, sleep: Callable[[float], None] = time.sleep):
         self.llm = llm
@@ -180,9 +185,14 @@ class LLMClient:
         self.seed = seed
         self.sleep = sleep
         self.pricing = Pricing(llm.prices)
-        self._secret = api_key if len(api_key) >= 8 else ""   # short placeholders ("none") are not secrets
-        self._openai = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=llm.timeout_seconds,
-                                     max_retries=0, http_client=http_client)
+        keys = {self.base_url: api_key}
+        for endpoint in llm.endpoints.values():
+            own = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+            keys.setdefault(endpoint.base_url, own or (api_key if endpoint.api_key_env is None else "none"))
+        # short placeholders ("none") are not secrets
+        self._secrets = sorted({key for key in keys.values() if len(key) >= 8}, key=len, reverse=True)
+        self._openai = {url: openai.OpenAI(base_url=url, api_key=key, timeout=llm.timeout_seconds, max_retries=0,
+                                           http_client=http_client) for url, key in keys.items()}
         self._slots = threading.BoundedSemaphore(llm.max_concurrency)
         self._lock = threading.Lock()               # guards the event sink and `_formats`
         self._ids = itertools.count(1)
@@ -192,19 +202,42 @@ class LLMClient:
         return f"LLMClient(base_url={self.base_url!r})"
 
     def close(self) -> None:
-        self._openai.close()
+        for client in self._openai.values():
+            client.close()
 
     def model_for(self, role: str) -> str:
-        return {"planner": self.llm.planner_model, "coder": self.llm.coder_model,
-                "analyst": self.llm.analyst_model}[role]
+        """The role's default model (the first it lists)."""
+        return self.llm.models(role)[0]
+
+    def models(self) -> list[str]:
+        """Every model some role may use, each once."""
+        return list(dict.fromkeys(m for role in ROLES for m in self.llm.models(role)))
+
+    def url_for(self, model: str) -> str:
+        """The endpoint serving `model`: its own (`llm.endpoints`), else `llm.base_url`."""
+        endpoint = self.llm.endpoints.get(model)
+        return endpoint.base_url if endpoint is not None else self.base_url
+
+    def url_setting(self, model: str) -> str:
+        """The setting that says where `model` is served."""
+        return f'llm.endpoints."{model}".base_url' if model in self.llm.endpoints else "llm.base_url"
+
+    def key_setting(self, model: str) -> str:
+        """The setting naming the variable that holds `model`'s key, and that variable."""
+        endpoint = self.llm.endpoints.get(model)
+        if endpoint is not None and endpoint.api_key_env:
+            return f'llm.endpoints."{model}".api_key_env ({endpoint.api_key_env})'
+        return f"llm.api_key_env ({self.llm.api_key_env})"
 
     def settings_for(self, model: str) -> str:
         """The settings that name `model`: 'llm.planner_model, llm.coder_model'."""
-        return ", ".join(f"llm.{role}_model" for role in ROLES if self.model_for(role) == model)
+        return ", ".join(f"llm.{role}_model" for role in ROLES if model in self.llm.models(role))
 
     def scrub(self, text: str) -> str:
         text = clean_text(text)
-        return text.replace(self._secret, "[api key]") if self._secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "[api key]")
+        return text
 
     def emit(self, data: Payload) -> None:
         with self._lock:
@@ -240,9 +273,12 @@ class LLMClient:
 
     # --- the call ---------------------------------------------------------------------------
     def chat(self, role: str, messages: list[dict[str, str]], schema: type[BaseModel] | None = None,
-             purpose: str = "", max_tokens: int | None = None) -> Reply:
-        """One answer from the role's model, after as many re-sends as the settings allow."""
-        model = self.model_for(role)
+             purpose: str = "", max_tokens: int | None = None, model: str | None = None,
+             candidate_id: str = "") -> Reply:
+        """One answer from `model` (default: the role's first), after as many re-sends as the settings allow.
+        `candidate_id` names the candidate the call serves, in its events: what a model cost is counted per candidate."""
+        model = model or self.model_for(role)
+        url = self.url_for(model)
         call_id = f"{role}-{next(self._ids)}"
         retries = 0
         attempt = 0
@@ -250,13 +286,15 @@ class LLMClient:
             attempt += 1
             sent = self.format_for(model) if schema is not None else "text"
             params = self._params(model, messages, response_format(sent, schema) if schema else None, max_tokens)
-            self.emit(LLMRequest(role=role, model=model, call_id=call_id, attempt=attempt, purpose=purpose,
+            self.emit(LLMRequest(role=role, model=model, candidate_id=candidate_id, call_id=call_id, attempt=attempt,
+                                 purpose=purpose,
                                  structured=sent != "text", messages=[{"role": m["role"], "content": clip(self.scrub(m["content"]))} for m in messages]))
             started = time.monotonic()
             try:
                 with self._slots:
-                    response = self._openai.chat.completions.create(**params)
-                reply = self._reply(response, messages, role, model, call_id, attempt, time.monotonic() - started)
+                    response = self._openai[url].chat.completions.create(**params)
+                reply = self._reply(response, messages, role, model, call_id, attempt, time.monotonic() - started,
+                                    candidate_id)
                 if reply is not None:
                     return reply
                 kind, status, message, wait_hint = "bad_response", None, "the body is not a chat completion", None
@@ -265,13 +303,13 @@ class LLMClient:
                 message = self._describe(exc)
                 if sent != "text" and self.llm.structured_outputs == "auto" and status not in NOT_ABOUT_FORMAT:
                     to = self._step_down(model, sent)
-                    self._error(role, model, call_id, attempt, f"{sent}_refused", status,
+                    self._error(role, model, candidate_id, call_id, attempt, f"{sent}_refused", status,
                                 f"response_format {sent} refused ({message}); {model!r} gets {to} from now on "
                                 f"(llm.structured_outputs = 'auto')", True, 0.0)
                     continue
                 if status not in RETRY_STATUSES and status < 500:
-                    self._error(role, model, call_id, attempt, "refused", status, message, False, None)
-                    raise LLMConfigError(self._refusal_message(role, model, status, message, sent),
+                    self._error(role, model, candidate_id, call_id, attempt, "refused", status, message, False, None)
+                    raise LLMConfigError(self._refusal_message(role, model, status, message, sent, url),
                                          status=status) from None
                 kind = "rate_limit" if status == 429 else "server"
                 wait_hint = retry_after_seconds(exc.response.headers)
@@ -283,20 +321,21 @@ class LLMClient:
                 kind, status, message, wait_hint = "bad_response", None, f"{type(exc).__name__}: {exc}", None
             will_retry = retries < self.llm.max_retries
             wait = self._wait(retries, wait_hint) if will_retry else None
-            self._error(role, model, call_id, attempt, kind, status, message, will_retry, wait)
+            self._error(role, model, candidate_id, call_id, attempt, kind, status, message, will_retry, wait)
             if not will_retry:
                 raise LLMUnavailable(
-                    f"the {role} model {model!r} at {self.base_url} failed {attempt} times (last: {kind}"
+                    f"the {role} model {model!r} at {url} failed {attempt} times (last: {kind}"
                     f"{f' {status}' if status else ''}: {self.scrub(message)[:300]}); check that the server is up "
                     f"and reachable (llm.base_url), or raise llm.max_retries / llm.timeout_seconds"
                     f"{self._format_hint(sent)}, then `archlab resume RUN`", status=status)
             retries += 1
             self.sleep(wait)
 
-    def list_models(self) -> list[str]:
-        """The model ids the endpoint lists (`GET /models`); the openai client's errors pass through."""
+    def list_models(self, url: str | None = None) -> list[str]:
+        """The model ids an endpoint (default `llm.base_url`) lists (`GET /models`); the openai client's errors pass
+        through."""
         with self._slots:
-            page = self._openai.models.list()
+            page = self._openai[url or self.base_url].models.list()
         return [str(getattr(m, "id", "")) for m in getattr(page, "data", None) or [] if getattr(m, "id", None)]
 
     def _format_hint(self, sent: str) -> str:
@@ -321,7 +360,7 @@ class LLMClient:
         return params
 
     def _reply(self, response: Any, messages: list[dict[str, str]], role: str, model: str, call_id: str, attempt: int,
-               seconds: float) -> Reply | None:
+               seconds: float, candidate_id: str = "") -> Reply | None:
         answered = read_completion(response)
         if answered is None:
             return None
@@ -334,22 +373,22 @@ class LLMClient:
                          else len(text + answered.reasoning) // CHARS_PER_TOKEN)
         cost, priced = self.pricing.cost(model, input_tokens, output_tokens)
         note = self.scrub(answered.note)
-        self.emit(LLMResponse(role=role, model=model, served_by=self.scrub(answered.served_by), call_id=call_id,
+        self.emit(LLMResponse(role=role, model=model, candidate_id=candidate_id, served_by=self.scrub(answered.served_by), call_id=call_id,
                               attempt=attempt, text=clip(text), finish_reason=answered.finish_reason, refused=bool(refusal),
                               input_tokens=input_tokens, output_tokens=output_tokens, usage_estimated=estimated,
                               cost_usd=cost, priced=priced, seconds=round(seconds, 3)))
         return Reply(text=text, model=model, finish_reason=answered.finish_reason, refused=bool(refusal),
                      input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost, call_id=call_id,
-                     note=note, reasoning=self.scrub(answered.reasoning))
+                     note=note, reasoning=self.scrub(answered.reasoning), candidate_id=candidate_id)
 
     def _wait(self, retries: int, hint: float | None) -> float:
         if hint is not None:
             return min(hint, self.llm.max_backoff_seconds)
         return min(self.llm.backoff_seconds * (2 ** retries), self.llm.max_backoff_seconds)
 
-    def _error(self, role: str, model: str, call_id: str, attempt: int, kind: str, status: int | None,
-               message: str, will_retry: bool, wait: float | None) -> None:
-        self.emit(LLMError(role=role, model=model, call_id=call_id, attempt=attempt, kind=kind, status=status,
+    def _error(self, role: str, model: str, candidate_id: str, call_id: str, attempt: int, kind: str,
+               status: int | None, message: str, will_retry: bool, wait: float | None) -> None:
+        self.emit(LLMError(role=role, model=model, candidate_id=candidate_id, call_id=call_id, attempt=attempt, kind=kind, status=status,
                            message=clip(self.scrub(message), 2000), will_retry=will_retry, retry_in=wait))
 
     def _describe(self, exc: openai.APIError) -> str:
@@ -362,12 +401,13 @@ class LLMClient:
         cause = exc.__cause__
         return self.scrub(f"{exc.message}" + (f" ({type(cause).__name__}: {cause})" if cause else ""))
 
-    def _refusal_message(self, role: str, model: str, status: int, message: str, sent: str) -> str:
-        where = f"the endpoint {self.base_url} answered {status} to the {role} model {model!r}: {message[:300]}"
+    def _refusal_message(self, role: str, model: str, status: int, message: str, sent: str, url: str) -> str:
+        where = f"the endpoint {url} answered {status} to the {role} model {model!r}: {message[:300]}"
         if status in (401, 403):
-            return f"{where}; check the key in the variable named by llm.api_key_env ({self.llm.api_key_env})"
+            return f"{where}; check the key in the variable named by {self.key_setting(model)}"
         if status == 404:
-            return f"{where}; check {self.settings_for(model) or f'llm.{role}_model'} and llm.base_url (it usually ends in /v1)"
+            return (f"{where}; check {self.settings_for(model) or f'llm.{role}_model'} and {self.url_setting(model)} "
+                    f"(it usually ends in /v1)")
         if sent != "text":
             return (f"{where}; the endpoint may not support structured outputs (response_format {sent}): "
                     f"set llm.structured_outputs = 'auto' or 'off'")

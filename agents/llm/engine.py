@@ -60,6 +60,7 @@ from agents.llm.space import menu_for, renderer_for
 from agents.llm.client import LLMClient, MemoryEvents, Reply, clip
 from agents.llm.errors import LLMConfigError, UnexpectedModelBehavior
 from agents.llm.preflight import check_endpoint
+from agents.llm.routing import Ledger, Router
 from agents.llm.prompts import render, user_text
 from agents.records import Candidate, Plan, source_hash
 from wire.task import TaskSpec
@@ -100,6 +101,8 @@ class OpenAIEngine:
         self.llm = llm
         self.seed = seed
         self.client = LLMClient(llm, api_key, MemoryEvents(), seed=seed, http_client=http_client, sleep=sleep)
+        self.router = Router(llm, self.client.pricing)   # several models for a role: which serves a candidate
+        self.ledger = Ledger()                           # what each candidate's calls cost, read from the log
         self.novelty = NoveltyCheck(HashingEmbedder(), llm.novelty_threshold)
         self.literature: Literature | None = None
         self.run: Any = None            # the attached run (records, spec, events): read, never written per call
@@ -129,6 +132,7 @@ class OpenAIEngine:
             for data in buffered.events:
                 lab.events.emit(data)
         self.client.restore_formats(getattr(lab.events, "history", []))
+        self.ledger = Ledger()                           # read again from the run's log, earlier sessions included
         self.novelty = NoveltyCheck(lab.store.embedder, self.llm.novelty_threshold)
         self.literature = Literature(lab.store)
         self.objective = getattr(lab, "objective", None)  # what the prompts rank and print candidates by
@@ -142,6 +146,8 @@ class OpenAIEngine:
     # --- planner -------------------------------------------------------------------------
     def plan(self, context: PlanContext) -> Plan:
         parent, spec = context.parent, context.spec
+        models = self._route(context)
+        planner = models.get("planner") or self.client.model_for("planner")
         principles = self._principles(f"{ctx.task_summary(spec)} Changes to {parent.title}. {parent.analysis}",
                                       context.round)
         objective = self.objective
@@ -168,7 +174,8 @@ class OpenAIEngine:
                    if c.status != "baseline"]
         repairs = duplicates = 0
         while True:
-            reply = self.client.chat("planner", messages, schema, purpose="plan")
+            reply = self.client.chat("planner", messages, schema, purpose="plan", model=planner,
+                                     candidate_id=context.candidate_id)
             answer, problem = read_json(reply.text, schema, reply.finish_reason)
             genome, dropped = None, ""
             if answer is not None and isinstance(answer, SpacePlanAnswer) and answer.space_change and menu is not None:
@@ -183,7 +190,7 @@ class OpenAIEngine:
                 self._unusable("planner", reply, problem, repairs)
                 if repairs > self.llm.repair_attempts:
                     raise UnexpectedModelBehavior(
-                        f"the planner model {self.llm.planner_model!r} gave no usable plan in {repairs} answers "
+                        f"the planner model {planner!r} gave no usable plan in {repairs} answers "
                         f"(last problem: {problem}); try a stronger llm.planner_model or another "
                         f"llm.structured_outputs setting, then `archlab resume RUN`")
                 messages = self._follow_up(messages, reply.text, user_text(
@@ -210,7 +217,19 @@ class OpenAIEngine:
             title = answer.title.removeprefix(f"{parent.id}:").strip() or answer.title
             return Plan(title=f"{parent.id}: {title}", motivation=answer.hypothesis, change=answer.change_kind,
                         detail=answer.change + note + dropped, expected=answer.expected_effect, parent_id=parent.id,
-                        genome=genome, retrieved=[f.id for f, _ in context.findings])
+                        genome=genome, retrieved=[f.id for f, _ in context.findings], models=models)
+
+    def _route(self, context: PlanContext) -> dict[str, str]:
+        """The models chosen to serve this candidate, for the roles that list several (`agents.llm.routing`);
+        logged as `models_chosen`."""
+        if not self.router.active:
+            return {}
+        events = self.client.events
+        self.ledger.read(getattr(events, "history", None) or getattr(events, "events", []))
+        chosen = self.router.choose(context, self.ledger,
+                                    ctx.run_objective(context.objective or self.objective, context.spec.name))
+        self.client.emit(chosen)
+        return dict(chosen.models)
 
     def _principles(self, query: str, round: int) -> list:
         if self.literature is None or self.llm.principles_k == 0:
@@ -252,7 +271,8 @@ class OpenAIEngine:
                           parent_source=ctx.clip_source(parent.source))
         written, problem, _ = self._module(messages, "code", plan, evaluated=evaluated, fallback=fallback)
         if written is None:
-            return unusable_module(f"the coder model {self.llm.coder_model!r} gave no usable module: {problem}")
+            return unusable_module(f"the coder model {self._model('coder', plan.models)!r} gave no usable module: "
+                                   f"{problem}")
         return written
 
     def fix(self, plan: Plan, source: str, failure: EvalResult, attempt: int, *, parent: Candidate | None = None,
@@ -316,7 +336,8 @@ class OpenAIEngine:
         """(module, problem, the answer's text) after bounded repairs and duplicate checks; the whole module."""
         repairs = duplicates = 0
         while True:
-            reply = self.client.chat("coder", messages, purpose=purpose)
+            reply = self.client.chat("coder", messages, purpose=purpose, model=self._model("coder", plan.models),
+                                     candidate_id=plan.candidate_id)
             source, problem = read_module(reply.text, reply.finish_reason)
             if source is not None and failing_hash and source_hash(source) == failing_hash:
                 source, problem = None, "the module is unchanged from the one that failed; change what the error points at"
@@ -363,7 +384,8 @@ class OpenAIEngine:
         """
         failed = repairs = duplicates = 0
         while True:
-            reply = self.client.chat("coder", messages, purpose=purpose)
+            reply = self.client.chat("coder", messages, purpose=purpose, model=self._model("coder", plan.models),
+                                     candidate_id=plan.candidate_id)
             edits = read_edits(reply.text)
             source, problem, form = None, "", "edits"
             if edits and count_markers(reply.text) > len(edits):      # a block cut off or malformed: apply none
@@ -404,7 +426,7 @@ class OpenAIEngine:
                 retry = failed <= self.llm.edit_attempts
                 self.client.emit(EditFailed(purpose=purpose, call_id=reply.call_id, attempt=failed,
                                             edits=len(edits), problems=details, will_retry=retry))
-                self.client.emit(LLMError(role="coder", model=self.client.model_for("coder"),
+                self.client.emit(LLMError(role="coder", model=reply.model, candidate_id=reply.candidate_id,
                                           call_id=reply.call_id, attempt=failed, kind="unusable_answer", status=None,
                                           message=f"the edits did not apply: {problem}", will_retry=retry, retry_in=0.0))
                 if not retry:
@@ -448,7 +470,8 @@ class OpenAIEngine:
                               baselines, ctx.run_objective(self.objective, candidate.task))))
         repairs = 0
         while True:
-            reply = self.client.chat("analyst", messages, AnalysisAnswer, purpose="analyze")
+            reply = self.client.chat("analyst", messages, AnalysisAnswer, purpose="analyze",
+                                     model=self._model("analyst", candidate.models), candidate_id=candidate.id)
             answer, problem = read_json(reply.text, AnalysisAnswer, reply.finish_reason)
             if answer is not None:
                 break
@@ -477,8 +500,12 @@ class OpenAIEngine:
         return [*messages, {"role": "assistant", "content": clip(answer, ECHO_CHARS) or "(empty)"},
                 {"role": "user", "content": request}]
 
+    def _model(self, role: str, models: dict[str, str]) -> str:
+        """The model chosen for `role` (a plan's or candidate's `models`), else the role's default."""
+        return models.get(role) or self.client.model_for(role)
+
     def _unusable(self, role: str, reply: Reply, problem: str, count: int) -> None:
-        self.client.emit(LLMError(role=role, model=self.client.model_for(role), call_id=reply.call_id,
+        self.client.emit(LLMError(role=role, model=reply.model, candidate_id=reply.candidate_id, call_id=reply.call_id,
                                   attempt=count, kind="unusable_answer", status=None, message=problem,
                                   will_retry=count <= self.llm.repair_attempts, retry_in=0.0))
 

@@ -2,7 +2,8 @@
 
 `FakeEndpoint` serves `POST /v1/chat/completions` from recorded answers, one queue per model
 name, in order. It is strict: a request with no recorded answer left, or one that does not
-contain the text an answer `expect`s, is a violation; so is an answer left unplayed.
+contain the text an answer `expect`s, is a violation; so is an answer left unplayed (except
+for the models named `spare`, whose queues are answers a router may or may not ask for).
 `verify()` (called when the `with` block ends without an exception) raises `AssertionError`
 listing every violation. `GET /v1/models` lists the models that have answers recorded (or
 the `models` given; an `Answer` there is served instead, e.g. a 401); it does not consume
@@ -64,8 +65,10 @@ class Received:
 
 
 class FakeEndpoint:
-    def __init__(self, answers: dict[str, list[Answer]] | None = None, models: list[str] | Answer | None = None):
+    def __init__(self, answers: dict[str, list[Answer]] | None = None, models: list[str] | Answer | None = None,
+                 spare: set[str] | frozenset[str] = frozenset()):
         self.queues: dict[str, list[Answer]] = {model: list(queue) for model, queue in (answers or {}).items()}
+        self.spare = set(spare)                # models whose answers may be left unplayed (a router chose another)
         self.models = models                   # what GET /models answers; None: the models with answers
         self.listed = 0                        # GET /models requests served
         self.received: list[Received] = []
@@ -114,7 +117,8 @@ class FakeEndpoint:
 
     def unplayed(self) -> list[str]:
         with self._lock:
-            return [f"{model}: {len(queue)} answer(s) never requested" for model, queue in self.queues.items() if queue]
+            return [f"{model}: {len(queue)} answer(s) never requested" for model, queue in self.queues.items()
+                    if queue and model not in self.spare]
 
     def verify(self) -> None:
         problems = self.violations + self.unplayed()

@@ -27,13 +27,28 @@ DEFAULT_PRICES = {
 }
 
 
+class ModelEndpoint(BaseModel):
+    """Where one model is served, when not at `llm.base_url` (`[llm.endpoints."<model>"]`)."""
+    base_url: str                                       # an OpenAI-compatible URL, usually ending in /v1
+    api_key_env: str | None = None                      # the NAME of the variable holding its key; None: llm.api_key_env
+
+
+Models = str | list[str]     # one model for a role, or several for the router to choose among (`agents.llm.routing`)
+ROLES = ("planner", "coder", "analyst")
+
+
 class LLMSettings(BaseModel):
     backend: Literal["offline", "openai"] = "offline"   # who plans, codes and analyses
     base_url: str | None = None                         # an OpenAI-compatible endpoint; unset: $OPENAI_BASE_URL, else OpenAI's
     api_key_env: str = "OPENAI_API_KEY"                 # the NAME of the variable holding the key; the key is never stored
-    planner_model: str = "gpt-4.1-mini"                 # states a hypothesis and one change per round
-    coder_model: str = "gpt-4.1-mini"                   # writes and repairs candidate modules (as edits of the parent: coder_answer)
-    analyst_model: str = "gpt-4.1-mini"                 # turns measured numbers into findings
+    # each role takes one model, or a list: then a bandit chooses one per candidate by its measured improvement
+    # per dollar (per second of answer time where a model has no price), `routing_exploration` deciding how
+    # much it tries the others (`agents.llm.routing`); the first model is the default
+    planner_model: Models = "gpt-4.1-mini"              # states a hypothesis and one change per round
+    coder_model: Models = "gpt-4.1-mini"                # writes and repairs candidate modules (as edits of the parent: coder_answer)
+    analyst_model: Models = "gpt-4.1-mini"              # turns measured numbers into findings
+    routing_exploration: float = Field(default=0.5, ge=0)  # the bandit's exploration weight (UCB); 0: always the best so far
+    endpoints: dict[str, ModelEndpoint] = Field(default_factory=dict)  # model -> its own server; unlisted: base_url
     timeout_seconds: float = Field(default=120, gt=0)   # one HTTP attempt; a slow local model may need more
     max_retries: int = Field(default=4, ge=0)           # re-sends after 429, 5xx, timeouts and dropped connections
     backoff_seconds: float = Field(default=1.0, ge=0)   # first wait before a re-send, doubling each time
@@ -59,6 +74,23 @@ class LLMSettings(BaseModel):
     def _unset(cls, value: Any) -> Any:
         # TOML and environment variables have no null: "none" or "" leaves the value to the server
         return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+
+    @field_validator("planner_model", "coder_model", "analyst_model", mode="after")
+    @classmethod
+    def _models(cls, value: Models) -> Models:
+        if isinstance(value, list):
+            value = list(dict.fromkeys(m.strip() for m in value if m.strip()))
+            if not value:
+                raise ValueError("name at least one model")
+            return value[0] if len(value) == 1 else value
+        if not value.strip():
+            raise ValueError("name a model")
+        return value.strip()
+
+    def models(self, role: str) -> list[str]:
+        """The models `role` may use, the default first."""
+        value = {"planner": self.planner_model, "coder": self.coder_model, "analyst": self.analyst_model}[role]
+        return [value] if isinstance(value, str) else list(value)
 
     @model_validator(mode="after")
     def _standard_base_url(self) -> "LLMSettings":

@@ -18,7 +18,7 @@ def make(lab: Lab):
         source = lab.engine.code(plan, parent, lab.spec)
         candidate = Candidate(id=state["candidate_id"], run_id=lab.run_id, parent_ids=[plan.parent_id],
                               task=lab.spec.name, title=plan.title, motivation=plan.motivation, change=plan.change,
-                              source=source, origin=lab.engine.name, genome=plan.genome,
+                              source=source, origin=lab.engine.name, genome=plan.genome, models=plan.models,
                               kind=task_of(lab.spec).candidate_kind)
         lab.recorder.save(candidate)
         lab.events.emit(CodeWritten(round=round, candidate_id=candidate.id, parent_id=plan.parent_id,

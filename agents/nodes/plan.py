@@ -20,7 +20,9 @@ def make(lab: Lab):
     def plan(state: CandidateState) -> CandidateState:
         round = state["round"]
         lab.stage(round, "plan")
-        candidates = lab.peers(state.get("visible"))     # the run as it stood when this branch was proposed
+        visible = state.get("visible")
+        candidates = lab.peers(visible)     # the run as it stood when this branch was proposed
+        collected = lab.collected()[:visible] if visible is not None else None
         by_id = {c.id: c for c in candidates}
         # the chosen parent first; if nothing new can be proposed for it, the next best
         order = [by_id[state["parent_id"]]] + [c for c in scored(candidates, lab.objective)
@@ -31,7 +33,7 @@ def make(lab: Lab):
         for parent in order:
             query = f"{lab.spec.name}: changes to {parent.title}. {parent.analysis}"
             findings = lab.store.nearest(query, k=lab.limits.findings_k, task=lab.spec.name,
-                                         keep=lab.keeps_finding(state.get("visible")))
+                                         keep=lab.keeps_finding(visible))
             lab.events.emit(Retrieval(round=round, candidate_id=state["candidate_id"], query=query[:500],
                                       finding_ids=[f.id for f, _ in findings],
                                       distances=[round_to(d) for _, d in findings]))
@@ -39,7 +41,7 @@ def make(lab: Lab):
                                   findings=findings, tried=tried, slot=state.get("slot", 0),
                                   batch=state.get("batch") or 1, candidate_id=state["candidate_id"],
                                   sibling_rank=state.get("sibling_rank", 0) if parent.id == state["parent_id"] else 0,
-                                  objective=lab.objective)
+                                  objective=lab.objective, collected=collected)
             try:
                 proposal = lab.engine.plan(context)
             except NoProposal as exc:
