@@ -143,6 +143,20 @@ def test_a_space_change_refused_to_the_end_leaves_the_plan_in_words(tmp_path):
     assert len([e for e in events(lab, "llm_error") if e["kind"] == "unusable_answer"]) == 2
 
 
+def test_the_planner_schema_lets_a_space_change_name_only_the_spaces_genes_and_offered_values(tmp_path):
+    """An endpoint that turns the schema into a grammar (llama.cpp) cannot produce the small model's 'one-gene'."""
+    with FakeEndpoint({"planner-m": [Answer.json(SPACE_PLAN)]}) as fake:
+        eng, _ = engine(fake.url, tmp_path)
+        eng.plan(context())
+        sent = fake.received[0].body["response_format"]
+    schema = (sent.get("json_schema") or {}).get("schema") or sent["schema"]
+    items = schema["properties"]["space_change"]["items"]["anyOf"]
+    offered = {item["properties"]["gene"]["enum"][0]: item["properties"]["value"]["enum"] for item in items}
+    assert set(offered) <= set(parent().genome) and "one-gene" not in offered and "short_conv" in offered
+    assert parent().genome["short_conv"] in offered["short_conv"] and 3 in offered["short_conv"]
+    assert all(item["additionalProperties"] is False and item["required"] == ["gene", "value"] for item in items)
+
+
 def test_a_free_form_parent_offers_no_space(tmp_path):
     free = child("c001")                                  # written by a model: no genome
     ctx_ = context(baselines() + [free])

@@ -152,7 +152,7 @@ class OpenAIEngine:
                                       context.round)
         objective = self.objective
         menu = menu_for(context, self.seed) if self.llm.space_changes else None
-        schema = SpacePlanAnswer if menu is not None else PlanAnswer
+        schema = menu.answer_schema() if menu is not None else PlanAnswer
         stuck = ctx.plateau(context.candidates, objective, self.llm.plateau_after)
         if stuck is not None:
             self.client.emit(PlateauNotice(round=context.round, parent_id=parent.id, best_id=stuck.best_id,

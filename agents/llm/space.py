@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from pydantic import BaseModel, Field, WithJsonSchema, create_model
 
 from agents.engine import PlanContext
+from agents.llm.answers import GeneValue, SpacePlanAnswer
 from agents.offline.engine import genome_hash
 from agents.spaces import UnknownSpace, task_space
 from evaluators.tasks import task_of
@@ -50,6 +53,26 @@ class SpaceMenu:
                 "genome, so it runs. For a change outside the space, give \"space_change\": [] and describe it in "
                 "\"change\": a coder writes it.")
 
+    def answer_schema(self) -> type[BaseModel]:
+        """The planner's answer model for this menu. Its JSON schema lets `space_change` name only the space's genes,
+        each with the parent's value or a value the catalogue offers for it, so an endpoint that turns the schema
+        into a grammar (llama.cpp) cannot name a gene the space does not have; it reads answers as
+        `SpacePlanAnswer` does (a value outside the schema still gets `apply`'s reason back)."""
+        allowed: dict[str, list[Any]] = {gene: [value] for gene, value in self.genome.items()
+                                         if isinstance(value, (str, int, float, bool))}
+        for _, _, changes in self.options:
+            for gene, value in changes.items():
+                if gene in allowed and value not in allowed[gene]:
+                    allowed[gene].append(value)
+        items = [{"type": "object", "properties": {"gene": {"type": "string", "enum": [gene]},
+                                                   "value": _enum(values)},
+                  "required": ["gene", "value"], "additionalProperties": False}
+                 for gene, values in sorted(allowed.items())]
+        schema = {"type": "array", "items": {"anyOf": items}}
+        return create_model("SpacePlanAnswer", __base__=SpacePlanAnswer,
+                            space_change=(Annotated[list[GeneValue], WithJsonSchema(schema)],
+                                          Field(default_factory=list)))
+
     def apply(self, changes: list[tuple[str, Any]]) -> tuple[dict | None, str]:
         """The child's genome from (gene, value) pairs, or None and the problem to send back."""
         genome = dict(self.genome)
@@ -74,6 +97,15 @@ class SpaceMenu:
 
     def render(self, genome: dict, title: str) -> str:
         return self.renderer(genome, title=title)
+
+
+def _enum(values: list[Any]) -> dict[str, Any]:
+    """A JSON schema allowing exactly `values`, typed where they share one JSON type."""
+    kinds = {"boolean" if isinstance(v, bool) else "integer" if isinstance(v, int) else
+             "number" if isinstance(v, float) else "string" for v in values}
+    if kinds == {"integer", "number"}:
+        kinds = {"number"}
+    return {"type": kinds.pop(), "enum": values} if len(kinds) == 1 else {"enum": values}
 
 
 def coerce(value: Any, like: Any) -> Any:
