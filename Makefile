@@ -29,7 +29,7 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 test: install lint
 	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile

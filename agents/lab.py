@@ -78,6 +78,7 @@ class Lab:
     evaluator: Evaluator = evaluate
     executor: object | None = None     # archlab.executors.Executor; None: jobs run one at a time in `sandbox`
     shared: threading.RLock = field(default_factory=threading.RLock)
+    claiming: threading.Lock = field(default_factory=threading.Lock)   # one branch at a time logs its plan
     collect_order: list[str] | None = None   # a replay collects branches in the recorded order (None: as they end)
     _jobs: dict[str, threading.Lock] = field(default_factory=dict)
     _collected: list[str] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Builds a run's pluggable backends from its settings: the research engine, the sandbox and the executor.
+"""Builds a run's pluggable backends from its settings: the research engine and the executor (the sandbox:
+`archlab.sandboxes`, which a Ray node builds too).
 
 The factories live in the application shell, not beside the interfaces they return, so that
 `agents` and `sandbox` never import the modules that choose between their implementations.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from agents.engine import EngineUnavailable, ResearchEngine
 from archlab.settings import Settings
-from sandbox.base import Sandbox, SandboxUnavailable
+from sandbox.base import Sandbox
 
 
 def make_engine(name: str, seed: int, settings: Settings | None = None) -> ResearchEngine:
@@ -29,18 +30,6 @@ def make_engine(name: str, seed: int, settings: Settings | None = None) -> Resea
         from agents.llm.engine import OpenAIEngine
         return OpenAIEngine.from_settings(settings, seed)
     raise EngineUnavailable(f"the {name!r} research engine is not available in this build; use --llm offline")
-
-
-def make_sandbox(settings: Settings) -> Sandbox:
-    """The configured sandbox backend; SandboxUnavailable when it cannot run here."""
-    if settings.sandbox.backend == "process":
-        from sandbox.process import ProcessSandbox
-        return ProcessSandbox(start=settings.sandbox.start)
-    try:
-        from sandbox.docker_backend import DockerSandbox
-    except ImportError as exc:
-        raise SandboxUnavailable(f"the docker backend is not available: {exc}") from None
-    return DockerSandbox.connect(image=settings.sandbox.image)
 
 
 def capacity(settings: Settings):

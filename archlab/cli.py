@@ -100,7 +100,7 @@ def _check_services(settings: Settings) -> None:
 def _check_task(settings: Settings):
     """The task's spec, built before the run starts (and handed to the run): data the task cannot find or read (a
     missing table, a corpus too small) is refused with the task's reason, and no run directory is made."""
-    from archlab.session import task_spec
+    from archlab.resolved import task_spec
     try:
         return task_spec(settings)
     except (ValueError, OSError, KeyError) as exc:
@@ -109,7 +109,8 @@ def _check_task(settings: Settings):
 
 def _preflight(settings: Settings):
     from agents.engine import EngineUnavailable
-    from archlab.backends import capacity, make_engine, make_sandbox
+    from archlab.backends import capacity, make_engine
+    from archlab.sandboxes import make_sandbox
     from archlab.settings import SettingsError
     from sandbox.base import SandboxUnavailable
     _check_services(settings)                   # the Ray cluster, checkpoint database and Chroma server named
@@ -233,7 +234,7 @@ def replay(run: str = typer.Argument(..., help="run id, prefix, directory, or an
         run_dir = _find(runs_dir, run)
     if reexecute:
         _, settings = _run_settings(run_dir)
-        from archlab.backends import make_sandbox
+        from archlab.sandboxes import make_sandbox
         drifts, changed = replaying.reexecute(run_dir, make_sandbox(settings))
         table = Table("job", "metric", "recorded", "re-executed", "difference", title="re-execution")
         for d in drifts:
@@ -690,7 +691,8 @@ def eval_(file: Path = typer.Argument(..., help="a candidate module defining bui
           seed: int = typer.Option(0, help="training seed"),
           short_steps: int = typer.Option(None, help="training steps of the short fidelity")):
     """Evaluate one hand-written candidate and print its EvalResult as JSON (exit 0 whatever its status)."""
-    from archlab.backends import make_executor, make_sandbox
+    from archlab.backends import make_executor
+    from archlab.sandboxes import make_sandbox
     from archlab.session import job_limits
     from evaluators.harness import evaluate
     from evaluators.tasks import get_task

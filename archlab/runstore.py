@@ -21,8 +21,11 @@ from pathlib import Path
 
 from agents import scoring
 from agents.event_types import LogRepaired, ReviewWaiting, SettingsOverridden
-from agents.events import read_events
+from agents.events import EventLog, read_events
 from agents.recorder import load_candidates
+from archlab.resolved import make_objective
+from archlab.reviews import read_decision, waiting_requests
+from archlab.settings import Settings, SettingsError, load_settings, read_config, recorded_settings
 from evaluators.fitness import Objective
 
 RUN_SCHEMA_VERSION = 1
@@ -62,7 +65,6 @@ def override_settings(record: dict, config: Path):
     A table or top-level key other than those two, or a key those tables do not have, is a
     `SettingsError` naming it; nothing is written. Values are validated as at `archlab run`.
     """
-    from archlab.settings import Settings, SettingsError, load_settings, read_config
     values = read_config(config)
     others = [f"[{k}]" if isinstance(v, dict) else repr(k) for k, v in values.items() if k not in RESUMABLE_TABLES]
     if others:
@@ -88,7 +90,6 @@ def override_settings(record: dict, config: Path):
 
 def record_override(run_dir: Path, settings, changed: dict, config: Path) -> None:
     """Log a `settings_overridden` event and write the new settings, with a note of the change, into run.json."""
-    from agents.events import EventLog
     events = EventLog(run_dir / "events.jsonl")
     try:
         if events.repaired_bytes:
@@ -155,8 +156,6 @@ def run_objective(record: dict) -> Objective:
     ValueError (or KeyError) when those settings cannot be read."""
     if "objective" in record:                       # resolved by create_run: no task registry, no torch
         return Objective.model_validate(record["objective"])
-    from archlab.session import make_objective      # lazily: the CLI's reading commands should not pay for torch
-    from archlab.settings import recorded_settings
     return make_objective(recorded_settings(record["settings"]))
 
 
@@ -252,7 +251,6 @@ def load_run(run_dir: Path) -> RunRecord:
     """The run as it stands on disk. A run.json not written yet (or half written) reads as {} and the
     run as "starting"; a torn last event line is left out. A directory deleted meanwhile raises
     FileNotFoundError; a log from a newer archlab, `EventSchemaError`."""
-    from archlab.reviews import read_decision, waiting_requests
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir} no longer exists")

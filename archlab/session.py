@@ -28,13 +28,13 @@ from agents.scheduler import BranchPool
 from agents.lab import Lab
 from agents.limits import LoopLimits
 from agents.recorder import Recorder
-from archlab.backends import capacity, make_engine, make_executor, make_sandbox
+from archlab.backends import capacity, make_engine, make_executor
+from archlab.sandboxes import make_sandbox
 from archlab.checkpoints import open_checkpointer
 from archlab.reviews import read_decision, waiting_requests
 from archlab.runstore import OWNER_FILE, create_run
+from archlab.resolved import make_objective, task_spec
 from archlab.settings import Settings
-from evaluators.fitness import Objective
-from evaluators.tasks import get_task
 from knowledge.embedders import make_embedder
 from knowledge.store import KnowledgeStore
 from sandbox.base import Sandbox
@@ -56,21 +56,6 @@ def resolve_machine(settings: Settings) -> Settings:
         return settings
     loop = settings.loop.model_copy(update={"batch": capacity(settings).workers})
     return settings.model_copy(update={"loop": loop})
-
-
-def make_objective(settings: Settings) -> Objective:
-    """The run's objective: the user's, else the task's own metric; the direction the user set, else the task's
-    for that metric (`Task.higher_is_better_for`)."""
-    o, task = settings.objective, get_task(settings.task)
-    metric = o.metric or task.metric
-    direction = o.higher_is_better if "higher_is_better" in o.model_fields_set else task.higher_is_better_for(metric)
-    return Objective(metric=metric, higher_is_better=direction,
-                     limits=dict(o.limits), costs=tuple(o.costs))
-
-
-def task_spec(settings: Settings):
-    task = get_task(settings.task)
-    return task.default_spec(**dict(settings.task_options)).model_copy(update={"seed": settings.seed})
 
 
 @contextmanager

@@ -139,7 +139,8 @@ def mix_once(workers: int, mix: list[dict], spec, threads: int, tag: str) -> dic
     """The whole mix through a fresh executor of `workers` workers; the clock runs from after one uncounted `check`
     per worker to the last result."""
     from concurrent.futures import ThreadPoolExecutor
-    from archlab.backends import make_executor, make_sandbox
+    from archlab.backends import make_executor
+    from archlab.sandboxes import make_sandbox
     from archlab.session import job_limits
     from evaluators.harness import evaluate
     from wire.jobs import EvalJob

@@ -23,6 +23,8 @@ first-call effects beyond the warm-up.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 import platform
 import statistics
@@ -35,7 +37,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from wire.task import TaskSpec
-from evaluators.tasks.base import Task
+
+if TYPE_CHECKING:
+    from evaluators.tasks.base import Task
 
 BENCH_BATCH = 8       # samples per timed forward pass
 WARMUP = 3            # untimed passes first

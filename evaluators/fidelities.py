@@ -9,7 +9,7 @@ from a fixed seed, stop early on divergence, and return raw predictions on the h
 inputs: the host computes the quality metric from those. The learning curve they record
 (`curve_steps` says at which steps) feeds `evaluators.curves`, which extrapolates a short
 run to the full budget. `proxy` and `bench` live in `evaluators.proxies` and
-`evaluators.bench`.
+`evaluators.bench`; `evaluators.model_job` runs a job's fidelity with them.
 
 Contract violations raise `ContractViolation` (status `invalid`); divergence raises
 `Diverged` (status `error`). Both messages say what to change.
@@ -24,13 +24,16 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from evaluators.contracts import ContractViolation
-from wire.task import SCREENING, TRAINING, Budget, TaskSpec
-from evaluators.tasks.base import SandboxOutput, Task
+from wire.task import Budget, TaskSpec
+
+if TYPE_CHECKING:
+    from evaluators.tasks.base import Task
 
 CURVE_POINTS = 20  # learning-curve samples recorded per training run
 
@@ -195,35 +198,3 @@ def _accumulated(task: Task, forward, x: torch.Tensor, y: torch.Tensor, parts: i
 def heldout_predictions(task: Task, model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
     model.eval()
     return task.predict(model, inputs)
-
-
-def run_model_job(task: Task, spec: TaskSpec, fidelity: str, seed: int, inputs_dir: Path,
-                  device: torch.device) -> SandboxOutput:
-    """One job of a task whose candidate is a model (`Task.run_in_sandbox`'s default): `check` always, then the
-    functional hash (`check`, `proxy`), the zero-cost proxies (`proxy`), latency and memory (`bench`), or training
-    and raw predictions on the held-out inputs (`short`, `full`)."""
-    from evaluators.bench import run_bench
-    from evaluators.funchash import functional_hash
-    from evaluators.proxies import compute_proxies
-    out = SandboxOutput()
-    module = load_candidate(inputs_dir / "candidate.py", entry=task.entry)
-    model = build(module, spec, seed, task.entry)
-    out.metrics.update(check(task, spec, model, device))
-    if fidelity in SCREENING:
-        out.functional_hash = functional_hash(module, task, spec, device)
-    if fidelity == "proxy":
-        out.metrics.update(compute_proxies(task, spec, lambda: build(module, spec, seed, task.entry), device))
-    elif fidelity == "bench":
-        metrics, bench_env = run_bench(task, spec, build(module, spec, seed, task.entry), device)
-        out.metrics.update(metrics)
-        out.environment.update(bench_env)
-    elif fidelity in TRAINING:
-        instance = spec.at(fidelity)                    # the task instance this fidelity trains on
-        model = build(module, instance, seed, task.entry)   # train from the same fresh init
-        trained = train(task, instance, model, spec.budgets[fidelity], seed, device)
-        out.curve = trained.pop("curve")
-        out.metrics.update(trained)
-        inputs = {p.stem.removeprefix("heldout_"): np.load(p, allow_pickle=False)
-                  for p in sorted(inputs_dir.glob("heldout_*.npy"))}
-        out.predictions = heldout_predictions(task, model, inputs)
-    return out

@@ -22,6 +22,8 @@ they are built, from the same seed.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 from types import ModuleType
 
@@ -30,7 +32,9 @@ import torch
 
 from evaluators.fidelities import build, count_params
 from wire.task import TaskSpec
-from evaluators.tasks.base import Task
+
+if TYPE_CHECKING:
+    from evaluators.tasks.base import Task
 
 HASH_SEED = 1234         # build seed, fixed so the hash does not depend on the job's seed
 INPUT_SEEDS = (11, 12)   # example inputs hashed (two batches of 2)

@@ -31,14 +31,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Callable, TYPE_CHECKING
 
 import torch
 
 from evaluators.contracts import count_flops
 from evaluators.fidelities import Diverged, count_params
 from wire.task import TaskSpec
-from evaluators.tasks.base import Task
+
+if TYPE_CHECKING:
+    from evaluators.tasks.base import Task
 
 PROXY_BATCH = 16          # samples in the batch the gradient and activation proxies see
 PROXY_DATA_SEED = 12_345  # fixed, so every candidate sees the same batch

@@ -7,7 +7,7 @@ runs `check` first; then `check` and `proxy` add the functional hash (`evaluator
 (`evaluators.bench`), and `short`/`full` train. It writes `OUT_DIR/report.json` (status,
 metrics, message, environment, functional hash) and, for training fidelities,
 `OUT_DIR/predictions.npy` (raw model outputs on held-out inputs). What a job does is the
-task's (`Task.run_in_sandbox`): a model's fidelities by default (`evaluators.fidelities.
+task's (`Task.run_in_sandbox`): a model's fidelities by default (`evaluators.model_job.
 run_model_job`); decode's is a procedure around a fixed model (`evaluators.decoding_job`),
 where the runner's own process never runs candidate code. Nothing it writes is trusted: the
 host validates the report's schema and ranges and

@@ -139,7 +139,7 @@ def test_reading_commands_do_not_import_torch(finished_run, command):
 
 
 def test_sandbox_image_is_a_setting_that_reaches_the_sandbox_and_run_json(monkeypatch, tmp_path):
-    from archlab.backends import make_sandbox
+    from archlab.sandboxes import make_sandbox
     from archlab.session import start_run
     from archlab.settings import load_settings
     from sandbox.docker_backend import DockerSandbox

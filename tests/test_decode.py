@@ -146,7 +146,7 @@ def test_prompt_lookup_is_faster_than_cached_greedy_beyond_its_interval(process_
 
 def test_the_host_judge_finds_a_different_output_and_the_default_objective_refuses_it(spec, process_sandbox,
                                                                                     tmp_path):
-    from archlab.session import make_objective
+    from archlab.resolved import make_objective
     from archlab.settings import load_settings
     off_by_one = cases.DECODE_GREEDY.replace("return seq[0, prompt_ids.numel():].clone()",
                                              "out = seq[0, prompt_ids.numel():].clone()\n"

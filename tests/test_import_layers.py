@@ -1,4 +1,5 @@
-"""`make lint`'s import contracts (pyproject.toml, `lint-imports`): they hold on the tree, and a wrong-way import fails.
+"""`make lint`'s import contracts (pyproject.toml, `lint-imports`): they hold on the tree, and a wrong-way import
+or an import cycle between two modules of a package fails.
 
 The packages are copied into a scratch directory that comes first on the path, one import the
 contracts forbid is added there, and `lint-imports` is run on the copy with the project's own
@@ -36,7 +37,7 @@ def tree(tmp_path):
 def test_the_tree_keeps_its_layers_and_its_trust_boundary(tree):
     out = lint(tree)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "2 kept, 0 broken" in out.stdout
+    assert "3 kept, 0 broken" in out.stdout
 
 
 @pytest.mark.parametrize("module, line, broken", [
@@ -44,8 +45,13 @@ def test_the_tree_keeps_its_layers_and_its_trust_boundary(tree):
     ("agents/search.py", "from archlab import settings  # wrong way\n", "agents is not allowed to import archlab"),
     ("sandbox/runner.py", "import evaluators.heldout  # the secret, inside the sandbox\n",
      "the sandbox side imports nothing of the host side BROKEN"),
+    ("sandbox/runner.py", "import evaluators.grading  # the host's grader, inside the sandbox\n",
+     "the sandbox side imports nothing of the host side BROKEN"),
+    # the cycle the run store once hid with an import inside a function
+    ("archlab/resolved.py", "import archlab.runstore  # back again\n", "No cycles are allowed in archlab"),
+    ("evaluators/fidelities.py", "import evaluators.model_job  # back again\n", "No cycles are allowed in evaluators"),
 ])
-def test_a_wrong_way_import_fails_the_lint(tree, module, line, broken):
+def test_a_wrong_way_import_or_a_cycle_fails_the_lint(tree, module, line, broken):
     path = tree / module
     path.write_text(path.read_text() + "\n" + line)
     out = lint(tree)

@@ -77,3 +77,47 @@ def test_the_run_replays_every_decision_however_its_jobs_interleaved(held_run):
     report = replay(run_dir)
     assert report.ok, report.divergence
     assert report.compared > 20
+
+
+class SameFirstPlan:
+    """The offline engine, except that the first plans of c001 and c002 name the same genome and are returned only
+    once both branches have planned: two branches planning at the same moment, the race the plan node claims under
+    a lock. A plan made again (the genome now among the tried) is the offline engine's own."""
+
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
+        self.both = threading.Barrier(2, timeout=120)
+        self.first: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    def plan(self, context):
+        plan = self.inner.plan(context)
+        if context.candidate_id in ("c001", "c002") and context.candidate_id not in self.first:
+            with self.lock:
+                genome = next(iter(self.first.values()), plan.genome)
+                self.first[context.candidate_id] = genome
+            plan = plan.model_copy(update={"genome": genome})
+            self.both.wait()
+        return plan
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_two_branches_planning_at_once_never_claim_the_same_genome(tmp_path):
+    from agents.offline.engine import genome_hash
+    from archlab.backends import make_engine
+    settings = load_settings(None, rounds=1, runs_dir=tmp_path, knowledge__embedder="hashing", executor__workers=2,
+                             loop__batch=2, loop__lookahead=0, loop__proxy_rung=False, loop__random_pool=0,
+                             loop__noise_seeds=1, task_options=TINY)
+    run_id, run_dir = start_run(settings)
+    engine = SameFirstPlan(make_engine("offline", settings.seed, settings))
+    with open_lab(settings, run_id, run_dir, engine=engine) as lab:
+        assert drive(lab) == "finished"
+    log = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    plans = {e["payload"]["candidate_id"]: e["payload"]["genome"] for e in log if e["type"] == "plan"}
+    assert set(plans) == {"c001", "c002"}
+    assert genome_hash(plans["c001"]) != genome_hash(plans["c002"])
+    assert list(engine.first.values())[0] in plans.values()          # one of them kept the genome both first named
+    report = replay(run_dir)
+    assert report.ok, report.divergence

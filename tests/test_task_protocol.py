@@ -96,7 +96,7 @@ def test_a_file_task_in_lab_toml_is_relative_to_lab_toml_and_flags_add_to_its_op
 
 
 def test_the_objective_takes_the_direction_the_task_gives_its_metric_and_a_contradiction_is_refused():
-    from archlab.session import make_objective
+    from archlab.resolved import make_objective
     from archlab.runstore import run_objective
     settings = load_settings(None, task="lm")
     assert make_objective(settings).higher_is_better is False          # bits per byte

@@ -3,7 +3,7 @@
 Each of the `workers` actors asks Ray for what one job needs — `cpus` CPUs, `sandbox.gpus`
 GPUs, `sandbox.memory_mb` of memory and `executor.resources` — so it lands on whichever node
 has them (spread over the nodes where it can). On its node it builds the configured sandbox
-(`archlab.backends.make_sandbox`: process or docker) and runs a one-slot `LocalExecutor`
+(`archlab.sandboxes.make_sandbox`: process or docker) and runs a one-slot `LocalExecutor`
 there, so jobs find a warm one-shot worker waiting, on the GPUs Ray gave the actor, exactly
 as on one machine: the isolation is the sandbox backend's own, job by job.
 
@@ -53,7 +53,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import ray
@@ -61,11 +61,11 @@ import ray.exceptions
 
 from archlab.executors.base import Evaluate, JobBoard, JobStarted
 from archlab.executors.capacity import Capacity, plan_capacity
+from archlab.executors.local import LocalExecutor
+from archlab.sandboxes import make_sandbox
+from archlab.settings import SandboxSettings, Settings
 from sandbox.base import failure
 from wire.jobs import EvalJob, EvalResult, Limits
-
-if TYPE_CHECKING:
-    from archlab.settings import Settings
 
 PROBE_SECONDS = 5.0           # a cluster address that accepts no TCP connection in this long is not there
 _started_here = False         # whether this process started the local Ray instance it is connected to
@@ -167,9 +167,6 @@ class NodeWorker:
     """One Ray actor: a one-slot local executor on whichever node Ray placed it (see the module docstring)."""
 
     def __init__(self, sandbox_settings: dict, warm: bool, cpus_per_job: float):
-        from archlab.backends import make_sandbox
-        from archlab.executors.local import LocalExecutor
-        from archlab.settings import SandboxSettings, Settings
         settings = Settings.model_construct(sandbox=SandboxSettings.model_validate(sandbox_settings))
         devices = tuple(str(g) for g in ray.get_gpu_ids())
         self.node = ray.util.get_node_ip_address()

@@ -36,7 +36,7 @@ Host side (trusted; never runs candidate code):
 Sandbox side (next to the candidate; nothing here is trusted by the host):
 - `attach(spec, files)`, `example_input`, `train_batch`, `loss`, `predict`,
   `check_contract`, `expected_prediction_shape`;
-- `run_in_sandbox(...)`: what one job does at a fidelity. The default (`evaluators.fidelities.
+- `run_in_sandbox(...)`: what one job does at a fidelity. The default (`evaluators.model_job.
   run_model_job`) builds the candidate's model and checks, measures or trains it; a task
   whose candidate is not a model (decode) overrides it.
 """
@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from evaluators.sandbox_output import SandboxOutput  # noqa: F401  (part of the task API: tasks return it)
 from wire.task import RunDefaults, TaskSpec
 
 if TYPE_CHECKING:
@@ -77,17 +77,6 @@ def _problem(error: dict) -> str:
         return f"{where}: not an option of this task"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message} (got {error['input']!r})" if where else message
-
-
-@dataclass
-class SandboxOutput:
-    """What one job measured inside the sandbox, as the runner writes it into the report."""
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    environment: dict[str, Any] = field(default_factory=dict)
-    curve: list = field(default_factory=list)
-    functional_hash: str | None = None
-    predictions: Any = None         # a float array for the host to score (training fidelities), or None
 
 
 class Task(ABC):
@@ -228,5 +217,5 @@ class Task(ABC):
         """Sandbox side: one job at `fidelity`. Raises `evaluators.fidelities.JobFailure` (or a subclass) for a
         candidate that breaks the rules; any other exception is classified by the runner. `out_dir` is where a
         task may write files of its own for its host-side `judge` (predictions go in the returned record)."""
-        from evaluators.fidelities import run_model_job
+        from evaluators.model_job import run_model_job    # torch: imported when a job runs, not by the registry
         return run_model_job(self, spec, fidelity, seed, inputs_dir, device)

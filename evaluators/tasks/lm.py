@@ -68,6 +68,7 @@ from pydantic import Field
 
 from evaluators import suite
 from evaluators.heldout import seed
+from evaluators.grading import score_predictions
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators.tasks.lazy import torch
 from wire.task import TRAINING, Budget, TaskSpec
@@ -344,12 +345,12 @@ class LM(Task):
 
     def run_in_sandbox(self, spec: TaskSpec, fidelity: str, seed: int, inputs_dir: Path, out_dir: Path,
                        files: dict, device: torch.device, clock) -> SandboxOutput:
-        """The model job (`evaluators.fidelities.run_model_job`), or the time-matched loop; plus tokens/s."""
+        """The model job (`evaluators.model_job.run_model_job`), or the time-matched loop; plus tokens/s."""
         instance = spec.at(fidelity)
         if fidelity in TRAINING and "seconds" in instance.data:
             out = _train_for_seconds(self, spec, fidelity, seed, inputs_dir, device, clock)
         else:
-            from evaluators.fidelities import run_model_job
+            from evaluators.model_job import run_model_job
             out = run_model_job(self, spec, fidelity, seed, inputs_dir, device)
         for name, outputs in self._suite_outputs.items():       # the downstream suite's outputs, for the host
             np.save(out_dir / f"{name}.npy", outputs, allow_pickle=False)
@@ -407,11 +408,10 @@ class LM(Task):
         return kept
 
     def judge(self, job, result, jobdir: Path, kept: dict, wall: float):
-        """The harness's validation and scoring (`evaluators.harness.score_predictions`), with this task's refusals as
+        """The harness's validation and scoring (`evaluators.grading.score_predictions`), with this task's refusals as
         status `invalid`; tokens/s is the job's own claim and stays a cost, never the score."""
         if "targets" not in kept or result.status != "ok":
             return result
-        from evaluators.harness import score_predictions
         try:
             result = score_predictions(self, job, result, jobdir / "out" / "predictions.npy", kept["targets"])
             if result.status == "ok" and "suite" in kept:
