@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from agents import seeds
-from agents.objective import merged_metrics
+from agents.objective import merged_metrics, quality_fidelity
 from agents.records import Candidate
 from evaluators import stats
 from evaluators.fitness import Objective, fitness
@@ -192,9 +192,11 @@ def compare(candidate: Candidate, other: Candidate, objective: Objective) -> Com
 
 
 def over_random(candidate: Candidate, candidates: Iterable[Candidate], objective: Objective) -> dict | None:
-    """How far `candidate` sits above the run's random references (`agents.seeds.over_random`), at the training
-    fidelity it reached; None for a reference itself, or without references measured there."""
-    from agents.objective import quality_fidelity
+    """How far `candidate` sits above the run's random references at the training fidelity it reached
+    (`evaluators.stats.improvement_over_random`, in the metric's own units): the difference from their mean
+    (`delta`), in their standard deviations (`z`), the share of them it beats (`beats`), and how many of them it is
+    better than beyond the noise (`better_than`, by `verdict`). None for a reference itself, or without references
+    measured there."""
     if candidate.status == "reference":
         return None
     fidelity = quality_fidelity(candidate)
@@ -209,7 +211,10 @@ def over_random(candidate: Candidate, candidates: Iterable[Candidate], objective
         return None
     floors = noise_floors(candidates + [candidate], objective)
     better = [r.id for r in references if (v := verdict(candidate, r, objective, floors)) is not None and v.better]
-    return {**seeds.over_random(value, pool, fidelity, objective.higher_is_better), "better_than": len(better)}
+    found = stats.improvement_over_random(objective.oriented(value), [objective.oriented(v) for v in pool])
+    sign = 1.0 if objective.higher_is_better else -1.0          # back in the metric's own units
+    return {"fidelity": fidelity, "delta": sign * found.delta, "z": found.z, "beats": found.beats, "pool": len(pool),
+            "random_mean": sum(pool) / len(pool), "better_than": len(better)}
 
 
 # --- the noise floor, verdicts and the run's standing ---------------------------------------------------------

@@ -1,13 +1,12 @@
-"""Repeated evaluations: several seeds become one result, a verdict against the parent, and a
-comparison with the run's random architectures.
+"""Repeated evaluations: several seeds become one result, and a verdict against the parent.
 
 `aggregate` folds the per-seed results of one fidelity into the `EvalResult` a candidate's
 `evaluations[fidelity]` holds: each metric is the mean over seeds, and the quality metric also
 gets `<metric>_ci_low`, `<metric>_ci_high` (Student-t, `evaluators.stats.mean_ci`) and
 `<metric>_std`. One failed seed fails the whole: a model that diverges once in three is not
 "better" on average. `verdict` says whether a child beats its parent beyond the interval of
-the difference (Welch); `over_random` how far it sits above the average random architecture.
-Claims are made in one place, `agents.scoring.verdict`, which calls `verdict` where both
+the difference (Welch). How far a candidate sits above the run's random architectures is
+`agents.scoring.over_random`'s. Claims are made in one place, `agents.scoring.verdict`, which calls `verdict` where both
 sides have several seeds and the run's noise floor where they do not.
 """
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluators.stats import MIN_SEEDS, difference, improvement_over_random, mean_ci
+from evaluators.stats import MIN_SEEDS, difference, mean_ci
 from wire.jobs import EvalResult
 
 
@@ -63,11 +62,3 @@ def verdict(child: list[float], parent: list[float], higher_is_better: bool = Tr
     low, high = sorted((sign * result.low, sign * result.high))      # back in the metric's own units
     return {"delta": sign * result.delta, "low": low, "high": high, "better": result.better,
             "worse": result.worse, "verdict": word, "child_seeds": len(child), "parent_seeds": len(parent)}
-
-
-def over_random(value: float, pool: list[float], fidelity: str, higher_is_better: bool = True) -> dict[str, Any]:
-    """How much better than the average random architecture (pool of the same fidelity)."""
-    sign = 1.0 if higher_is_better else -1.0
-    found = improvement_over_random(sign * value, [sign * v for v in pool])
-    return {"fidelity": fidelity, "delta": sign * found.delta, "z": found.z, "beats": found.beats,
-            "pool": len(pool), "random_mean": sum(pool) / len(pool)}

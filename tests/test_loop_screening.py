@@ -104,8 +104,6 @@ def test_better_than_the_parent_only_beyond_the_interval():
     assert seeds.verdict([0.80, 0.81, 0.82], [0.50, 0.51, 0.52])["verdict"] == "better"
     assert seeds.verdict([0.50, 0.60, 0.55], [0.52, 0.57, 0.51])["verdict"] == "not distinguishable"
     assert seeds.verdict([2.0, 2.1, 2.05], [1.0, 1.1, 1.05], higher_is_better=False)["verdict"] == "worse"
-    over = seeds.over_random(0.9, [0.1, 0.3, 0.5], "full")
-    assert over["delta"] == pytest.approx(0.6) and over["beats"] == 1.0 and over["pool"] == 3
 
 
 def test_cost_limits_make_candidates_infeasible_and_keep_them_from_being_parents():

@@ -223,6 +223,16 @@ def test_better_than_random_counts_only_the_references_beaten_beyond_the_floor()
     over = scoring.over_random(pool[3], pool, ACCURACY)
     assert over["pool"] == 2 and over["beats"] == 1.0 and over["better_than"] == 1     # above both, beyond one
     assert "better than 1 of them beyond the noise" in random_sentence(over)
+    assert over["delta"] == pytest.approx(0.512 - (0.505 + 0.400) / 2) and over["random_mean"] == pytest.approx(0.4525)
+
+
+def test_over_random_is_in_the_metrics_own_units_when_lower_is_better():
+    loss = Objective(metric="heldout_loss", higher_is_better=False)
+    references = [child(cid, 0.5, loss).model_copy(update={"status": "reference", "parent_ids": []})
+                  for cid, loss in (("r-1", 2.0), ("r-2", 3.0))]
+    better = child("c009", 0.5, 1.5)
+    over = scoring.over_random(better, references + [better], loss)
+    assert over["delta"] == pytest.approx(1.5 - 2.5) and over["beats"] == 1.0 and over["z"] > 0
 
 
 # --- the run's best --------------------------------------------------------------------------------------------

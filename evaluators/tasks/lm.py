@@ -68,7 +68,6 @@ from pydantic import Field
 
 from evaluators import suite
 from evaluators.heldout import seed
-from evaluators.grading import score_predictions
 from evaluators.tasks.base import SandboxOutput, Task, TaskOptions
 from evaluators.tasks.lazy import torch
 from wire.task import TRAINING, Budget, TaskSpec
@@ -412,6 +411,7 @@ class LM(Task):
         status `invalid`; tokens/s is the job's own claim and stays a cost, never the score."""
         if "targets" not in kept or result.status != "ok":
             return result
+        from evaluators.grading import score_predictions     # host side only: this module runs in the sandbox too
         try:
             result = score_predictions(self, job, result, jobdir / "out" / "predictions.npy", kept["targets"])
             if result.status == "ok" and "suite" in kept:
