@@ -47,6 +47,8 @@ def test_the_tree_keeps_its_layers_and_its_trust_boundary(tree):
      "the sandbox side imports nothing of the host side BROKEN"),
     ("sandbox/runner.py", "import evaluators.grading  # the host's grader, inside the sandbox\n",
      "the sandbox side imports nothing of the host side BROKEN"),
+    ("evaluators/model_job.py", "import evaluators.heldout  # the secret, in the job\n",
+     "the sandbox side imports nothing of the host side BROKEN"),
     # the cycle the run store once hid with an import inside a function
     ("archlab/resolved.py", "import archlab.runstore  # back again\n", "No cycles are allowed in archlab"),
     ("evaluators/fidelities.py", "import evaluators.model_job  # back again\n", "No cycles are allowed in evaluators"),
