@@ -148,3 +148,14 @@ def test_a_spent_llm_budget_stops_new_proposals_and_the_one_in_flight_finishes(t
     assert record["status"] == "evaluated" and record["analysis"].startswith(ANALYSIS["summary"])
     spent = [e.data for e in events if e.type == "budget_exhausted"]
     assert spent and "LLM budget" in spent[0].reason and "LLM budget" in proc.stdout
+
+
+def test_the_review_page_says_which_models_served_a_candidate(routed_run):
+    from starlette.testclient import TestClient
+
+    from archlab.ui.app import create_app
+    run_dir, _, _, _ = routed_run
+    client = TestClient(create_app(run_dir.parent), base_url="http://127.0.0.1")
+    page = client.get(f"/runs/{run_dir.name}/candidates/c002")
+    assert page.status_code == 200 and "planner: planner-b" in page.text
+    assert client.get(f"/api/runs/{run_dir.name}/candidates/c001").json()["models"] == {"planner": "planner-m"}

@@ -28,6 +28,10 @@ What it guarantees:
   `LOGGED_CHARS`. The API key never appears: it is not part of any payload, and error texts
   are scrubbed of it before they are logged or raised.
 
+- Models: `chat(role, ..., model=...)` asks the model chosen for the call (default: the role's
+  first); a model listed in `llm.endpoints` is sent to its own server with its own key, every
+  other one to `llm.base_url`. `candidate_id` names the candidate a call serves, in its events.
+
 What it does not do: judge the answer. An empty, refused or malformed answer is returned as
 a `Reply`; the engine decides whether to send it back.
 """

@@ -33,10 +33,15 @@ chance); fix returns None; analyze falls back to the measured comparison. Endpoi
 an `llm_error` of kind `unusable_answer` (the problem sent back), a copy by `duplicate_code` or
 `novelty_rejected`, and the one taken by what the graph records next (plan, code, fix, analysis).
 
+Where a role lists several models, the planner's turn first chooses which model serves the
+new candidate in each such role (`agents.llm.routing`, logged as `models_chosen`); the plan
+carries the choice (`Plan.models`, then `Candidate.models`) to the coder, the fixer and the
+analyst, and every call names the candidate it serves (`candidate_id` in its events).
+
 Stateless across calls and threads: everything a call needs comes from its arguments (the
 plan, the parent and candidate records, the failed result, the spec) or, when an older
 caller leaves them out, from the run it is attached to (its records and spec); nothing of
-one call is kept on `self`, so a fresh engine after `archlab resume` behaves like the old
+one call is kept on `self` (the router's ledger is the log's calls, read again on attach), so a fresh engine after `archlab resume` behaves like the old
 one, and candidates of a round can be drafted from several threads at once. The structured-
 output step that works per model is the client's, re-derived from the event log on attach.
 `preflight()` checks key, endpoint and models with one cheap request before any job.

@@ -124,7 +124,7 @@ def create_app(runs_dir: Path, token: str | None = None) -> Starlette:
                              "score": None if found is None else {"value": found.value, "fidelity": found.fidelity,
                                                                   "feasible": found.feasible},
                              "versus_parent": None if versus is None else versus.as_dict(),
-                             "analysis": candidate.analysis}))
+                             "analysis": candidate.analysis, "models": candidate.models}))
 
     def candidate_file(request: Request) -> Response:
         run_dir = runstore.run_dir_named(runs_dir, request.path_params["run"])
