@@ -83,7 +83,8 @@ class Lab:
     _jobs: dict[str, threading.Lock] = field(default_factory=dict)
     _collected: list[str] = field(default_factory=list)
     _job_branch: dict[str, str] = field(default_factory=dict)     # job id -> the branch that started it
-    _scanned: int = 0                        # events of the log already read into the two above
+    _plans: dict[str, PlanMade] = field(default_factory=dict)      # candidate id -> its latest plan
+    _scanned: int = 0                        # events of the log already read into the three above
 
     @property
     def parallelism(self) -> int:
@@ -99,6 +100,8 @@ class Lab:
                     self._collected.append(event.data.candidate_id)
                 elif event.type == "job_started" and event.data.branch:
                     self._job_branch.setdefault(event.data.job_id, event.data.branch)
+                elif isinstance(event.data, PlanMade):
+                    self._plans[event.data.candidate_id] = event.data
             self._scanned = len(history)
             return list(self._collected)
 
@@ -117,9 +120,9 @@ class Lab:
     def plans_in_flight(self, but: str) -> list[PlanMade]:
         """The plans of the branches still in flight, other than `but`'s: a live engine avoids proposing them again.
         Which of them a plan sees depends on timing; no recorded decision does (a replay serves the recorded plans)."""
-        collected = set(self.collected())
-        return [e.data for e in self.events.history
-                if isinstance(e.data, PlanMade) and e.data.candidate_id not in collected and e.data.candidate_id != but]
+        collected = set(self.collected())             # reads the log's new events, plans included
+        with self.shared:
+            return [plan for cid, plan in self._plans.items() if cid not in collected and cid != but]
 
     def keeps_finding(self, visible: int | None) -> Callable[[Finding], bool] | None:
         """Which findings a branch that saw `visible` collected candidates may retrieve: any from other runs, and
