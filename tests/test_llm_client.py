@@ -218,7 +218,7 @@ def test_concurrency_is_limited():
     with FakeEndpoint({"planner-m": answers}) as fake:
         llm, _, _ = client(fake, max_concurrency=2, timeout_seconds=5)
         active, peak, lock = [0], [0], threading.Lock()
-        original = llm._openai[llm.base_url].chat.completions.create
+        original = llm.connection("planner-m").chat.completions.create
 
         def counting(**params):
             with lock:
@@ -229,7 +229,7 @@ def test_concurrency_is_limited():
             finally:
                 with lock:
                     active[0] -= 1
-        llm._openai[llm.base_url].chat.completions.create = counting
+        llm.connection("planner-m").chat.completions.create = counting
         threads = [threading.Thread(target=llm.chat, args=("planner", HI)) for _ in range(6)]
         for t in threads:
             t.start()

@@ -158,3 +158,13 @@ def test_several_models_are_read_from_toml_and_environment(tmp_path, monkeypatch
     assert load_settings(config).llm.models("coder") == ["c1", "c2"]
     with pytest.raises(ValueError, match="at least one model"):
         settings("http://127.0.0.1:9/v1", planner_model=[])
+
+
+def test_a_model_on_the_same_server_with_a_key_of_its_own_is_sent_that_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTHER_KEY", "sk-other-key-for-planner-b-0a1b2c")
+    with FakeEndpoint({"planner-m": [Answer.text("ok")], "planner-b": [Answer.text("ok")]}) as fake:
+        llm, _ = engine(fake.url, tmp_path, planner_model=["planner-m", "planner-b"],
+                        endpoints={"planner-b": {"base_url": fake.url, "api_key_env": "OTHER_KEY"}})
+        llm.client.chat("planner", [{"role": "user", "content": "hi"}], model="planner-m")
+        llm.client.chat("planner", [{"role": "user", "content": "hi"}], model="planner-b")
+    assert [r.authorization for r in fake.received] == [f"Bearer {KEY}", "Bearer sk-other-key-for-planner-b-0a1b2c"]

@@ -189,14 +189,13 @@ class LLMClient:
         self.seed = seed
         self.sleep = sleep
         self.pricing = Pricing(llm.prices)
-        keys = {self.base_url: api_key}
-        for endpoint in llm.endpoints.values():
-            own = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
-            keys.setdefault(endpoint.base_url, own or (api_key if endpoint.api_key_env is None else "none"))
-        # short placeholders ("none") are not secrets
-        self._secrets = sorted({key for key in keys.values() if len(key) >= 8}, key=len, reverse=True)
-        self._openai = {url: openai.OpenAI(base_url=url, api_key=key, timeout=llm.timeout_seconds, max_retries=0,
-                                           http_client=http_client) for url, key in keys.items()}
+        # one connection per endpoint: (its URL, its key); a local server needs no key ("none")
+        self._served = {model: self._endpoint(model, api_key) for model in llm.endpoints}   # keys read once, here
+        self._default = (self.base_url, api_key)
+        keys = {self._default, *self._served.values()}
+        self._secrets = sorted({key for _, key in keys if len(key) >= 8}, key=len, reverse=True)   # not "none"
+        self._openai = {(url, key): openai.OpenAI(base_url=url, api_key=key, timeout=llm.timeout_seconds,
+                                                  max_retries=0, http_client=http_client) for url, key in keys}
         self._slots = threading.BoundedSemaphore(llm.max_concurrency)
         self._lock = threading.Lock()               # guards the event sink and `_formats`
         self._ids = itertools.count(1)
@@ -204,6 +203,20 @@ class LLMClient:
 
     def __repr__(self) -> str:                       # never the key
         return f"LLMClient(base_url={self.base_url!r})"
+
+    def _endpoint(self, model: str, default_key: str) -> tuple[str, str]:
+        """(URL, key) of the endpoint serving `model`: its own (`llm.endpoints`, its key from the variable it names,
+        else `llm.base_url`'s key), else `llm.base_url`'s."""
+        endpoint = self.llm.endpoints.get(model)
+        if endpoint is None:
+            return self.base_url, default_key
+        if endpoint.api_key_env is None:
+            return endpoint.base_url, default_key
+        return endpoint.base_url, os.environ.get(endpoint.api_key_env) or "none"
+
+    def connection(self, model: str) -> openai.OpenAI:
+        """The client for the endpoint serving `model`."""
+        return self._openai[self._served.get(model, self._default)]
 
     def close(self) -> None:
         for client in self._openai.values():
@@ -296,7 +309,7 @@ class LLMClient:
             started = time.monotonic()
             try:
                 with self._slots:
-                    response = self._openai[url].chat.completions.create(**params)
+                    response = self.connection(model).chat.completions.create(**params)
                 reply = self._reply(response, messages, role, model, call_id, attempt, time.monotonic() - started,
                                     candidate_id)
                 if reply is not None:
@@ -335,11 +348,11 @@ class LLMClient:
             retries += 1
             self.sleep(wait)
 
-    def list_models(self, url: str | None = None) -> list[str]:
-        """The model ids an endpoint (default `llm.base_url`) lists (`GET /models`); the openai client's errors pass
-        through."""
+    def list_models(self, model: str | None = None) -> list[str]:
+        """The model ids the endpoint serving `model` (default: `llm.base_url`) lists (`GET /models`); the openai
+        client's errors pass through."""
         with self._slots:
-            page = self._openai[url or self.base_url].models.list()
+            page = (self.connection(model) if model else self._openai[self._default]).models.list()
         return [str(getattr(m, "id", "")) for m in getattr(page, "data", None) or [] if getattr(m, "id", None)]
 
     def _format_hint(self, sent: str) -> str:

@@ -31,17 +31,17 @@ PROBE = [{"role": "user", "content": "Reply with OK."}]
 
 def check_endpoint(client: LLMClient, llm: "LLMSettings") -> None:
     """Every model any role may use, at the endpoint that serves it (`llm.base_url`, or its own in `llm.endpoints`)."""
-    by_url: dict[str, list[str]] = {}
+    by_endpoint: dict[int, list[str]] = {}
     for model in client.models():
-        by_url.setdefault(client.url_for(model), []).append(model)
-    for url, models in by_url.items():
-        _check(client, llm, url, models)
+        by_endpoint.setdefault(id(client.connection(model)), []).append(model)
+    for models in by_endpoint.values():
+        _check(client, llm, client.url_for(models[0]), models)
 
 
 def _check(client: LLMClient, llm: "LLMSettings", url: str, models: list[str]) -> None:
     listed: list[str] | None = None
     try:
-        listed = client.list_models(url)
+        listed = client.list_models(models[0])
     except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
         raise LLMConfigError(key_message(client, models[0], exc.status_code, client._describe(exc)),
                              status=exc.status_code) from None
