@@ -247,3 +247,14 @@ def test_edits_cut_off_by_the_token_limit_apply_none_and_go_back(tmp_path):
         assert eng.code(THE_PLAN, parent(), context().spec) == module(40)
     assert events(lab, "edit_failed")[0]["problems"] == [
         "the answer was cut off before its last block ended; send fewer, shorter blocks"]
+
+
+def test_a_space_change_a_branch_in_flight_already_planned_goes_back(tmp_path):
+    from agents.offline.engine import genome_hash
+    planned = {**parent().genome, "short_conv": 3}
+    ctx_ = context()
+    ctx_.tried = {genome_hash(planned)}
+    with FakeEndpoint({"planner-m": [Answer.json(SPACE_PLAN), Answer.json(PLAN, expect="a branch still in flight")]}) as f:
+        eng, lab = engine(f.url, tmp_path)
+        plan = eng.plan(ctx_)
+    assert plan.genome is None and plan.change == "short_conv"

@@ -37,7 +37,7 @@ class SpaceMenu:
     genome: dict                                # the parent's genome, complete
     options: tuple[tuple[str, str, dict], ...]  # (change kind, detail, {gene: new value}) of each single change
     renderer: Callable[..., str]
-    taken: tuple[tuple[str, str], ...] = ()     # (candidate id, genome hash) of every genome the run has
+    taken: tuple[tuple[str, str], ...] = ()     # (candidate id, or "" in flight, genome hash) of every genome proposed
 
     def text(self) -> str:
         """The planner's section on the space: the parent's genome and the changes its catalogue allows."""
@@ -91,8 +91,9 @@ class SpaceMenu:
         key = genome_hash(genome)
         for cid, earlier in self.taken:
             if earlier == key:
-                return None, (f"that genome was already proposed as {cid}; pick a change it has not tried "
-                              "(or several genes at once)")
+                where = f"as {cid}" if cid else "by a branch still in flight"
+                return None, (f"that genome was already proposed {where}; pick a change it has not tried (or several "
+                              "genes at once)")
         return genome, ""
 
     def render(self, genome: dict, title: str) -> str:
@@ -150,4 +151,7 @@ def menu_for(context: PlanContext, seed: int = 0) -> SpaceMenu | None:
         if changes:
             options.append((option.change, option.detail, changes))
     taken = tuple((c.id, genome_hash(c.genome)) for c in context.candidates if c.genome)
+    known = {key for _, key in taken}
+    # and what branches in flight have planned (the plan node's tried set holds their genomes' hashes)
+    taken += tuple(("", key) for key in sorted(context.tried) if key not in known)
     return SpaceMenu(space.name, space.description, context.parent.id, genome, tuple(options), renderer, taken)
