@@ -328,9 +328,10 @@ def _drive(settings: Settings, run_id: str, run_dir: Path, resume: bool, engine=
             progress.update(bar, completed=settings.rounds, count=f"{settings.rounds}/{settings.rounds} rounds",
                             description="done")
     _print_table(run_dir)
-    _print_usage(run_dir)
-    _print_occupancy(run_dir, workers)
-    _print_budget_end(run_dir)
+    logged = _logged(run_dir)
+    _print_usage(logged)
+    _print_occupancy(run_dir, logged, workers)
+    _print_budget_end(logged)
     if outcome == "stopped":
         console.print(f"[yellow]stopped[/]; continue with `archlab resume {run_id}`")
     console.print(f"run written to [bold]{run_dir}[/]")
@@ -395,15 +396,20 @@ def show(run: str = typer.Argument(..., help="run id, prefix or directory"),
     """The candidate table of a run."""
     run_dir = _find(runs_dir, run)
     _print_table(run_dir)
-    _print_usage(run_dir)
-    _print_occupancy(run_dir)
+    logged = _logged(run_dir)
+    _print_usage(logged)
+    _print_occupancy(run_dir, logged)
 
 
-def _print_occupancy(run_dir: Path, workers: int | None = None) -> None:
-    """Worker occupancy over the time the run was driven (`archlab.occupancy`); `workers` None: as run.json has it."""
+def _logged(run_dir: Path) -> list:
+    """The run's events, read once for the summaries printed after a run and by `show`."""
     from agents.events import read_events
+    return read_events(run_dir / "events.jsonl")[0]
+
+
+def _print_occupancy(run_dir: Path, events: list, workers: int | None = None) -> None:
+    """Worker occupancy over the time the run was driven (`archlab.occupancy`); `workers` None: as run.json has it."""
     from archlab import occupancy
-    events = read_events(run_dir / "events.jsonl")[0]
     if workers is None:
         workers = occupancy.logged_workers(events) or \
             occupancy.recorded_workers(json.loads((run_dir / "run.json").read_text()).get("settings", {}))
@@ -427,11 +433,9 @@ def _show_occupancy(events, workers: int, show) -> None:
     events.listeners.append(seen)
 
 
-def _print_usage(run_dir: Path) -> None:
-    """Tokens and cost per LLM role, when the run used a model."""
-    from agents.events import read_events
+def _print_usage(events: list) -> None:
+    """Tokens and cost per LLM role (and per model where a role used several), when the run used a model."""
     from agents.llm.usage import usage_by_model, usage_by_role
-    events, _ = read_events(run_dir / "events.jsonl")
     usage = usage_by_role(events)
     if not usage:
         return
@@ -454,11 +458,9 @@ def _print_usage(run_dir: Path) -> None:
     console.print(table)
 
 
-def _print_budget_end(run_dir: Path) -> None:
+def _print_budget_end(events: list) -> None:
     """Why the run made no more proposals, when a `[budget]` cap was the reason."""
     from agents.event_types import BudgetExhausted
-    from agents.events import read_events
-    events, _ = read_events(run_dir / "events.jsonl")
     spent = [e.data for e in events if isinstance(e.data, BudgetExhausted)]
     if spent:
         console.print(f"[yellow]no new proposals after round {spent[-1].round - 1}[/]: {spent[-1].reason} "

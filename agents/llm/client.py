@@ -232,8 +232,7 @@ class LLMClient:
 
     def url_for(self, model: str) -> str:
         """The endpoint serving `model`: its own (`llm.endpoints`), else `llm.base_url`."""
-        endpoint = self.llm.endpoints.get(model)
-        return endpoint.base_url if endpoint is not None else self.base_url
+        return self._served.get(model, self._default)[0]
 
     def url_setting(self, model: str) -> str:
         """The setting that says where `model` is served."""
